@@ -1,0 +1,206 @@
+"""The ``genlab`` command: LightningCLI with plugins loaded first, one directory per run,
+W&B that falls back to offline, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from jsonargparse import ArgumentError, Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from rich.console import Console
+
+from genlab.callbacks import SampleLogger, SampleMetrics
+from genlab.errors import GenlabError, explain_parse_error
+from genlab.module import GenerativeModule
+from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
+from genlab.run_dir import claim_run_dir
+from genlab.tracking import offline_message, offline_reason
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DESCRIPTION = (
+    "genlab: generative models on PyTorch Lightning. Models are plugins chosen by class name "
+    "(`model: {class_path: GAN}`); `genlab list` shows the installed ones."
+)
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Write ``config.yaml`` into the run directory and send the resolved config to the loggers."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Log the resolved config as the ``config`` hyperparameter of every logger."""
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": resolved})
+
+
+def _class_name(logger_cfg: Any) -> str:
+    return str(getattr(logger_cfg, "class_path", "")).rsplit(".", 1)[-1]
+
+
+def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str) -> Namespace:
+    """Point a logger's files at the run directory; make a W&B logger go offline when it must."""
+    args = cfg.init_args
+    kind = _class_name(cfg)
+    if kind in ("CSVLogger", "TensorBoardLogger"):
+        args.save_dir, args.name, args.version = str(run_dir), "", ""
+    elif kind == "WandbLogger":
+        args.save_dir = str(run_dir)
+        if args.get("name") is None:
+            args.name = f"{run_name}/{run_dir.name}"
+        reason = "offline=true in the config" if args.get("offline") else offline_reason()
+        if reason is not None:
+            # jsonargparse spells out wandb.init's kwargs, so mode=None would undo offline=True.
+            args.offline, args.mode = True, "offline"
+            if args.get("settings") is None:
+                args.settings = {"silent": True}  # our one line replaces wandb's banner
+            if args.get("log_model"):
+                args.log_model = False  # Lightning refuses log_model offline; checkpoints stay local
+            if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+                console.print(offline_message(reason, str(run_dir)))
+    return cfg
+
+
+def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str) -> None:
+    logger = trainer_cfg.get("logger")
+    if logger is False:
+        return
+    if logger in (None, True):  # Lightning's default logger, but inside the run directory
+        logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace())
+    loggers = logger if isinstance(logger, list) else [logger]
+    configured = [_configure_logger(lg, run_dir, run_name) for lg in loggers]
+    trainer_cfg.logger = configured if isinstance(logger, list) else configured[0]
+
+
+def _run_name(cfg: Namespace) -> str:
+    if cfg.get("run") and cfg.run.get("name"):
+        return cfg.run.name
+    configs = cfg.get("config") or []
+    if configs:
+        return Path(str(configs[-1])).stem
+    return _class_name(cfg.model).lower() or "run"
+
+
+class GenlabCLI(LightningCLI):
+    """LightningCLI over every registered ``GenerativeModule`` and ``LightningDataModule``.
+
+    Adds ``run.name`` / ``run.root`` / ``run.version`` (each run gets ``<root>/<name>/version_<n>``),
+    the ``samples`` (``SampleLogger``) and ``sample_metrics`` (``SampleMetrics``) callbacks, and
+    the resolved config in the loggers.
+    """
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+        load_plugins()  # short class names resolve only for classes imported before parsing
+        kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION})
+        super().__init__(
+            GenerativeModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=SaveRunConfig,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Parsers raise instead of exiting, so that ``main`` can print one line."""
+        return super().init_parser(exit_on_error=False, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, turning jsonargparse's nested reports into a one-line ``GenlabError``."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise GenlabError(explain_parse_error(str(err), _installed_classes)) from None
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Run-directory options and the sample callbacks."""
+        parser.add_argument("--run.name", type=str | None, default=None,
+                            help="Run name; default: the config file's stem.")
+        parser.add_argument("--run.root", type=str, default="runs",
+                            help="Directory holding all runs.")
+        parser.add_argument("--run.version", type=str | None, default=None,
+                            help="Reuse this version directory instead of a fresh version_<n>.")
+        parser.add_lightning_class_args(SampleLogger, "samples")
+        parser.add_lightning_class_args(SampleMetrics, "sample_metrics")
+
+    def before_instantiate_classes(self) -> None:
+        """Claim the run directory and point the trainer and its loggers at it."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        run_name = _run_name(cfg)
+        self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version)
+        cfg.trainer.default_root_dir = str(self.run_dir)
+        _configure_loggers(cfg.trainer, self.run_dir, run_name)
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a ``GenlabError`` from any of them surfaces unwrapped."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            if not any(self.run_dir.iterdir()):
+                self.run_dir.rmdir()  # leave no empty run behind
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, GenlabError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
+    def after_instantiate_classes(self) -> None:
+        """Checkpoints go to ``<run dir>/checkpoints`` with a ``last.ckpt``."""
+        super().after_instantiate_classes()
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(self.run_dir / "checkpoints")
+                if callback.save_last is None:
+                    callback.save_last = True
+
+
+    def after_fit(self) -> None:
+        """Make ``checkpoints/last.ckpt`` the final state, even when training stopped mid-epoch."""
+        if self.trainer.state.status == "finished" and self.trainer.checkpoint_callbacks:
+            self.trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt")
+
+
+def _installed_classes(section: str) -> list[str]:
+    group = {"model": MODEL_GROUP, "data": DATA_GROUP}.get(section)
+    if group is None:
+        return []
+    return [p.target.rsplit(":", 1)[-1] for p in plugins(group) if p.cls is not None]
+
+
+def list_plugins() -> None:
+    """Print every discovered model plugin: name, class, package, version, status."""
+    from rich.table import Table
+
+    table = Table(title="genlab model plugins")
+    for column in ("name", "class", "package", "version", "status"):
+        table.add_column(column)
+    for p in plugins(MODEL_GROUP):
+        status = "[green]ok[/]" if p.cls is not None else f"[red]{p.status}[/]"
+        table.add_row(p.name, p.target, p.package, p.version, status)
+    Console(highlight=False).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``genlab`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if args[:1] == ["list"]:
+            list_plugins()
+        else:
+            GenlabCLI(args=argv)
+    except GenlabError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

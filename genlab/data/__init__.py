@@ -1,0 +1,1 @@
+"""Data modules; each is registered under the ``genlab.data`` entry-point group."""

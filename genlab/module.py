@@ -1,0 +1,84 @@
+"""``GenerativeModule``: the contract every model plugin implements."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+Modality = Literal["image", "points", "tokens"]
+MODALITIES: tuple[str, ...] = ("image", "points", "tokens")
+
+
+class GenerativeModule(L.LightningModule):
+    """A LightningModule that can draw samples; the base class of every genlab model plugin.
+
+    What a plugin owes the core:
+
+    - ``modality``: what samples are (``"image"``, ``"points"`` or ``"tokens"``), so the core knows
+      how to show, save and measure them.
+    - ``sample(num, **options)``: ``num`` samples in the data's own space: images in [-1, 1] as
+      ``(B, C, H, W)``, points as ``(B, D)``, token ids as ``(B, T)``.
+    - ordinary Lightning: a typed ``__init__`` (jsonargparse builds it from YAML),
+      ``training_step`` and ``configure_optimizers``.
+    - optionally ``log_likelihood(batch)``, per-example log-likelihood in nats, used for
+      ``val/nll`` and by ``genlab evaluate``.
+
+    Batches are dicts: ``batch["x"]`` holds the data, ``batch["label"]`` class labels when the
+    data module provides them.
+    """
+
+    modality: ClassVar[Modality]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        modality = getattr(cls, "modality", None)
+        if modality is not None and modality not in MODALITIES:
+            raise TypeError(
+                f"{cls.__name__}.modality is {modality!r}; it must be one of {MODALITIES}"
+            )
+
+    def sample(self, num: int, **options: Any) -> Tensor:
+        """Draw ``num`` samples in the data's own space; family options are keyword arguments."""
+        raise NotImplementedError(f"{type(self).__name__} must implement sample(num, **options)")
+
+    def log_likelihood(self, batch: dict[str, Tensor]) -> Tensor:
+        """Per-example log-likelihood (or a lower bound) of ``batch["x"]`` in nats, shape ``(B,)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no log-likelihood")
+
+    @property
+    def has_log_likelihood(self) -> bool:
+        """Whether this model overrides ``log_likelihood``."""
+        return type(self).log_likelihood is not GenerativeModule.log_likelihood
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Log ``val/nll`` when the family has a likelihood.
+
+        Defined even when it logs nothing so that the validation loop runs and sample-based
+        metrics (``genlab.callbacks.SampleMetrics``) are computed at its end.
+        """
+        if self.has_log_likelihood:
+            nll = -self.log_likelihood(batch).mean()
+            self.log("val/nll", nll, prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Log ``test/nll`` when the family has a likelihood."""
+        if self.has_log_likelihood:
+            self.log("test/nll", -self.log_likelihood(batch).mean(), sync_dist=True)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Draw as many samples as the batch holds examples."""
+        x = batch["x"] if isinstance(batch, dict) else batch
+        return self.sample(len(x))
+
+    @torch.no_grad()
+    def sample_eval(self, num: int, **options: Any) -> Tensor:
+        """``sample`` in eval mode without gradients, restoring the previous mode afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.sample(num, **options)
+        finally:
+            self.train(was_training)

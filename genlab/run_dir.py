@@ -1,0 +1,40 @@
+"""One directory per run: ``<root>/<name>/version_<n>/`` holding config, checkpoints, samples, logs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Set by the launching process so that DDP workers it spawns write into the same directory.
+RUN_DIR_ENV = "GENLAB_RUN_DIR"
+
+
+def _is_spawned_worker() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def claim_run_dir(root: str | Path, name: str, version: str | None = None) -> Path:
+    """Create and return a fresh run directory, or the one given explicitly by ``version``.
+
+    ``version_<n>`` is taken with an exclusive ``mkdir``, so concurrent runs never share one.
+    Worker processes launched by this run inherit its directory through ``GENLAB_RUN_DIR``.
+    """
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and _is_spawned_worker():
+        return Path(inherited)
+    parent = Path(root) / name
+    if version is not None:
+        run_dir = parent / version
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        parent.mkdir(parents=True, exist_ok=True)
+        n = len(list(parent.glob("version_*")))
+        while True:
+            run_dir = parent / f"version_{n}"
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    return run_dir

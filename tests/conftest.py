@@ -1,0 +1,47 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from genlab import registry
+
+
+@pytest.fixture
+def fake_dist(tmp_path, monkeypatch):
+    """Install throwaway distributions on sys.path: real dist-info, found by importlib.metadata."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+
+    def make(dist: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> Path:
+        info = site / f"{dist.replace('-', '_')}-0.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+        lines = []
+        for group, eps in entry_points.items():
+            lines.append(f"[{group}]")
+            lines += [f"{name} = {target}" for name, target in eps.items()]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        for name, code in modules.items():
+            (site / f"{name}.py").write_text(textwrap.dedent(code))
+        registry.refresh()
+        return site
+
+    yield make
+    registry.refresh()
+
+
+TINY_MODEL = """
+    import torch
+    from genlab import GenerativeModule
+
+    class {cls}(GenerativeModule):
+        modality = "points"
+
+        def __init__(self, width: int = 2) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(width, 2)
+
+        def sample(self, num, **options):
+            return self.net(torch.randn(num, self.net.in_features, device=self.device))
+"""
