@@ -1,5 +1,7 @@
-"""The ``genlab`` command: LightningCLI with plugins loaded first, one directory per run,
-W&B that falls back to offline, and one-line errors for user mistakes."""
+"""The ``genlab`` command: LightningCLI with plugins loaded first and one directory per run.
+
+W&B falls back to offline, and user mistakes get one-line errors.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str) -> Namespace
             if args.get("settings") is None:
                 args.settings = {"silent": True}  # our one line replaces wandb's banner
             if args.get("log_model"):
-                args.log_model = False  # Lightning refuses log_model offline; checkpoints stay local
+                args.log_model = False  # Lightning refuses log_model offline
             if int(os.environ.get("LOCAL_RANK", "0")) == 0:
                 console.print(offline_message(reason, str(run_dir)))
     return cfg
@@ -90,7 +92,7 @@ def _run_name(cfg: Namespace) -> str:
 class GenlabCLI(LightningCLI):
     """LightningCLI over every registered ``GenerativeModule`` and ``LightningDataModule``.
 
-    Adds ``run.name`` / ``run.root`` / ``run.version`` (each run gets ``<root>/<name>/version_<n>``),
+    Adds ``run.name`` / ``run.root`` / ``run.version`` (a run gets ``<root>/<name>/version_<n>``),
     the ``samples`` (``SampleLogger``) and ``sample_metrics`` (``SampleMetrics``) callbacks, and
     the resolved config in the loggers.
     """

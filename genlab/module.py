@@ -45,7 +45,7 @@ class GenerativeModule(L.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} must implement sample(num, **options)")
 
     def log_likelihood(self, batch: dict[str, Tensor]) -> Tensor:
-        """Per-example log-likelihood (or a lower bound) of ``batch["x"]`` in nats, shape ``(B,)``."""
+        """Per-example log-likelihood (or a bound) of ``batch["x"]`` in nats, shape ``(B,)``."""
         raise NotImplementedError(f"{type(self).__name__} has no log-likelihood")
 
     @property

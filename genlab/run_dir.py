@@ -1,4 +1,4 @@
-"""One directory per run: ``<root>/<name>/version_<n>/`` holding config, checkpoints, samples, logs."""
+"""One directory per run, ``<root>/<name>/version_<n>/``: config, checkpoints, samples, logs."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The core never names a plugin, and packaging lists every package."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -33,3 +34,11 @@ def test_every_package_is_packaged():
     assert on_disk <= listed
     for name, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items():
         assert name in listed and (ROOT / folder / "__init__.py").exists()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci/run").read_text()
+    pattern = re.search(r"grep -m1 -E '([^']+)' README.md", ci)[1]
+    matches = [line for line in readme.splitlines() if re.match(pattern, line)]
+    assert len(matches) == 1 and "pytest" in matches[0]

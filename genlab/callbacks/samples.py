@@ -1,4 +1,4 @@
-"""Callbacks that draw samples with fixed noise: pictures to disk and loggers, and sample metrics."""
+"""Callbacks that draw samples from fixed noise: pictures for disk and loggers, sample metrics."""
 
 from __future__ import annotations
 
@@ -93,7 +93,8 @@ class SampleLogger(L.Callback):
         step = trainer.global_step
         rendered = render(samples, pl_module.modality, real=self._real,
                           decode=_decoder(trainer, pl_module), title=f"step {step}")
-        path = save_rendered(rendered, Path(trainer.default_root_dir) / "samples" / f"step_{step:07d}")
+        out = Path(trainer.default_root_dir) / "samples" / f"step_{step:07d}"
+        path = save_rendered(rendered, out)
         for logger in trainer.loggers:
             _log_to(logger, rendered, step)
         return path

@@ -1,4 +1,4 @@
-"""Built-in 2-D toy data: mixtures of Gaussians on a ring or a grid, the mode-collapse benchmarks."""
+"""Built-in 2-D toy data: Gaussian mixtures on a ring or a grid, the mode-collapse benchmarks."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class ToyDataModule(L.LightningDataModule):
 
     Args:
         dataset: ``ring8`` (8 modes on the unit circle) or ``grid25`` (25 modes on a 5×5 grid).
-        sigma: Standard deviation of each mode; ``None`` takes the benchmark's (ring 0.01, grid 0.05).
+        sigma: Standard deviation of each mode; ``None``: the benchmark's (ring 0.01, grid 0.05).
         train_size: Number of training points.
         val_size: Number of validation points.
         batch_size: Points per batch.

@@ -11,7 +11,7 @@ from torch import Tensor
 
 
 def d_nonsaturating(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Discriminator cross-entropy: ``-log D(x) - log(1 - D(G(z)))`` (Goodfellow et al. 2014, eq. 1)."""
+    """Discriminator loss ``-log D(x) - log(1 - D(G(z)))`` (Goodfellow et al. 2014, eq. 1)."""
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 

@@ -26,7 +26,7 @@ def activation(name: Activation) -> nn.Module:
 
 
 class MLP(nn.Sequential):
-    """``in_features → hidden[0] → … → hidden[-1] → out_features`` with an activation between layers.
+    """``in_features → hidden[0] → … → hidden[-1] → out_features``, activations in between.
 
     Args:
         in_features: Size of each input vector.

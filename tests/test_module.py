@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from genlab import GenerativeModule
+from genlab.callbacks.samples import fixed_seed
+from genlab.registry import create_model
+
+
+def test_modality_must_be_known():
+    with pytest.raises(TypeError, match="modality is 'audio'"):
+        type("Bad", (GenerativeModule,), {"modality": "audio"})
+
+
+def test_log_likelihood_is_optional():
+    class NoLik(GenerativeModule):
+        modality = "points"
+
+    class Lik(NoLik):
+        def log_likelihood(self, batch):
+            return -batch["x"].pow(2).sum(1)
+
+    assert not NoLik().has_log_likelihood and Lik().has_log_likelihood
+
+
+def test_fixed_seed_repeats_noise_and_restores_rng():
+    model = create_model("gan", hidden=[8], latent_dim=2)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    with fixed_seed(7, model.device):
+        a = model.sample_eval(16)
+    with fixed_seed(7, model.device):
+        b = model.sample_eval(16)
+    assert torch.equal(a, b) and a.shape == (16, 2) and torch.isfinite(a).all()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert model.training  # sample_eval restores train mode
