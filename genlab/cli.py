@@ -19,7 +19,7 @@ from rich.console import Console
 
 from genlab.callbacks import SampleLogger, SampleMetrics
 from genlab.errors import GenlabError, explain_parse_error
-from genlab.module import GenerativeModule
+from genlab.module import GenerativeModule, check_data_shape
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
 from genlab.run_dir import claim_run_dir
 from genlab.tracking import offline_message, offline_reason
@@ -142,9 +142,10 @@ class GenlabCLI(LightningCLI):
         _configure_loggers(cfg.trainer, self.run_dir, run_name)
 
     def instantiate_classes(self) -> None:
-        """Build model, data and trainer; a ``GenlabError`` from any of them surfaces unwrapped."""
+        """Build model, data and trainer, check they fit; a ``GenlabError`` surfaces unwrapped."""
         try:
             super().instantiate_classes()
+            check_data_shape(self.model, self.datamodule)
         except Exception as err:
             if not any(self.run_dir.iterdir()):
                 self.run_dir.rmdir()  # leave no empty run behind
@@ -156,14 +157,13 @@ class GenlabCLI(LightningCLI):
             raise cause from None
 
     def after_instantiate_classes(self) -> None:
-        """Checkpoints go to ``<run dir>/checkpoints`` with a ``last.ckpt``."""
+        """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``."""
         super().after_instantiate_classes()
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / "checkpoints")
                 if callback.save_last is None:
                     callback.save_last = True
-
 
     def after_fit(self) -> None:
         """Make ``checkpoints/last.ckpt`` the final state, even when training stopped mid-epoch."""

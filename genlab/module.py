@@ -8,6 +8,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab.errors import GenlabError
+
 Modality = Literal["image", "points", "tokens"]
 MODALITIES: tuple[str, ...] = ("image", "points", "tokens")
 
@@ -82,3 +84,19 @@ class GenerativeModule(L.LightningModule):
             return self.sample(num, **options)
         finally:
             self.train(was_training)
+
+
+def check_data_shape(model: L.LightningModule, datamodule: L.LightningDataModule | None) -> None:
+    """Raise ``GenlabError`` when the data's example shape is not the one the model was built for.
+
+    Both sides opt in with a ``data_shape`` attribute (e.g. ``(C, H, W)`` or ``(D,)``); the check
+    runs before training so a mismatch costs seconds, not a crashed run.
+    """
+    want = getattr(model, "data_shape", None)
+    have = getattr(datamodule, "data_shape", None)
+    if want is None or have is None or tuple(want) == tuple(have):
+        return
+    raise GenlabError(
+        f"the data gives examples of shape {tuple(have)} but {type(model).__name__} expects "
+        f"{tuple(want)}; make them agree (the data's image_size/channels or the model's shape)"
+    )

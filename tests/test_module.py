@@ -33,3 +33,16 @@ def test_fixed_seed_repeats_noise_and_restores_rng():
     assert torch.equal(a, b) and a.shape == (16, 2) and torch.isfinite(a).all()
     assert torch.equal(torch.get_rng_state(), before)
     assert model.training  # sample_eval restores train mode
+
+
+def test_data_shape_mismatch_is_caught_with_both_shapes():
+    from types import SimpleNamespace
+
+    from genlab.errors import GenlabError
+    from genlab.module import check_data_shape
+
+    model = SimpleNamespace(data_shape=(1, 28, 28))
+    check_data_shape(model, SimpleNamespace(data_shape=[1, 28, 28]))
+    check_data_shape(model, SimpleNamespace())  # a data module that does not say: no check
+    with pytest.raises(GenlabError, match=r"\(3, 32, 32\).*\(1, 28, 28\)"):
+        check_data_shape(model, SimpleNamespace(data_shape=(3, 32, 32)))
