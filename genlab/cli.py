@@ -28,7 +28,8 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DESCRIPTION = (
     "genlab: generative models on PyTorch Lightning. Models are plugins chosen by class name "
-    "(`model: {class_path: GAN}`); `genlab list` shows the installed ones."
+    "(`model: {class_path: GAN}`); `genlab list` shows the installed ones. "
+    "`genlab sample --ckpt PATH` draws samples from a checkpoint."
 )
 
 
@@ -197,6 +198,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args[:1] == ["list"]:
             list_plugins()
+        elif args[:1] == ["sample"]:
+            from genlab.sampling import sample_main
+
+            sample_main(args[1:])
         else:
             GenlabCLI(args=argv)
     except GenlabError as err:

@@ -55,6 +55,12 @@ class GenerativeModule(L.LightningModule):
         """Whether this model overrides ``log_likelihood``."""
         return type(self).log_likelihood is not GenerativeModule.log_likelihood
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record which plugin wrote the checkpoint; overrides should call ``super()``."""
+        from genlab.registry import origin
+
+        checkpoint["genlab"] = origin(type(self))
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Log ``val/nll`` when the family has a likelihood.
 

@@ -119,6 +119,14 @@ def create_model(name: str, **overrides: Any) -> Any:
     return get_model_class(name)(**overrides)
 
 
+def origin(cls: type) -> dict[str, str]:
+    """Plain-typed record of the plugin that provides ``cls`` (name, package, version)."""
+    for plugin in plugins(MODEL_GROUP):
+        if plugin.cls is cls:
+            return {"plugin": plugin.name, "package": plugin.package, "version": plugin.version}
+    return {"plugin": cls.__name__, "package": cls.__module__.split(".")[0], "version": "?"}
+
+
 def refresh() -> None:
     """Forget discovered entry points, e.g. after installing a package in the same process."""
     _discover.cache_clear()

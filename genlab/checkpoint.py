@@ -1,0 +1,75 @@
+"""Open a genlab checkpoint safely and rebuild its model through the plugin registry."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab.errors import GenlabError
+from genlab.module import GenerativeModule
+from genlab.registry import MODEL_GROUP, Plugin, plugins
+
+
+def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
+    """The checkpoint's contents, loaded with ``weights_only=True`` unless ``trust`` is given."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"checkpoint {path} does not exist; runs keep theirs in "
+                          f"runs/<name>/version_<n>/checkpoints/")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        if trust:
+            raise GenlabError(f"{path} is not a readable checkpoint: {err}") from None
+        raise GenlabError(
+            f"{path} holds objects that need full unpickling, which can run arbitrary code; "
+            f"pass --trust_checkpoint true only if you trust where the file came from"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise GenlabError(f"{path} is not a valid checkpoint (corrupt or truncated?): "
+                          f"{str(err).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise GenlabError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def _provides(plugin: Plugin, class_path: str) -> bool:
+    if plugin.target.replace(":", ".") == class_path:
+        return True
+    cls = plugin.cls
+    return cls is not None and f"{cls.__module__}.{cls.__name__}" == class_path
+
+
+def model_class(ckpt: dict[str, Any]) -> type[GenerativeModule]:
+    """The installed plugin class that wrote ``ckpt``; a ``GenlabError`` names what is missing."""
+    hparams = ckpt.get("hyper_parameters", {})
+    class_path = hparams.get("_class_path")
+    origin = ckpt.get("genlab", {})
+    if class_path is None:
+        raise GenlabError("the checkpoint does not record its model class; was it written by "
+                          "`genlab fit` (or a GenerativeModule that called save_hyperparameters)?")
+    module, _, name = class_path.rpartition(".")
+    for plugin in plugins(MODEL_GROUP):
+        if _provides(plugin, class_path):
+            if plugin.cls is None:
+                raise GenlabError(f"the checkpoint needs plugin {plugin.name!r} from package "
+                                  f"{plugin.package}, which failed to load: {plugin.error}")
+            return plugin.cls
+    package = origin.get("package") or module.split(".")[0]
+    raise GenlabError(
+        f"the checkpoint was written by {name} ({class_path}), which no installed plugin "
+        f"provides; install the package {package!r} (see `genlab list`)"
+    )
+
+
+def load_model(path: str | Path, trust: bool = False,
+               device: str | torch.device = "cpu") -> GenerativeModule:
+    """Rebuild the model of a checkpoint, in eval mode on ``device``."""
+    ckpt = read_checkpoint(path, trust)
+    cls = model_class(ckpt)
+    model = cls.load_from_checkpoint(path, map_location=device, weights_only=not trust)
+    return model.eval()
