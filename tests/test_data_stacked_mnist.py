@@ -1,0 +1,65 @@
+"""Stacked MNIST: shapes, the 1,000-class label arithmetic, seeded triples, bad sources."""
+
+import pytest
+import torch
+
+from genlab.data.stacked_mnist import StackedMNISTDataModule
+from genlab.data.tiny import isolate_hf, tiny_image_dataset, write_parquet
+from genlab.errors import GenlabError
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    isolate_hf(monkeypatch, tmp_path / "hf")
+
+
+@pytest.fixture
+def digits(tmp_path):
+    return str(write_parquet(tmp_path / "mnist", {"train": 30, "test": 10}, num_classes=10))
+
+
+def pixel_labels(x):
+    level = (x.flatten(1).mean(1) + 1) * 127.5
+    return ((level - 10) / 25).round().long()
+
+
+def test_shapes_and_label_arithmetic(digits):
+    dm = StackedMNISTDataModule(digits, image_size=8, train_size=50, batch_size=16, num_workers=0)
+    assert dm.data_shape == (3, 8, 8) and dm.num_classes == 1000
+    dm.setup("fit")
+    assert len(dm.sets["train"]) == 50 and len(dm.sets["val"]) == 2  # val: 5% of 30 digits
+    batch = next(iter(dm.train_dataloader()))
+    x, label = batch["x"], batch["label"]
+    assert x.shape == (16, 3, 8, 8) and label.dtype == torch.long
+    assert label.min() >= 0 and label.max() < 1000
+    assert torch.equal(label // 100, pixel_labels(x[:, 0]))
+    assert torch.equal(label // 10 % 10, pixel_labels(x[:, 1]))
+    assert torch.equal(label % 10, pixel_labels(x[:, 2]))
+    assert len(next(iter(dm.test_dataloader()))["x"]) == 10
+
+
+def test_triples_are_seeded(digits):
+    def labels(seed):
+        dm = StackedMNISTDataModule(digits, image_size=8, train_size=20, num_workers=0, seed=seed)
+        dm.setup("fit")
+        return dm.sets["train"].__getitems__(list(range(20)))
+
+    first, again, other = labels(0), labels(0), labels(1)
+    assert [e["label"] for e in first] == [e["label"] for e in again]
+    assert [e["label"] for e in first] != [e["label"] for e in other]
+
+
+def test_binarized_stacked_digits(digits):
+    dm = StackedMNISTDataModule(digits, image_size=8, binarize=True, num_workers=0)
+    dm.setup("fit")
+    assert set(dm.sets["train"][0]["x"].unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_needs_digit_labels(tmp_path):
+    many = write_parquet(tmp_path / "many", {"train": 20}, num_classes=12)
+    with pytest.raises(GenlabError, match="needs digits labelled 0-9 .* have 12 classes"):
+        StackedMNISTDataModule(str(many), num_workers=0).setup("fit")
+    tiny_image_dataset(8).remove_columns("label").to_parquet(str(tmp_path / "unlabelled.parquet"))
+    unlabelled = StackedMNISTDataModule(str(tmp_path / "unlabelled.parquet"), num_workers=0)
+    with pytest.raises(GenlabError, match="needs digit labels but .* has no label column"):
+        unlabelled.setup("fit")
