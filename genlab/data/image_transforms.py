@@ -15,13 +15,18 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
+from torch.utils.data import Dataset, default_collate
 from torchvision.transforms import v2
 
 from genlab.errors import GenlabError
 
+try:  # deprecated since torchvision 0.29 (TorchCodec takes over) but twice as fast as PIL
+    from torchvision.io import ImageReadMode, decode_image
+
+    READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}
+except ImportError:  # pragma: no cover - a torchvision without it: PIL decodes everything
+    decode_image = None
 PIL_MODES = {1: "L", 3: "RGB"}
-READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}
 
 
 def _read_bytes(item: dict[str, Any] | bytes | str) -> bytes:
@@ -45,16 +50,55 @@ def decode(item: dict[str, Any] | bytes | str, channels: int) -> Tensor:
         channels: 1 (grayscale) or 3 (RGB); images are converted to it.
     """
     data = _read_bytes(item)
-    try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                             mode=READ_MODES[channels])
-    except RuntimeError:
-        with Image.open(io.BytesIO(data)) as pil:
-            array = np.array(pil.convert(PIL_MODES[channels]))
-        image = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
-    if image.dtype != torch.uint8:  # 16-bit PNG
-        image = v2.functional.to_dtype(image, torch.uint8, scale=True)
-    return image
+    if decode_image is not None:
+        try:
+            image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                                 mode=READ_MODES[channels])
+            if image.dtype != torch.uint8:  # 16-bit PNG
+                image = v2.functional.to_dtype(image, torch.uint8, scale=True)
+            return image
+        except RuntimeError:  # a format torchvision does not read (BMP, TIFF, ...)
+            pass
+    with Image.open(io.BytesIO(data)) as pil:
+        array = np.array(pil.convert(PIL_MODES[channels]))
+    return torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
+
+
+class BatchFetch(Dataset):
+    """Serve a formatted ``datasets.Dataset`` a whole batch per call, as the transform made it.
+
+    ``datasets`` would split the transformed batch into examples for the DataLoader to stack
+    again; ``__getitems__`` hands the batch over as it is (see ``collate``).
+
+    Args:
+        data: A ``datasets.Dataset`` with a batch transform (``with_transform``).
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return self.data[index]
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
+        """One batch: the transform applied once to the rows ``indices``.
+
+        Args:
+            indices: Row indices chosen by the sampler.
+        """
+        return self.data[indices]
+
+
+def collate(data: dict[str, Tensor] | list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """A batch from ``__getitems__`` as it is; a list of examples stacked as usual.
+
+    Args:
+        data: What the dataset returned for one batch.
+    """
+    return data if isinstance(data, dict) else default_collate(data)
 
 
 class ImageTransform:

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader
 
-from genlab.data.image_transforms import ImageTransform
+from genlab.data.image_transforms import BatchFetch, ImageTransform, collate
 from genlab.data.sources import (
     carve,
     check_source,
@@ -110,7 +110,7 @@ class ImageDataModule(L.LightningDataModule):
         self._splits: datasets.DatasetDict | None = None
         self._columns: tuple[str, str | None] | None = None
         self._num_classes = num_classes
-        self.sets: dict[str, datasets.Dataset | torch.utils.data.Dataset] = {}
+        self.sets: dict[str, torch.utils.data.Dataset] = {}  # what the DataLoaders serve
 
     @property
     def source(self) -> str:
@@ -236,7 +236,7 @@ class ImageDataModule(L.LightningDataModule):
         """Build the formatted splits and decode one image to catch bad data before training."""
         if self.sets:
             return
-        self.sets = {name: self.formatted(split, name == "train")
+        self.sets = {name: BatchFetch(self.formatted(split, name == "train"))
                      for name, split in self.raw_splits().items()}
         self.sets["train"][0]  # noqa: B018 - decodes one image: fails early on unreadable data
 
@@ -246,7 +246,7 @@ class ImageDataModule(L.LightningDataModule):
         workers = self.hparams.num_workers
         return DataLoader(self.sets[name], batch_size=self.hparams.batch_size, shuffle=train,
                           drop_last=train, num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())
+                          collate_fn=collate, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches; the last incomplete batch is dropped."""

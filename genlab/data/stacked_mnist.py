@@ -22,7 +22,8 @@ class StackedDataset(Dataset):
     The label is ``100 * l_red + 10 * l_green + l_blue`` (0-999).
 
     Args:
-        digits: A map-style dataset of ``{"x": (1, H, W), "label": ()}`` examples.
+        digits: A dataset whose ``__getitems__`` returns a batch ``{"x": (B, 1, H, W),
+            "label": (B,)}`` (``BatchFetch``).
         size: Number of stacked examples.
         seed: Seed of the draw of the digit triples (fixed for the life of the dataset).
     """
@@ -35,24 +36,20 @@ class StackedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.triples)
 
-    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
-        """A batch of stacked examples, fetching the ``3 * len(indices)`` digits in one call.
+    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
+        """A batch of stacked examples, fetching its ``3 * len(indices)`` digits in one call.
 
         Args:
             indices: Example indices.
         """
-        flat = self.triples[indices].flatten().tolist()
-        digits = self.digits.__getitems__(flat)
-        out = []
-        for k in range(len(indices)):
-            red, green, blue = digits[3 * k : 3 * k + 3]
-            x = torch.cat([red["x"], green["x"], blue["x"]])  # (3, H, W)
-            label = 100 * red["label"] + 10 * green["label"] + blue["label"]
-            out.append({"x": x, "label": label})
-        return out
+        triples = self.triples[indices]  # (B, 3)
+        digits = self.digits.__getitems__(triples.flatten().tolist())  # x: (3B, 1, H, W)
+        x = digits["x"].reshape(len(indices), 3, *digits["x"].shape[-2:])  # (B, 3, H, W)
+        red, green, blue = digits["label"].reshape(-1, 3).unbind(1)
+        return {"x": x, "label": 100 * red + 10 * green + blue}
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return self.__getitems__([index])[0]
+        return {key: value[0] for key, value in self.__getitems__([index]).items()}
 
 
 class StackedMNISTDataModule(ImageDataModule):
