@@ -40,6 +40,13 @@ def test_imagefolder_with_split_and_class_folders(tmp_path):
     assert splits["train"].features["label"].names == ["c0", "c1", "c2"]
 
 
+def test_imagefolder_with_metadata_file(tmp_path):
+    root = write_imagefolder(tmp_path / "imgs", {"train": 2}, num_classes=1)
+    (root / "train" / "metadata.csv").write_text("file_name,caption\nc0/0.png,a\nc0/1.png,b\n")
+    splits = load_source(str(root))
+    assert splits["train"]["caption"] == ["a", "b"]
+
+
 def test_arrow_files_and_saved_dataset(tmp_path):
     tiny_image_dataset(5).save_to_disk(str(tmp_path / "saved"))
     assert sizes(load_source(str(tmp_path / "saved"))) == {"train": 5}

@@ -71,7 +71,8 @@ def check_source(source: str) -> None:
 
 
 def _builder_for(files: list[Path], source: str) -> str:
-    suffixes = {f.suffix.lower() for f in files}
+    # An image folder's metadata.csv / .jsonl / .parquet describes the images: not the data.
+    suffixes = {f.suffix.lower() for f in files if f.stem != "metadata"}
     for builder, known in BUILDERS.items():
         if suffixes & known:
             return builder
