@@ -48,6 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def _busy_seconds() -> float:
     """CPU seconds spent busy by the whole machine since boot (Linux /proc/stat)."""
     fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -113,9 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
         "images_per_second_repeats": [round(r) for r in rates],
         "command": "python -m benchmarks.data_throughput " + " ".join(sys.argv[1:]),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "hardware": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                     "processor": platform.processor() or platform.machine(),
-                     "cuda": torch.cuda.is_available()},
+        "hardware": {"cpu_count": os.cpu_count(), "cpu_model": _cpu_model(),
+                     "machine": platform.machine(), "cuda": torch.cuda.is_available()},
         "cores_used_by_other_processes_per_repeat": [round(max(o, 0.0), 2) for o in others],
         "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
                                     "after": [round(x, 2) for x in os.getloadavg()]},
