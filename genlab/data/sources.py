@@ -36,7 +36,8 @@ BUILDERS: dict[str, set[str]] = {
 }
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 VAL_SPLIT_NAMES = ("validation", "valid", "val")
-LOCAL_HINT = "point data.source at local files, e.g. a directory of parquet files or images"
+LOCAL_HINT = ("point data.source at local files instead: a directory of parquet files (e.g. "
+              "source: /data/mnist), an image folder, or .txt files")
 
 
 def is_local(source: str) -> bool:
@@ -140,16 +141,16 @@ def _offline_mode(offline: bool) -> Iterator[None]:
 
 
 def _load_hub(source: str, subset: str | None) -> datasets.DatasetDict:
-    requested = _offline_requested()
-    reachable = requested or hub_reachable()  # no probe when offline was asked for
+    offline = _offline_requested()
+    unreachable = not offline and not hub_reachable()  # cached copies still load, no retries
     try:
-        with _offline_mode(requested or not reachable):
+        with _offline_mode(offline or unreachable):
             return datasets.load_dataset(source, subset)
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if requested:
+        if offline:
             reason = "offline mode is on (HF_HUB_OFFLINE) and it is not in the local cache"
-        elif not reachable:
+        elif unreachable:
             reason = "the hub is not reachable (offline?) and it is not in the local cache"
         raise GenlabError(
             f"data.source {source!r} is not a local path and could not be fetched from the "
