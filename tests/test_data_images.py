@@ -96,7 +96,7 @@ def test_flip_only_in_training(tmp_path):
         {"image": datasets.Image()}))
     data.to_parquet(str(tmp_path / "train.parquet"))
     dm = module(str(tmp_path / "train.parquet"), image_size=8, channels=1, hflip=True,
-                val_fraction=0.5)
+                val_fraction=0.5, batch_size=2)
     lefts = {dm.sets["train"][0]["x"][0, 0, 0].item() for _ in range(30)}
     assert lefts == {-1.0, 1.0}
     assert {dm.sets["val"][0]["x"][0, 0, 0].item() for _ in range(10)} == {1.0}
@@ -105,7 +105,8 @@ def test_flip_only_in_training(tmp_path):
 
 def test_center_crop_then_resize(tmp_path):
     root = write_parquet(tmp_path / "pq", {"train": 4}, size=(20, 12))
-    x = module(str(root), image_size=4, center_crop=10, channels=1).sets["train"][:2]["x"]
+    dm = module(str(root), image_size=4, center_crop=10, channels=1, batch_size=2)
+    x = dm.sets["train"][:2]["x"]
     assert x.shape == (2, 1, 4, 4)
 
 
@@ -131,7 +132,8 @@ def test_workers_decode_in_parallel(parquet):
 def test_other_column_names(tmp_path):
     data = tiny_image_dataset(6, image_column="img", label_column="fine")
     data.to_parquet(str(tmp_path / "train.parquet"))
-    dm = module(str(tmp_path), image_size=8, channels=1, label_column="fine", val_fraction=0.5)
+    dm = module(str(tmp_path), image_size=8, channels=1, label_column="fine", val_fraction=0.5,
+                batch_size=2)
     assert set(dm.sets["train"][0]) == {"x", "label"}
 
 
@@ -148,10 +150,17 @@ def test_other_column_names(tmp_path):
     ({"val_split": "test", "test_split": "validation"}, "has no test split"),
 ])
 def test_bad_input_at_setup(parquet, kwargs, message):
-    dm = ImageDataModule(parquet, channels=1, num_workers=0, **kwargs)
+    dm = ImageDataModule(parquet, channels=1, num_workers=0, batch_size=4, **kwargs)
     with pytest.raises(GenlabError, match=message):
         dm.setup("fit")
         dm.test_dataloader()
+
+
+def test_training_split_smaller_than_a_batch(parquet):
+    with pytest.raises(GenlabError, match="the training split has 19 images, fewer than "
+                                          "data.batch_size=32"):
+        module(parquet, batch_size=32)
+    ImageDataModule(parquet, num_workers=0, batch_size=32).setup("test")  # no training: fine
 
 
 def test_empty_split(tmp_path):

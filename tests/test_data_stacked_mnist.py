@@ -40,7 +40,8 @@ def test_shapes_and_label_arithmetic(digits):
 
 def test_triples_are_seeded(digits):
     def labels(seed):
-        dm = StackedMNISTDataModule(digits, image_size=8, train_size=20, num_workers=0, seed=seed)
+        dm = StackedMNISTDataModule(digits, image_size=8, train_size=20, num_workers=0, seed=seed,
+                                    batch_size=4)
         dm.setup("fit")
         return dm.sets["train"].__getitems__(list(range(20)))["label"].tolist()
 
@@ -48,7 +49,7 @@ def test_triples_are_seeded(digits):
 
 
 def test_binarized_stacked_digits(digits):
-    dm = StackedMNISTDataModule(digits, image_size=8, binarize=True, num_workers=0)
+    dm = StackedMNISTDataModule(digits, image_size=8, binarize=True, num_workers=0, batch_size=4)
     dm.setup("fit")
     assert set(dm.sets["train"][0]["x"].unique().tolist()) <= {-1.0, 1.0}
 

@@ -101,7 +101,7 @@ def test_validation_split_of_the_source(tmp_path):
 def test_text_column_of_parquet(tmp_path):
     datasets.Dataset.from_dict({"body": ["abc\n", "def"]}).to_parquet(str(tmp_path / "t.parquet"))
     dm = module(str(tmp_path / "t.parquet"), text_column="body", tokenizer="byte", block_size=2,
-                val_fraction=0.4)
+                val_fraction=0.4, batch_size=2)
     assert dm.texts()["train"] + dm.texts()["val"] == "abc\ndef"
     with pytest.raises(GenlabError, match="data.text_column: no column 'text'; the columns are: "
                                           "body"):

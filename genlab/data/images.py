@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from genlab.data.image_transforms import BatchFetch, ImageTransform, collate
 from genlab.data.sources import (
     carve,
+    check_batch_size,
     check_source,
     get_split,
     load_source,
@@ -232,13 +233,18 @@ class ImageDataModule(L.LightningDataModule):
             out["test"] = get_split(splits, h.test_split, self.source, "data.test_split")
         return out
 
+    def build_sets(self) -> dict[str, torch.utils.data.Dataset]:
+        """What the DataLoaders serve: each split formatted, fetched a batch at a time."""
+        return {name: BatchFetch(self.formatted(split, name == "train"))
+                for name, split in self.raw_splits().items()}
+
     def setup(self, stage: str | None = None) -> None:
-        """Build the formatted splits and decode one image to catch bad data before training."""
-        if self.sets:
-            return
-        self.sets = {name: BatchFetch(self.formatted(split, name == "train"))
-                     for name, split in self.raw_splits().items()}
-        self.sets["train"][0]  # noqa: B018 - decodes one image: fails early on unreadable data
+        """Build the splits and decode one image to catch bad data before training."""
+        if not self.sets:
+            self.sets = self.build_sets()
+            self.sets["train"][0]  # noqa: B018 - decodes an image: fails early on unreadable data
+        if stage in (None, "fit"):
+            check_batch_size(len(self.sets["train"]), self.hparams.batch_size, "images")
 
     def _loader(self, name: str, train: bool = False) -> DataLoader:
         if name not in self.sets:

@@ -288,3 +288,18 @@ def require_column(split: datasets.Dataset, name: str, key: str) -> str:
         have = ", ".join(split.column_names)
         raise GenlabError(f"{key}: no column {name!r}; the columns are: {have}")
     return name
+
+
+def check_batch_size(num_train: int, batch_size: int, what: str) -> None:
+    """Fail when the training set cannot fill one batch (the last partial batch is dropped).
+
+    Args:
+        num_train: Number of training examples.
+        batch_size: The configured batch size.
+        what: What the examples are, for the message (``images``, ``blocks``).
+    """
+    if num_train < batch_size:
+        raise GenlabError(
+            f"the training split has {num_train} {what}, fewer than data.batch_size="
+            f"{batch_size}, so training would see no batch; lower data.batch_size"
+        )

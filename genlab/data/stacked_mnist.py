@@ -128,14 +128,11 @@ class StackedMNISTDataModule(ImageDataModule):
             )
         return image, label
 
-    def setup(self, stage: str | None = None) -> None:
-        """Format the digit splits and wrap each in a ``StackedDataset``."""
-        if self.sets:
-            return
-        super().setup(stage)
+    def build_sets(self) -> dict[str, Dataset]:
+        """Each split's digits wrapped in a ``StackedDataset`` with its own seed."""
         seeds = {"train": self.hparams.seed, "val": self.hparams.seed + 1,
                  "test": self.hparams.seed + 2}
-        self.sets = {
+        return {
             name: StackedDataset(digits, self.sizes.get(name) or len(digits), seeds[name])
-            for name, digits in self.sets.items()
+            for name, digits in super().build_sets().items()
         }

@@ -10,7 +10,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from genlab.data.sources import check_source, get_split, load_source, require_column, val_split_name
+from genlab.data.sources import (
+    check_batch_size,
+    check_source,
+    get_split,
+    load_source,
+    require_column,
+    val_split_name,
+)
 from genlab.data.tokenizers import Tokenizer, TokenizerKind, build_tokenizer, tokenizer_from_state
 from genlab.errors import GenlabError
 
@@ -177,6 +184,10 @@ class TextDataModule(L.LightningDataModule):
         """Load and encode the splits, so that bad text fails before training starts."""
         for split in self.texts():
             self.ids(split)
+        if stage in (None, "fit"):
+            block = self.hparams.block_size
+            num_blocks = len(TokenBlocks(self.ids("train"), block, stride=1))
+            check_batch_size(num_blocks, self.hparams.batch_size, f"blocks of {block + 1} tokens")
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
         block = self.hparams.block_size
