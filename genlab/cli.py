@@ -6,6 +6,8 @@ W&B falls back to offline, and user mistakes get one-line errors.
 from __future__ import annotations
 
 import os
+import pydoc
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from rich.console import Console
 
 from genlab.callbacks import SampleLogger, SampleMetrics
 from genlab.errors import GenlabError, explain_parse_error
-from genlab.module import GenerativeModule, check_data_shape
+from genlab.module import GenerativeModule, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
 from genlab.run_dir import claim_run_dir
 from genlab.tracking import offline_message, offline_reason
@@ -90,6 +92,26 @@ def _run_name(cfg: Namespace) -> str:
     return _class_name(cfg.model).lower() or "run"
 
 
+def _vocab_from_data(cfg: Namespace) -> None:
+    """A model's ``vocab_size`` left null takes the data module's (e.g. a char vocabulary)."""
+    init = cfg.model.get("init_args")
+    if init is None or "vocab_size" not in init or init.vocab_size is not None:
+        return
+    data = cfg.get("data")
+    if data is None or data.get("class_path") is None:
+        return
+    datamodule = pydoc.locate(data.class_path)(**data.init_args.as_dict())
+    init.vocab_size = getattr(datamodule, "vocab_size", None)
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """Remove a run directory that holds no file (its sub-directories empty), after a failure."""
+    if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+        shutil.rmtree(run_dir)
+        if not any(run_dir.parent.iterdir()):
+            run_dir.parent.rmdir()  # the run name's directory, if this was its only version
+
+
 class GenlabCLI(LightningCLI):
     """LightningCLI over every registered ``GenerativeModule`` and ``LightningDataModule``.
 
@@ -141,21 +163,29 @@ class GenlabCLI(LightningCLI):
         self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version)
         cfg.trainer.default_root_dir = str(self.run_dir)
         _configure_loggers(cfg.trainer, self.run_dir, run_name)
+        _vocab_from_data(cfg)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer, check they fit; a ``GenlabError`` surfaces unwrapped."""
         try:
             super().instantiate_classes()
-            check_data_shape(self.model, self.datamodule)
+            check_model_and_data(self.model, self.datamodule)
         except Exception as err:
-            if not any(self.run_dir.iterdir()):
-                self.run_dir.rmdir()  # leave no empty run behind
+            _discard_if_empty(self.run_dir)
             cause: BaseException | None = err
             while cause is not None and not isinstance(cause, GenlabError):
                 cause = cause.__cause__ or cause.__context__
             if cause is None:
                 raise
             raise cause from None
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a failure before anything was written (e.g. bad data) leaves no empty run."""
+        try:
+            super()._run_subcommand(subcommand)
+        except GenlabError:
+            _discard_if_empty(self.run_dir)
+            raise
 
     def after_instantiate_classes(self) -> None:
         """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``."""

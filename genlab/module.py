@@ -106,3 +106,41 @@ def check_data_shape(model: L.LightningModule, datamodule: L.LightningDataModule
         f"the data gives examples of shape {tuple(have)} but {type(model).__name__} expects "
         f"{tuple(want)}; make them agree (the data's image_size/channels or the model's shape)"
     )
+
+
+def _hparam(model: L.LightningModule, key: str) -> Any:
+    return getattr(model, "hparams", {}).get(key)
+
+
+def check_model_and_data(
+    model: L.LightningModule, datamodule: L.LightningDataModule | None
+) -> None:
+    """Raise ``GenlabError`` when the model cannot train on the data, before training starts.
+
+    Checks the example shape (``check_data_shape``), that a token model's ``vocab_size`` holds
+    every token of the data, and that a conditional model (``num_classes`` set) gets labels of at
+    most that many classes.
+    """
+    check_data_shape(model, datamodule)
+    if datamodule is None:
+        return
+    vocab, data_vocab = _hparam(model, "vocab_size"), getattr(datamodule, "vocab_size", None)
+    if vocab is not None and data_vocab is not None and vocab < data_vocab:
+        raise GenlabError(
+            f"the data has {data_vocab} distinct tokens but model.vocab_size is {vocab}; "
+            f"set model.vocab_size: {data_vocab} (or leave it null to take the data's)"
+        )
+    classes = _hparam(model, "num_classes")
+    if classes is None or not hasattr(datamodule, "num_classes"):
+        return
+    data_classes = datamodule.num_classes
+    if data_classes is None:
+        raise GenlabError(
+            f"{type(model).__name__} is conditional (model.num_classes: {classes}) but the data "
+            f"has no labels; set data.label_column, or model.num_classes: null"
+        )
+    if data_classes > classes:
+        raise GenlabError(
+            f"the data has {data_classes} classes but model.num_classes is {classes}; "
+            f"set model.num_classes: {data_classes}"
+        )

@@ -4,6 +4,13 @@ from pathlib import Path
 import pytest
 
 from genlab import registry
+from genlab.data.tiny import isolate_hf
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(tmp_path, monkeypatch):
+    """No test reaches the Hugging Face hub or writes to the user's caches."""
+    isolate_hf(monkeypatch, tmp_path / "hf")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from genlab.cli import main
-from genlab.data.tiny import isolate_hf, write_imagefolder, write_parquet, write_text
+from genlab.data.tiny import write_imagefolder, write_parquet, write_text
 
 MODELS = """
     import torch
@@ -16,6 +16,7 @@ MODELS = """
 
         def __init__(self, channels: int = 1, image_size: int = 8, num_classes: int = 3) -> None:
             super().__init__()
+            self.save_hyperparameters()
             self.data_shape = (channels, image_size, image_size)
             self.embed = torch.nn.Embedding(num_classes, channels * image_size**2)
 
@@ -34,8 +35,9 @@ MODELS = """
     class TinyTokenModel(GenerativeModule):
         modality = "tokens"
 
-        def __init__(self, vocab_size: int = 256) -> None:
+        def __init__(self, vocab_size: int | None = None) -> None:
             super().__init__()
+            self.save_hyperparameters()
             self.logits = torch.nn.Embedding(vocab_size, vocab_size)
 
         def training_step(self, batch, batch_idx):
@@ -56,7 +58,6 @@ TRAINER = {"max_steps": 3, "logger": False, "accelerator": "cpu", "devices": 1,
 
 @pytest.fixture(autouse=True)
 def setup(tmp_path, monkeypatch, fake_dist):
-    isolate_hf(monkeypatch, tmp_path / "hf")
     fake_dist("genlab-testdata", {"genlab.models": {
         "tiny_image": "tiny_data_models:TinyImageModel",
         "tiny_tokens": "tiny_data_models:TinyTokenModel",
@@ -127,3 +128,44 @@ def test_image_shape_that_does_not_fit_the_model(tmp_path, capsys):
     line = error_line(capsys)
     assert "(1, 8, 8)" in line and "(3, 8, 8)" in line
     assert not list((tmp_path / "runs").rglob("config.yaml"))
+
+
+def test_model_vocab_size_left_null_takes_the_data_vocabulary(tmp_path):
+    path = write_text(tmp_path / "plays.txt")
+    model = {"class_path": "TinyTokenModel", "init_args": {"vocab_size": None}}
+    data = {"class_path": "TextDataModule",
+            "init_args": {"source": str(path), "block_size": 16, "batch_size": 4}}
+    run = fit(tmp_path, model, data)
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    chars = ckpt["TextDataModule"]["tokenizer"]["chars"]
+    assert ckpt["hyper_parameters"]["vocab_size"] == len(chars)
+
+
+def test_vocab_smaller_than_the_data_is_one_line(tmp_path, capsys):
+    path = write_text(tmp_path / "plays.txt")
+    model = {"class_path": "TinyTokenModel", "init_args": {"vocab_size": 5}}
+    data = {"class_path": "TextDataModule", "init_args": {"source": str(path), "block_size": 16}}
+    with pytest.raises(SystemExit):
+        fit(tmp_path, model, data)
+    assert "model.vocab_size is 5" in error_line(capsys)
+
+
+def test_conditional_model_with_fewer_classes_than_the_labels(tmp_path, capsys):
+    root = write_parquet(tmp_path / "mnist", {"train": 24})
+    model, data = image_config(str(root))
+    model["init_args"]["num_classes"] = 2
+    with pytest.raises(SystemExit):
+        fit(tmp_path, model, data)
+    assert "set model.num_classes:" in error_line(capsys)
+
+
+def test_data_error_during_setup_leaves_no_empty_run(tmp_path, capsys):
+    path = tmp_path / "short.txt"
+    path.write_text("too short")
+    model = {"class_path": "TinyTokenModel", "init_args": {"vocab_size": 256}}
+    data = {"class_path": "TextDataModule",
+            "init_args": {"source": str(path), "tokenizer": "byte", "block_size": 64}}
+    with pytest.raises(SystemExit):
+        fit(tmp_path, model, data)
+    assert "lower data.block_size" in error_line(capsys)
+    assert not (tmp_path / "runs" / "run").exists()

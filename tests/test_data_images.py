@@ -7,18 +7,12 @@ import torch
 from genlab.data.images import ImageDataModule
 from genlab.data.tiny import (
     intensity,
-    isolate_hf,
     tiny_image_dataset,
     write_imagefolder,
     write_parquet,
 )
 from genlab.errors import GenlabError
 from genlab.module import check_data_shape
-
-
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    isolate_hf(monkeypatch, tmp_path / "hf")
 
 
 @pytest.fixture

@@ -8,18 +8,12 @@ import pytest
 from genlab.data import sources
 from genlab.data.sources import carve, get_split, is_local, load_source, val_split_name
 from genlab.data.tiny import (
-    isolate_hf,
     tiny_image_dataset,
     write_imagefolder,
     write_parquet,
     write_text,
 )
 from genlab.errors import GenlabError
-
-
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    isolate_hf(monkeypatch, tmp_path / "hf")
 
 
 def sizes(splits):

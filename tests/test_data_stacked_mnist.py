@@ -4,13 +4,8 @@ import pytest
 import torch
 
 from genlab.data.stacked_mnist import StackedMNISTDataModule
-from genlab.data.tiny import isolate_hf, tiny_image_dataset, write_parquet
+from genlab.data.tiny import tiny_image_dataset, write_parquet
 from genlab.errors import GenlabError
-
-
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    isolate_hf(monkeypatch, tmp_path / "hf")
 
 
 @pytest.fixture

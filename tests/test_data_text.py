@@ -7,7 +7,7 @@ import torch
 
 from genlab import GenerativeModule
 from genlab.data.text import TextDataModule, join_rows
-from genlab.data.tiny import isolate_hf, write_text
+from genlab.data.tiny import write_text
 from genlab.data.tokenizers import (
     ByteTokenizer,
     CharTokenizer,
@@ -18,11 +18,6 @@ from genlab.data.tokenizers import (
 from genlab.errors import GenlabError
 
 TEXT = "".join(f"line {i}: the quick brown fox — café\n" for i in range(40))
-
-
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    isolate_hf(monkeypatch, tmp_path / "hf")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import datasets
-import lightning as L
 import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader
@@ -20,6 +19,7 @@ from genlab.data.sources import (
     require_column,
     val_split_name,
 )
+from genlab.data.splits import SplitDataModule
 from genlab.errors import GenlabError
 
 AUTO_IMAGE_COLUMNS = ("image", "img")
@@ -41,7 +41,7 @@ def _holds_images(feature: object) -> bool:
     return isinstance(feature, dict) and "bytes" in feature
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitDataModule):
     """Images as ``{"x": (B, C, S, S) in [-1, 1], "label": (B,) long}`` batches.
 
     Decoding and transforms run per batch in the DataLoader workers (``Dataset.with_transform``).
@@ -246,22 +246,11 @@ class ImageDataModule(L.LightningDataModule):
         if stage in (None, "fit"):
             check_batch_size(len(self.sets["train"]), self.hparams.batch_size, "images")
 
-    def _loader(self, name: str, train: bool = False) -> DataLoader:
+    def loader(self, name: str, train: bool = False) -> DataLoader:
+        """The DataLoader of split ``name`` (see ``SplitDataModule``)."""
         if name not in self.sets:
             raise GenlabError(f"{self.source!r} has no {name} split; set data.{name}_split")
         workers = self.hparams.num_workers
         return DataLoader(self.sets[name], batch_size=self.hparams.batch_size, shuffle=train,
                           drop_last=train, num_workers=workers, persistent_workers=workers > 0,
                           collate_fn=collate, pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches; the last incomplete batch is dropped."""
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches in order."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        """Test batches in order (the ``test_split``)."""
-        return self._loader("test")

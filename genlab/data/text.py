@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -18,6 +17,7 @@ from genlab.data.sources import (
     require_column,
     val_split_name,
 )
+from genlab.data.splits import SplitDataModule
 from genlab.data.tokenizers import Tokenizer, TokenizerKind, build_tokenizer, tokenizer_from_state
 from genlab.errors import GenlabError
 
@@ -60,7 +60,7 @@ def join_rows(rows: list[str]) -> str:
     return "".join(parts)
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(SplitDataModule):
     """A corpus as ``{"x": (B, block_size + 1) long}`` token batches.
 
     Training serves blocks at random offsets (one epoch visits every offset once: train by
@@ -189,23 +189,12 @@ class TextDataModule(L.LightningDataModule):
             num_blocks = len(TokenBlocks(self.ids("train"), block, stride=1))
             check_batch_size(num_blocks, self.hparams.batch_size, f"blocks of {block + 1} tokens")
 
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
+    def loader(self, split: str, train: bool = False) -> DataLoader:
+        """The DataLoader of ``split`` (see ``SplitDataModule``)."""
         block = self.hparams.block_size
         blocks = TokenBlocks(self.ids(split), block, stride=1 if train else block)
         return DataLoader(blocks, batch_size=self.hparams.batch_size, shuffle=train,
                           drop_last=train, num_workers=self.hparams.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        """Blocks at random offsets."""
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Consecutive blocks of the validation text."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        """Consecutive blocks of the test text."""
-        return self._loader("test")
 
     def decode(self, tokens: Tensor) -> list[str]:
         """Text of each row of token ids.

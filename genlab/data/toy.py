@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import Metric
 
+from genlab.data.splits import SplitDataModule
 from genlab.errors import GenlabError
 from genlab.metrics import ModeCoverage
 
@@ -50,7 +50,7 @@ class PointsDataset(Dataset):
         return {"x": self.points[i]}
 
 
-class ToyDataModule(L.LightningDataModule):
+class ToyDataModule(SplitDataModule):
     """Mixture-of-Gaussians points, drawn once from a seeded generator.
 
     Validation measures mode coverage of generated samples through ``sample_metrics()``.
@@ -90,26 +90,16 @@ class ToyDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Draw the train and validation points (identical on every rank for a given seed)."""
         gen = torch.Generator().manual_seed(self.hparams.seed)
-        self.train_set = PointsDataset(
-            sample_mixture(self.modes, self.sigma, self.hparams.train_size, gen)
-        )
-        self.val_set = PointsDataset(
-            sample_mixture(self.modes, self.sigma, self.hparams.val_size, gen)
-        )
+        train = sample_mixture(self.modes, self.sigma, self.hparams.train_size, gen)
+        val = sample_mixture(self.modes, self.sigma, self.hparams.val_size, gen)
+        # Toy data has no separate test split: the validation points serve as test points.
+        self.sets = {"train": PointsDataset(train), "val": PointsDataset(val),
+                     "test": PointsDataset(val)}
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches; the last incomplete batch is dropped."""
-        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True,
-                          drop_last=True, num_workers=self.hparams.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches in order."""
-        return DataLoader(self.val_set, batch_size=self.hparams.batch_size,
-                          num_workers=self.hparams.num_workers)
-
-    def test_dataloader(self) -> DataLoader:
-        """The validation points (toy data has no separate test split)."""
-        return self.val_dataloader()
+    def loader(self, split: str, train: bool = False) -> DataLoader:
+        """The DataLoader of ``split`` (see ``SplitDataModule``)."""
+        return DataLoader(self.sets[split], batch_size=self.hparams.batch_size, shuffle=train,
+                          drop_last=train, num_workers=self.hparams.num_workers)
 
     def sample_metrics(self) -> dict[str, Metric]:
         """Metrics that ``SampleMetrics`` updates with generated samples at validation end."""
