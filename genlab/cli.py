@@ -5,6 +5,7 @@ W&B falls back to offline, and user mistakes get one-line errors.
 
 from __future__ import annotations
 
+import logging
 import os
 import pydoc
 import shutil
@@ -17,6 +18,7 @@ import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 from rich.console import Console
 
 from genlab.callbacks import SampleLogger, SampleMetrics
@@ -104,6 +106,11 @@ def _vocab_from_data(cfg: Namespace) -> None:
     init.vocab_size = getattr(datamodule, "vocab_size", None)
 
 
+def _drop_adverts(record: logging.LogRecord) -> bool:
+    """Lightning's tips about its cloud products are noise in every run's output."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
 def _discard_if_empty(run_dir: Path) -> None:
     """Remove a run directory that holds no file (its sub-directories empty), after a failure."""
     if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
@@ -121,6 +128,7 @@ class GenlabCLI(LightningCLI):
     """
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_adverts)
         load_plugins()  # short class names resolve only for classes imported before parsing
         kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION})
         super().__init__(
@@ -195,11 +203,16 @@ class GenlabCLI(LightningCLI):
                 callback.dirpath = str(self.run_dir / "checkpoints")
                 if callback.save_last is None:
                     callback.save_last = True
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
+                # Lightning always passes anonymous=None, which wandb>=0.19 warns about.
+                logger._wandb_init.pop("anonymous")
 
     def after_fit(self) -> None:
         """Make ``checkpoints/last.ckpt`` the final state, even when training stopped mid-epoch."""
         if self.trainer.state.status == "finished" and self.trainer.checkpoint_callbacks:
-            self.trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt")
+            self.trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt",
+                                         weights_only=False)
 
 
 def _installed_classes(section: str) -> list[str]:
