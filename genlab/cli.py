@@ -33,7 +33,8 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 DESCRIPTION = (
     "genlab: generative models on PyTorch Lightning. Models are plugins chosen by class name "
     "(`model: {class_path: GAN}`); `genlab list` shows the installed ones. "
-    "`genlab sample --ckpt PATH` draws samples from a checkpoint."
+    "`genlab sample --ckpt PATH` draws samples from a checkpoint, `genlab evaluate --ckpt PATH` "
+    "scores it, `genlab classifier --source DATA` trains the offline FID extractor."
 )
 
 
@@ -245,6 +246,14 @@ def main(argv: list[str] | None = None) -> None:
             from genlab.sampling import sample_main
 
             sample_main(args[1:])
+        elif args[:1] == ["evaluate"]:
+            from genlab.evaluation import evaluate_main
+
+            evaluate_main(args[1:])
+        elif args[:1] == ["classifier"]:
+            from genlab.train_classifier import classifier_main
+
+            classifier_main(args[1:])
         else:
             GenlabCLI(args=argv)
     except GenlabError as err:

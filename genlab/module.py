@@ -56,10 +56,20 @@ class GenerativeModule(L.LightningModule):
         return type(self).log_likelihood is not GenerativeModule.log_likelihood
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record which plugin wrote the checkpoint; overrides should call ``super()``."""
+        """Record which plugin wrote the checkpoint and on what data; overrides call ``super()``.
+
+        The data module's class and hyperparameters let ``genlab evaluate`` find the reference
+        data without a config.
+        """
         from genlab.registry import origin
 
         checkpoint["genlab"] = origin(type(self))
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None and datamodule.hparams:
+            cls = type(datamodule)
+            init_args = {k: v for k, v in datamodule.hparams.items() if not k.startswith("_")}
+            checkpoint["genlab"]["data"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}",
+                                            "init_args": init_args}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Log ``val/nll`` when the family has a likelihood.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ FAMILY_OPTIONS: dict[str, Any] = {
     "prompt": str | None,
     "max_new_tokens": int | None,
     "guidance": float | None,
+    "sampler": str | None,
+    "eta": float | None,
 }
 
 
@@ -41,15 +44,43 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch_size", type=PositiveInt, default=256,
                         help="Samples drawn per call.")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_model_options(parser)
+    return parser
+
+
+def add_model_options(parser: ArgumentParser) -> None:
+    """``--trust_checkpoint`` and the family options of ``sample()`` (shared with evaluate)."""
     parser.add_argument("--trust_checkpoint", type=bool, default=False,
                         help="Allow full unpickling (only for files you trust).")
     for name, kind in FAMILY_OPTIONS.items():
         parser.add_argument(f"--{name}", type=kind, default=None,
                             help=f"Family option `{name}` passed to the model's sample().")
-    return parser
 
 
-def _draw(model: Any, num: int, batch_size: int, options: dict[str, Any]) -> Tensor:
+def family_options(args: Any) -> dict[str, Any]:
+    """The family options the user gave (the others are left to the model's defaults)."""
+    return {k: args[k] for k in FAMILY_OPTIONS if args[k] is not None}
+
+
+def check_options(model: Any, options: dict[str, Any]) -> None:
+    """Raise ``GenlabError`` naming the options that the model's ``sample`` does not take."""
+    params = inspect.signature(model.sample).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        takes = [f"--{n}" for n in params if n in FAMILY_OPTIONS] or ["none"]
+        raise GenlabError(f"{type(model).__name__}.sample does not take "
+                          f"{', '.join('--' + n for n in unknown)}; it takes: {', '.join(takes)}")
+
+
+def draw(model: Any, num: int, batch_size: int, options: dict[str, Any]) -> Tensor:
+    """``num`` samples from ``model`` in batches of ``batch_size``, with the family ``options``.
+
+    ``options["labels"]`` may hold one label (for all samples) or one per sample.
+    """
+    check_options(model, options)
+    options = dict(options)
     labels = options.pop("labels", None)
     if labels is not None and len(labels) not in (1, num):
         raise GenlabError(f"--labels has {len(labels)} entries; give 1 (for all) or --num={num}")
@@ -86,15 +117,9 @@ def sample_main(argv: list[str]) -> None:
     except ArgumentError as err:
         raise GenlabError(f"{err} (see `genlab sample --help`)") from None
     model = load_model(args.ckpt, trust=args.trust_checkpoint, device=args.device)
-    options = {k: args[k] for k in FAMILY_OPTIONS if args[k] is not None}
-    try:
-        with fixed_seed(args.seed, model.device):
-            samples = _draw(model, args.num, args.batch_size, options)
-    except TypeError as err:
-        if "unexpected keyword" in str(err):
-            raise GenlabError(f"{type(model).__name__}.sample does not take that option: "
-                              f"{err}") from None
-        raise
+    options = family_options(args)
+    with fixed_seed(args.seed, model.device):
+        samples = draw(model, args.num, args.batch_size, options)
     out = Path(args.out or "samples")
     written = write_samples(samples, model.modality, out, decode=getattr(model, "decode", None))
     if model.modality == "tokens":

@@ -32,7 +32,11 @@ def test_sample_points_file_and_plot(checkpoint, tmp_path):
 
 def test_checkpoint_records_its_plugin(checkpoint):
     ckpt = torch.load(checkpoint, weights_only=True)
-    assert ckpt["genlab"] == {"plugin": "gan", "package": "genlab", "version": "0.1.0"}
+    origin = ckpt["genlab"]
+    assert {k: origin[k] for k in ("plugin", "package", "version")} == {
+        "plugin": "gan", "package": "genlab", "version": "0.1.0"}
+    assert origin["data"]["class_path"] == "genlab.data.toy.ToyDataModule"
+    assert origin["data"]["init_args"]["train_size"] == 256  # evaluate rebuilds the data
 
 
 def _fails(args, capsys):

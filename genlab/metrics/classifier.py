@@ -8,6 +8,7 @@ only compared under the same extractor.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,7 @@ def save_classifier(model: DigitClassifier, path: str | Path, **meta: Any) -> st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
+    meta = json.loads(json.dumps(meta))  # plain types only (e.g. no int subclasses)
     torch.save({"format": FORMAT, "config": model.config, "state_dict": state, "meta": meta}, path)
     return file_hash(path)
 

@@ -1,0 +1,50 @@
+"""Train the reference digit classifier on MNIST and report its test accuracy (target >= 98%).
+
+    python -m benchmarks.reference_classifier --source ../shared/data/mnist
+
+Writes the classifier to classifiers/mnist.pt (the offline FID / KID extractor, named by its
+SHA-256 in every report) and the figures to benchmarks/results/reference_classifier.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from genlab.train_classifier import fit_reference
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+TARGET = 0.98
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", default=str(DEFAULT_SOURCE))
+    parser.add_argument("--out", default=str(ROOT / "classifiers" / "mnist.pt"))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results",
+                        default=str(ROOT / "benchmarks/results/reference_classifier.json"))
+    a = parser.parse_args(argv)
+    args = argparse.Namespace(source=a.source, out=a.out, epochs=a.epochs, batch_size=128,
+                              num_workers=2, seed=a.seed, device="cpu")
+    done = fit_reference(args)
+    done.update(target=TARGET, met=done["accuracy"] >= TARGET, torch=torch.__version__,
+                cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                threads=torch.get_num_threads(), date=datetime.date.today().isoformat())
+    print(f"reference classifier: {done['split']} accuracy {done['accuracy']:.4f} "
+          f"(target >= {TARGET}) {'MET' if done['met'] else 'NOT MET'}; "
+          f"trained {a.epochs} epochs in {done['train_seconds']:.0f} s on {done['cores']} cores; "
+          f"sha256:{done['hash']}")
+    Path(a.results).write_text(json.dumps(done, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
