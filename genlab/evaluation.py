@@ -89,15 +89,19 @@ def _data_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def build_datamodule(config: dict[str, Any]) -> L.LightningDataModule:
-    """Instantiate a data module from a ``{"class_path", "init_args"}`` config (as in YAML)."""
+def instantiate(base: type, config: dict[str, Any]) -> Any:
+    """Build a ``base`` subclass from a ``{"class_path", "init_args"}`` config (as in YAML).
+
+    Short class names work for installed plugins, as in ``genlab fit`` configs.
+    """
+    load_plugins()
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(L.LightningDataModule, "data")
+    parser.add_subclass_arguments(base, "section")
     try:
-        cfg = parser.parse_object({"data": config})
+        cfg = parser.parse_object({"section": config})
     except ArgumentError as err:
-        raise GenlabError(f"bad data config: {' '.join(str(err).split())}") from None
-    return parser.instantiate_classes(cfg).data
+        raise GenlabError(f"bad {base.__name__} config: {' '.join(str(err).split())}") from None
+    return parser.instantiate_classes(cfg).section
 
 
 def reference_batches(datamodule: L.LightningDataModule, split: str) -> Iterable[dict]:
@@ -270,7 +274,7 @@ def evaluate(args: Any) -> dict[str, Any]:
     load_plugins()
     ckpt = read_checkpoint(args.ckpt, args.trust_checkpoint)
     model = load_model(args.ckpt, trust=args.trust_checkpoint, device=args.device)
-    datamodule = build_datamodule(_data_config(args, ckpt))
+    datamodule = instantiate(L.LightningDataModule, _data_config(args, ckpt))
     _setup(datamodule, ckpt, args.split)
     num = args.num or DEFAULT_NUM[model.modality]
     metrics: dict[str, float] = {}
