@@ -1,0 +1,32 @@
+"""Diffusion parts shared by plugins: noise schedules, prediction targets, samplers, guidance.
+
+The denoiser interface is ``denoiser(x_t, t, labels) -> prediction`` (see
+``genlab.diffusion.samplers``); ``NoiseSchedule`` holds ``alphas_cumprod`` and converts between the
+``eps`` / ``v`` / ``x0`` targets.
+"""
+
+from genlab.diffusion.guidance import classifier_free_guidance
+from genlab.diffusion.samplers import (
+    SAMPLERS,
+    Denoiser,
+    ddim_sample,
+    ddpm_sample,
+    heun_sample,
+    sample,
+    timesteps,
+)
+from genlab.diffusion.schedule import PREDICTIONS, SCHEDULES, NoiseSchedule
+
+__all__ = [
+    "PREDICTIONS",
+    "SAMPLERS",
+    "SCHEDULES",
+    "Denoiser",
+    "NoiseSchedule",
+    "classifier_free_guidance",
+    "ddim_sample",
+    "ddpm_sample",
+    "heun_sample",
+    "sample",
+    "timesteps",
+]

@@ -1,0 +1,175 @@
+"""Samplers: plain functions that take a denoiser callable and a ``NoiseSchedule``.
+
+A denoiser is any callable ``denoiser(x_t, t, labels) -> prediction``: ``x_t`` the noisy batch
+``(B, ...)``, ``t`` integer timesteps ``(B,)`` in ``0 … T-1``, ``labels`` class ids ``(B,)`` or
+``None``, and the output of kind ``prediction`` (``eps``, ``v`` or ``x0``), shaped like ``x_t``.
+Nothing here knows about Lightning or a plugin, so another plugin (adversarial distillation) can
+sample any diffusion network with them (cf. EDM's ``edm_sampler``).
+
+Each sampler visits ``steps`` timesteps evenly spaced from ``T-1`` down to ``0`` and ends on the
+clean estimate. Randomness (the ancestral noise of DDPM, DDIM with ``eta > 0``) comes from the
+global RNG unless a ``generator`` is given; the starting noise is always an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from genlab.diffusion.schedule import NoiseSchedule, Prediction
+from genlab.errors import GenlabError
+
+Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "heun")
+
+
+def timesteps(schedule: NoiseSchedule, steps: int | None = None) -> list[int]:
+    """``steps`` integer timesteps from ``T-1`` down to ``0``, evenly spaced (``None``: all)."""
+    total = schedule.num_timesteps
+    steps = total if steps is None else steps
+    if not 1 <= steps <= total:
+        raise GenlabError(f"steps must be between 1 and {total} (the schedule's timesteps), "
+                          f"got {steps}")
+    grid = torch.linspace(total - 1, 0, steps, dtype=torch.float64).round().long()
+    return grid.tolist()
+
+
+def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _predict(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int,
+             labels: Tensor | None, prediction: Prediction,
+             clip: float | None) -> tuple[Tensor, Tensor]:
+    """``(x0, eps)`` estimates of the denoiser at integer timestep ``t``."""
+    t_batch = torch.full((len(x_t),), t, device=x_t.device, dtype=torch.long)
+    out = denoiser(x_t, t_batch, labels)
+    return schedule.to_x0_eps(out, x_t, t_batch, prediction, clip)
+
+
+def _alpha_bar(schedule: NoiseSchedule, t: int) -> Tensor:
+    return schedule.alpha_bar(torch.tensor(t, device=schedule.alphas_cumprod.device))
+
+
+@torch.no_grad()
+def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
+                prediction: Prediction = "eps", steps: int | None = None,
+                labels: Tensor | None = None, clip: float | None = None,
+                generator: torch.Generator | None = None,
+                trajectory: list[Tensor] | None = None) -> Tensor:
+    """Ancestral sampling from the posterior ``q(x_s | x_t, x0_hat)`` (Ho et al. 2020, eq. 6-7).
+
+    With fewer ``steps`` than ``T`` the posterior is taken between the visited timesteps
+    ``s < t`` (``alpha_{t|s} = alpha_bar_t / alpha_bar_s``), as in improved DDPM's respacing.
+
+    Args:
+        denoiser: ``denoiser(x_t, t, labels) -> prediction``.
+        schedule: The noise schedule the denoiser was trained with.
+        noise: Starting noise ``x_T``, ``(B, ...)``.
+        prediction: What the denoiser predicts: ``eps``, ``v`` or ``x0``.
+        steps: Number of denoiser calls; ``None``: all ``T``.
+        labels: Class ids ``(B,)`` passed to the denoiser, or ``None``.
+        clip: Clamp the clean estimate to ``[-clip, clip]`` (images: 1), or ``None``.
+        generator: RNG of the ancestral noise; ``None``: the global one.
+        trajectory: A list to which ``x_t`` is appended before each step and the result at the end.
+    """
+    x = noise
+    grid = timesteps(schedule, steps)
+    for t, s in zip(grid, grid[1:] + [-1]):
+        if trajectory is not None:
+            trajectory.append(x)
+        x0, _ = _predict(denoiser, schedule, x, t, labels, prediction, clip)
+        a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
+        beta = 1 - a_t / a_s  # beta of the (possibly respaced) step s -> t
+        # Posterior mean of eq. 7 and variance beta_tilde, written with alpha_bar of t and s.
+        x = (a_s.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)) * x
+        if s >= 0:
+            var = beta * (1 - a_s) / (1 - a_t)
+            x = x + var.sqrt() * _noise(x, generator)
+    if trajectory is not None:
+        trajectory.append(x)
+    return x
+
+
+@torch.no_grad()
+def ddim_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
+                prediction: Prediction = "eps", steps: int | None = 50, eta: float = 0.0,
+                labels: Tensor | None = None, clip: float | None = None,
+                generator: torch.Generator | None = None,
+                trajectory: list[Tensor] | None = None) -> Tensor:
+    """DDIM (Song et al. 2021, eq. 12): deterministic for ``eta = 0``, DDPM-like for ``eta = 1``.
+
+    Arguments as ``ddpm_sample``, plus ``eta``, the scale of the fresh noise (eq. 16).
+    """
+    if eta < 0:
+        raise GenlabError(f"eta must be >= 0, got {eta}")
+    x = noise
+    grid = timesteps(schedule, steps)
+    for t, s in zip(grid, grid[1:] + [-1]):
+        if trajectory is not None:
+            trajectory.append(x)
+        x0, eps = _predict(denoiser, schedule, x, t, labels, prediction, clip)
+        a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
+        sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+        x = a_s.sqrt() * x0 + (1 - a_s - sigma**2).clamp(min=0).sqrt() * eps
+        if eta > 0 and s >= 0:
+            x = x + sigma * _noise(x, generator)
+    if trajectory is not None:
+        trajectory.append(x)
+    return x
+
+
+@torch.no_grad()
+def heun_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
+                prediction: Prediction = "eps", steps: int | None = 50,
+                labels: Tensor | None = None, clip: float | None = None,
+                generator: torch.Generator | None = None,
+                trajectory: list[Tensor] | None = None) -> Tensor:
+    """Heun's second-order method on the probability-flow ODE (Karras et al. 2022, Alg. 1).
+
+    In the variables ``y = x / sqrt(alpha_bar)`` and ``sigma = sqrt((1 - alpha_bar) / alpha_bar)``
+    the ODE is ``dy/dsigma = eps``; an Euler step of it is exactly DDIM with ``eta = 0``. Heun
+    corrects each step with the slope at its end, except the last (to ``sigma = 0``), costing
+    ``2 * steps - 1`` denoiser calls. Arguments as ``ddpm_sample`` (``generator`` is unused: the
+    sampler is deterministic).
+    """
+    x = noise
+    grid = timesteps(schedule, steps)
+    for t, s in zip(grid, grid[1:] + [-1]):
+        if trajectory is not None:
+            trajectory.append(x)
+        a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
+        sigma_t, sigma_s = ((1 - a_t) / a_t).sqrt(), ((1 - a_s) / a_s).sqrt()
+        _, eps = _predict(denoiser, schedule, x, t, labels, prediction, clip)
+        y_next = x / a_t.sqrt() + (sigma_s - sigma_t) * eps  # Euler step in (y, sigma)
+        if s >= 0:
+            _, eps_next = _predict(denoiser, schedule, y_next * a_s.sqrt(), s, labels,
+                                   prediction, clip)
+            y_next = x / a_t.sqrt() + (sigma_s - sigma_t) * (eps + eps_next) / 2
+        x = y_next * a_s.sqrt()
+    if trajectory is not None:
+        trajectory.append(x)
+    return x
+
+
+def sample(sampler: str, denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
+           prediction: Prediction = "eps", steps: int | None = None, eta: float = 0.0,
+           labels: Tensor | None = None, clip: float | None = None,
+           generator: torch.Generator | None = None,
+           trajectory: list[Tensor] | None = None) -> Tensor:
+    """Run the sampler named ``sampler`` (``ddpm``, ``ddim`` or ``heun``); see each one's doc.
+
+    ``eta`` is used by ``ddim`` only.
+    """
+    common = dict(prediction=prediction, steps=steps, labels=labels, clip=clip,
+                  generator=generator, trajectory=trajectory)
+    if sampler == "ddpm":
+        return ddpm_sample(denoiser, schedule, noise, **common)
+    if sampler == "ddim":
+        return ddim_sample(denoiser, schedule, noise, eta=eta, **common)
+    if sampler == "heun":
+        return heun_sample(denoiser, schedule, noise, **common)
+    raise GenlabError(f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
