@@ -215,11 +215,11 @@ def likelihood(model: GenerativeModule, batches: Iterable[dict],
 
 
 def _report(results: dict[str, Any]) -> None:
-    table = Table(title=f"genlab evaluate: {results['model']} on {results['split']}")
+    table = Table(title=f"{results['model']}, {results['split']} split")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in results["metrics"].items():
-        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(name, f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}")
     console = Console(highlight=False)
     console.print(table)
     if "extractor" in results:
