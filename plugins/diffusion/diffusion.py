@@ -1,0 +1,309 @@
+"""Denoising diffusion (DDPM) on points or images, sampled with DDPM, DDIM or Heun.
+
+The recipe only: the networks are ``genlab.nn`` modules (``PointDenoiser``, ``UNet``), the noise
+schedule, target conversions, samplers and guidance are ``genlab.diffusion`` parts, so another
+plugin can load this model's checkpoint and call ``denoiser_fn()`` with the same samplers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from genlab import GenerativeModule
+from genlab.callbacks.samples import fixed_seed
+from genlab.diffusion import SAMPLERS, NoiseSchedule, classifier_free_guidance
+from genlab.diffusion import sample as run_sampler
+from genlab.diffusion.samplers import Denoiser
+from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
+from genlab.errors import GenlabError
+from genlab.nn.point_denoiser import PointDenoiser
+from genlab.nn.unet import UNet
+from genlab.visualize import image_grid, scatter_plot
+
+SamplerName = Literal["ddpm", "ddim", "heun"]
+LRSchedule = Literal["constant", "cosine"]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise GenlabError(message)
+
+
+class Diffusion(GenerativeModule):
+    """Denoising diffusion probabilistic model (Ho et al. 2020) with EMA weights and optional
+    class conditioning for classifier-free guidance (Ho & Salimans 2022).
+
+    Points (``data_shape`` of length 1) use an MLP denoiser, images (``(C, H, W)``) a U-Net.
+    Sampling always uses the EMA weights; the sampler, steps, eta and guidance given here are
+    the defaults of ``sample()``, which can override each.
+
+    Args:
+        data_shape: Shape of one example: ``[D]`` for points, ``[C, H, W]`` for images.
+        num_classes: Number of classes for a class-conditional model, ``None`` otherwise.
+        hidden: Hidden widths of the point denoiser's MLP.
+        emb_dim: Width of the point denoiser's time embedding.
+        channels: Base width of the U-Net.
+        channel_mults: Width multiplier of each U-Net level (the side must be divisible by
+            ``2 ** (len(channel_mults) - 1)``).
+        num_res_blocks: Residual blocks per U-Net level.
+        attention_levels: U-Net levels (0 = full resolution) with self-attention.
+        dropout: Dropout in the U-Net's residual blocks.
+        schedule: Noise schedule, ``linear`` or ``cosine``.
+        num_timesteps: Number of diffusion steps ``T``.
+        prediction: What the network predicts: ``eps`` (noise), ``v`` or ``x0``.
+        loss_weighting: ``none`` (plain MSE on the target) or ``min_snr``.
+        min_snr_gamma: ``gamma`` of the Min-SNR weighting.
+        label_dropout: Probability that a training label is replaced by the null class, so one
+            network learns both conditional and unconditional predictions (needed for guidance).
+        data_scale: Data are divided by it before diffusion (and samples multiplied back), so
+            that they have roughly unit spread; e.g. 4 for the grid-25 points at ±4.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: Steps of linear learning-rate warm-up.
+        lr_schedule: ``constant`` after warm-up, or ``cosine`` decay to zero over the run.
+        ema_decay: Decay of the exponential moving average of the denoiser's weights.
+        sampler: Default sampler: ``ddpm`` (ancestral), ``ddim`` or ``heun``.
+        sample_steps: Default number of sampling steps.
+        eta: Default DDIM noise scale (0: deterministic).
+        guidance: Default classifier-free guidance scale (1: plain conditional).
+        clip_x0: Clamp clean estimates to the data range while sampling; ``None``: for images.
+        trajectory_frames: Frames of the denoising-trajectory strip saved at the end of training
+            (``samples/trajectory.png``); 0 saves none.
+    """
+
+    modality = "points"  # set per instance from data_shape
+
+    def __init__(
+        self,
+        data_shape: Sequence[int] = (2,),
+        num_classes: int | None = None,
+        hidden: Sequence[int] = (256, 256, 256),
+        emb_dim: int = 128,
+        channels: int = 64,
+        channel_mults: Sequence[int] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_levels: Sequence[int] = (2,),
+        dropout: float = 0.1,
+        schedule: ScheduleKind = "cosine",
+        num_timesteps: int = 1000,
+        prediction: Prediction = "eps",
+        loss_weighting: LossWeighting = "none",
+        min_snr_gamma: float = 5.0,
+        label_dropout: float = 0.1,
+        data_scale: float = 1.0,
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        lr_schedule: LRSchedule = "constant",
+        ema_decay: float = 0.999,
+        sampler: SamplerName = "ddim",
+        sample_steps: int = 100,
+        eta: float = 0.0,
+        guidance: float = 1.0,
+        clip_x0: bool | None = None,
+        trajectory_frames: int = 8,
+    ) -> None:
+        super().__init__()
+        _check(len(data_shape) in (1, 3), f"model.data_shape must be [D] (points) or [C, H, W] "
+                                          f"(images), got {list(data_shape)}")
+        _check(num_classes is None or num_classes > 0,
+               f"model.num_classes must be positive or null, got {num_classes}")
+        _check(0 <= label_dropout < 1,
+               f"model.label_dropout must be in [0, 1), got {label_dropout}")
+        _check(0 <= ema_decay < 1, f"model.ema_decay must be in [0, 1), got {ema_decay}")
+        _check(data_scale > 0, f"model.data_scale must be positive, got {data_scale}")
+        _check(sampler in SAMPLERS, f"model.sampler must be one of {list(SAMPLERS)}, got "
+                                    f"{sampler!r}")
+        _check(1 <= sample_steps <= num_timesteps, f"model.sample_steps must be between 1 and "
+                                                   f"num_timesteps ({num_timesteps})")
+        self.save_hyperparameters()
+        self.data_shape = tuple(data_shape)
+        self.modality = "points" if len(data_shape) == 1 else "image"
+        self.denoiser = self.build_denoiser()
+        # EMA copy of the denoiser: a submodule, so checkpoints save it; sample() uses it.
+        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+                                 use_buffers=True)
+        self.ema.requires_grad_(False)  # never trained: DDP must not wait for its gradients
+        self.schedule = NoiseSchedule(schedule, num_timesteps)
+
+    def build_denoiser(self) -> nn.Module:
+        """The network: ``PointDenoiser`` for points, ``UNet`` for images."""
+        h = self.hparams
+        if len(self.data_shape) == 1:
+            return PointDenoiser(self.data_shape[0], h.hidden, h.emb_dim,
+                                 num_classes=h.num_classes)
+        c, height, width = self.data_shape
+        factor = 2 ** (len(h.channel_mults) - 1)
+        _check(height % factor == 0 and width % factor == 0,
+               f"images of {height}x{width} cannot be halved {factor // 2 or 0} times for "
+               f"model.channel_mults {list(h.channel_mults)}; use fewer levels or another size")
+        return UNet(c, h.channels, h.channel_mults, h.num_res_blocks, h.attention_levels,
+                    h.dropout, num_classes=h.num_classes)
+
+    # Training
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        x0 = batch["x"].float() / self.hparams.data_scale
+        labels = self.training_labels(batch)
+        t = self.schedule.sample_timesteps(len(x0), device=self.device)
+        noise = torch.randn_like(x0)
+        x_t = self.schedule.q_sample(x0, t, noise)
+        target = self.schedule.target(x0, noise, t, self.hparams.prediction)
+        err = (self.denoiser(x_t, t, labels) - target).pow(2).flatten(1).mean(1)  # (B,)
+        weight = self.schedule.loss_weight(t, self.hparams.prediction,
+                                           self.hparams.loss_weighting, self.hparams.min_snr_gamma)
+        loss = (weight * err).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def training_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """The batch's labels with ``label_dropout`` of them replaced by the null class."""
+        classes = self.hparams.num_classes
+        if classes is None:
+            return None
+        if "label" not in batch:
+            raise GenlabError("model.num_classes is set but the batches have no labels; set "
+                              "data.label_column, or model.num_classes: null")
+        labels = batch["label"].long()
+        drop = torch.rand(len(labels), device=labels.device) < self.hparams.label_dropout
+        return torch.where(drop, torch.full_like(labels, classes), labels)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the EMA weights after each optimizer step."""
+        self.ema.update_parameters(self.denoiser)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        opt = torch.optim.AdamW(self.denoiser.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        total = self.num_iterations() if h.lr_schedule == "cosine" else 0
+
+        def factor(step: int) -> float:
+            if step < h.warmup_steps:
+                return (step + 1) / h.warmup_steps
+            if total == 0:
+                return 1.0
+            progress = min((step - h.warmup_steps) / max(total - h.warmup_steps, 1), 1.0)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def num_iterations(self) -> int:
+        """Optimizer steps the trainer will take: the horizon of the cosine schedule."""
+        iterations = self.trainer.estimated_stepping_batches
+        if math.isinf(iterations):
+            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
+                              "trainer.max_steps or trainer.max_epochs")
+        return max(int(iterations), 1)
+
+    # Sampling
+
+    def denoiser_fn(self, ema: bool = True, guidance: float = 1.0) -> Denoiser:
+        """The network as a ``denoiser(x_t, t, labels) -> prediction`` callable for the samplers.
+
+        Inputs and outputs are in the diffusion's space (data divided by ``data_scale``);
+        ``guidance != 1`` wraps it in classifier-free guidance (conditional models only).
+        """
+        net = self.ema.module if ema else self.denoiser
+        if self.hparams.num_classes is None or guidance == 1:
+            return net
+        return classifier_free_guidance(net, guidance, null_label=self.hparams.num_classes)
+
+    def sample(
+        self,
+        num: int,
+        steps: int | None = None,
+        sampler: str | None = None,
+        labels: Tensor | None = None,
+        guidance: float | None = None,
+        eta: float | None = None,
+    ) -> Tensor:
+        """``num`` samples drawn with the EMA weights, ``(num, *data_shape)``.
+
+        Args:
+            num: Number of samples.
+            steps: Denoising steps; ``None``: ``model.sample_steps``.
+            sampler: ``ddpm``, ``ddim`` or ``heun``; ``None``: ``model.sampler``.
+            labels: Class ids ``(num,)`` of a conditional model; ``None`` cycles through the
+                classes (``i % num_classes``) so grids show every class.
+            guidance: Classifier-free guidance scale; ``None``: ``model.guidance``.
+            eta: DDIM noise scale; ``None``: ``model.eta``.
+        """
+        return self.draw(num, steps, sampler, labels, guidance, eta)
+
+    def draw(self, num: int, steps: int | None = None, sampler: str | None = None,
+             labels: Tensor | None = None, guidance: float | None = None,
+             eta: float | None = None, trajectory: list[Tensor] | None = None) -> Tensor:
+        """``sample()`` that can also record the denoising trajectory (see ``ddpm_sample``)."""
+        h = self.hparams
+        sampler = h.sampler if sampler is None else sampler
+        _check(sampler in SAMPLERS, f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
+        guidance = h.guidance if guidance is None else guidance
+        labels = self.sample_labels(num, labels)
+        clip = (self.modality == "image") if h.clip_x0 is None else h.clip_x0
+        noise = torch.randn(num, *self.data_shape, device=self.device)
+        steps = h.sample_steps if steps is None else steps
+        x = run_sampler(sampler, self.denoiser_fn(ema=True, guidance=guidance), self.schedule,
+                        noise, prediction=h.prediction, steps=steps,
+                        eta=h.eta if eta is None else eta, labels=labels,
+                        clip=1.0 / h.data_scale if clip else None, trajectory=trajectory)
+        return x * h.data_scale
+
+    def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
+        """Labels checked against ``num_classes``; for a conditional model ``None`` cycles."""
+        classes = self.hparams.num_classes
+        if classes is None:
+            _check(labels is None, "this diffusion model is unconditional (model.num_classes is "
+                                   "null); sample it without labels")
+            return None
+        if labels is None:
+            return torch.arange(num, device=self.device) % classes
+        labels = torch.as_tensor(labels, device=self.device).long()
+        _check(labels.shape == (num,), f"labels must have shape ({num},), got "
+                                       f"{tuple(labels.shape)}")
+        _check(bool(((labels >= 0) & (labels < classes)).all()),
+               f"labels must be between 0 and {classes - 1}")
+        return labels
+
+    # Pictures
+
+    def trajectory_strip(self, num: int | None = None, frames: int | None = None,
+                         seed: int = 0) -> Image.Image:
+        """A picture of the denoising trajectory: ``frames`` snapshots of ``x_t`` from noise
+        to sample (one row per image, or one scatter plot per frame for points).
+        """
+        frames = frames or self.hparams.trajectory_frames or 8
+        num = num or (8 if self.modality == "image" else 500)
+        path: list[Tensor] = []
+        with fixed_seed(seed, self.device), torch.no_grad():
+            was_training = self.training
+            self.eval()
+            self.draw(num, trajectory=path)
+            self.train(was_training)
+        picks = torch.linspace(0, len(path) - 1, frames).round().long().tolist()
+        snaps = [path[i] * self.hparams.data_scale for i in picks]
+        if self.modality == "image":
+            strip = torch.stack(snaps, dim=1).flatten(0, 1)  # (num * frames, C, H, W), row-major
+            return image_grid(strip.clamp(-1, 1), nrow=frames)
+        plots = [scatter_plot(s, title=f"step {i}/{len(path) - 1}") for s, i in zip(snaps, picks)]
+        strip = Image.new("RGB", (sum(p.width for p in plots), plots[0].height), "white")
+        for k, plot in enumerate(plots):
+            strip.paste(plot, (k * plots[0].width, 0))
+        return strip
+
+    def on_train_end(self) -> None:
+        """Save the denoising-trajectory strip to ``<run dir>/samples/trajectory.png``."""
+        if self.hparams.trajectory_frames <= 0 or not self.trainer.is_global_zero:
+            return
+        out = Path(self.trainer.default_root_dir) / "samples" / "trajectory.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.trajectory_strip().save(out)
