@@ -1,0 +1,313 @@
+"""Variational autoencoder: β-VAE with KL warm-up and free bits, IWAE bound, conditional VAE.
+
+Objective (Kingma & Welling 2014; Higgins et al. 2017 for β):
+    ELBO = E_q[log p(x | z)] - β_t KL(q(z | x) || N(0, I)),  β_t = β min(1, step / warmup)
+With ``train_samples = k > 1`` the IWAE bound (Burda et al. 2016, eq. 8) is trained instead:
+    L_k = E[log 1/k Σ_i p(x | z_i) p(z_i) / q(z_i | x)],  z_i ~ q(z | x)
+``log_likelihood`` is L_k with many samples: the importance-sampled estimate of log p(x).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from genlab_vae.networks import MLPDecoder, MLPEncoder
+from torch import Tensor
+
+from genlab import GenerativeModule
+from genlab.errors import GenlabError
+from genlab.losses.likelihoods import (
+    bernoulli_log_prob,
+    diag_gaussian_log_density,
+    discretized_gaussian_log_prob,
+    discretized_logistic_log_prob,
+    gaussian_log_prob,
+    kl_std_normal_per_dim,
+    log_mean_exp,
+)
+from genlab.nn.mlp import Activation
+
+Likelihood = Literal["bernoulli", "gaussian", "discretized_logistic", "discretized_gaussian"]
+Network = Literal["mlp", "conv"]
+LRSchedule = Literal["constant", "cosine"]
+
+_LOG_PROBS = {
+    "gaussian": gaussian_log_prob,
+    "discretized_logistic": discretized_logistic_log_prob,
+    "discretized_gaussian": discretized_gaussian_log_prob,
+}
+
+
+def kl_weight(step: int, beta: float, warmup_steps: int) -> float:
+    """β_t: the KL weight at ``step``, rising linearly from 0 to ``beta`` over ``warmup_steps``."""
+    if warmup_steps <= 0:
+        return beta
+    return beta * min(1.0, step / warmup_steps)
+
+
+class VAE(GenerativeModule):
+    """Variational autoencoder on images (Kingma & Welling 2014), optionally conditional.
+
+    Args:
+        data_shape: ``(C, H, W)`` of the images.
+        latent_dim: Dimension of ``z``.
+        network: ``mlp`` (the classic 784-200-200-50) or ``conv`` (``genlab.nn.conv``).
+        hidden: Hidden widths of the encoder; the decoder mirrors them.
+        act: Activation of the MLPs (``tanh`` as in Burda et al. 2016).
+        likelihood: ``p(x | z)``: ``bernoulli`` for binarized images ({-1, +1} data, read as
+            {0, 1}); ``gaussian`` (a density: not comparable across data); ``discretized_logistic``
+            or ``discretized_gaussian`` for 8-bit images, so NLL and bits/dim are meaningful.
+        fixed_std: Standard deviation of a Gaussian / discretized likelihood, fixed; ``None``:
+            the decoder outputs a per-pixel log-scale (learned variance).
+        beta: Weight β of the KL term (β-VAE; 1 is the ELBO).
+        kl_warmup_steps: Steps over which the KL weight rises linearly from 0 to β.
+        free_bits: Minimum nats per latent dimension below which its batch-mean KL is not
+            pushed down (Kingma et al. 2016, eq. 15); 0 turns it off.
+        train_samples: Importance samples ``k`` of the training bound: 1 trains the ELBO, more
+            the IWAE bound.
+        val_samples: ``k`` of the importance-weighted NLL logged at validation (kept small).
+        eval_samples: ``k`` of the NLL at test / ``genlab evaluate`` (5000 for reported figures).
+        eval_chunk: Importance samples per forward pass when estimating the NLL (memory bound).
+        num_classes: Number of classes of a conditional VAE (labels from the data); ``None``:
+            unconditional.
+        lr: Adam learning rate.
+        lr_schedule: ``constant`` or ``cosine`` decay to zero over the run.
+        pictures: Log reconstructions, prior samples, interpolations and (2-D latent) a latent
+            scatter by class at every validation (``genlab_vae.VAEPictures``).
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        data_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 50,
+        network: Network = "mlp",
+        hidden: Sequence[int] = (200, 200),
+        act: Activation = "tanh",
+        likelihood: Likelihood = "bernoulli",
+        fixed_std: float | None = None,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        free_bits: float = 0.0,
+        train_samples: int = 1,
+        val_samples: int = 16,
+        eval_samples: int = 5000,
+        eval_chunk: int = 500,
+        num_classes: int | None = None,
+        lr: float = 1e-3,
+        lr_schedule: LRSchedule = "constant",
+        pictures: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_hparams(data_shape, latent_dim, fixed_std, beta, kl_warmup_steps, free_bits,
+                       train_samples, val_samples, eval_samples, eval_chunk, num_classes)
+        self.save_hyperparameters()
+        self.data_shape = tuple(data_shape)
+        params = 1 if likelihood == "bernoulli" or fixed_std is not None else 2
+        if network == "conv":
+            self.encoder, self.decoder = _conv_networks(self.data_shape, latent_dim, hidden,
+                                                        params, num_classes)
+        else:
+            self.encoder = MLPEncoder(data_shape, latent_dim, hidden, act, num_classes)
+            self.decoder = MLPDecoder(data_shape, latent_dim, hidden, act, params, num_classes)
+
+    # --- the model: q(z | x, y), p(x | z, y), p(z) = N(0, I) -----------------------------------
+
+    def labels_of(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """The batch's labels for a conditional model, ``None`` for an unconditional one."""
+        if not self.hparams.num_classes:
+            return None
+        if "label" not in batch:
+            raise GenlabError("model.num_classes is set but the batches carry no labels; set "
+                              "data.label_column or model.num_classes: null")
+        return batch["label"]
+
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(mu, logvar)`` of q(z | x, y), each ``(B, latent_dim)``."""
+        return self.encoder(x, labels)
+
+    def log_px(self, x: Tensor, out: Tensor) -> Tensor:
+        """``log p(x | z)`` per example from the decoder's output ``out`` ``(B, P, C, H, W)``."""
+        h = self.hparams
+        if h.likelihood == "bernoulli":
+            return bernoulli_log_prob((x + 1) / 2, out[:, 0])  # {-1, +1} pixels -> {0, 1}
+        log_scale = out[:, 1] if h.fixed_std is None else math.log(h.fixed_std)
+        return _LOG_PROBS[h.likelihood](x, out[:, 0], log_scale)
+
+    def mean_image(self, out: Tensor) -> Tensor:
+        """The mean of p(x | z) as an image in [-1, 1], from the decoder's output."""
+        if self.hparams.likelihood == "bernoulli":
+            return torch.sigmoid(out[:, 0]) * 2 - 1
+        return out[:, 0].clamp(-1, 1)
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Mean images in [-1, 1] ``(B, C, H, W)`` of p(x | z, y)."""
+        return self.mean_image(self.decoder(z, labels))
+
+    def default_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
+        """Labels to condition ``num`` samples on: the given ones, else classes in turn."""
+        classes = self.hparams.num_classes
+        if not classes:
+            if labels is not None:
+                raise GenlabError("this VAE is unconditional (model.num_classes is null); "
+                                  "drop --labels")
+            return None
+        if labels is None:
+            return torch.arange(num, device=self.device) % classes
+        labels = torch.as_tensor(labels, device=self.device).long().flatten()
+        if len(labels) != num or labels.min() < 0 or labels.max() >= classes:
+            raise GenlabError(f"labels must be {num} class ids in [0, {classes})")
+        return labels
+
+    def sample(self, num: int, labels: Tensor | None = None,
+               temperature: float | None = None) -> Tensor:
+        """``num`` mean images of p(x | z, y), z ~ N(0, temperature² I), ``(num, C, H, W)``.
+
+        Args:
+            num: Number of images.
+            labels: Class of each image (conditional VAE); default: classes in turn.
+            temperature: Scale of the prior's standard deviation (default 1).
+        """
+        labels = self.default_labels(num, labels)
+        z = torch.randn(num, self.hparams.latent_dim, device=self.device)
+        return self.decode(z * (temperature or 1.0), labels)
+
+    # --- bounds -----------------------------------------------------------------------------
+
+    def log_weights(self, x: Tensor, labels: Tensor | None, k: int,
+                    kl_scale: float = 1.0) -> Tensor:
+        """``log p(x | z_i) + s (log p(z_i) - log q(z_i | x))`` for ``k`` draws, ``(k, B)``.
+
+        ``s = kl_scale`` is 1 for the true importance weights, β_t during warm-up.
+        """
+        mu, logvar = self.encode(x, labels)
+        eps = torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)
+        z = mu + (0.5 * logvar).exp() * eps  # (k, B, Z), reparameterized
+        return self.log_weights_at(x, labels, z, mu, logvar, kl_scale)
+
+    def log_weights_at(self, x: Tensor, labels: Tensor | None, z: Tensor, mu: Tensor,
+                       logvar: Tensor, kl_scale: float = 1.0) -> Tensor:
+        """Log importance weights of the draws ``z`` ``(k, B, Z)`` from q = N(mu, exp(logvar))."""
+        k, batch = z.shape[:2]
+        xs = x.expand(k, *x.shape).flatten(0, 1)  # (k B, C, H, W)
+        ys = None if labels is None else labels.expand(k, batch).flatten()
+        log_px = self.log_px(xs, self.decoder(z.flatten(0, 1), ys)).view(k, batch)
+        log_ratio = diag_gaussian_log_density(z) - diag_gaussian_log_density(z, mu, logvar)
+        return log_px + kl_scale * log_ratio
+
+    @torch.no_grad()
+    def log_weights_chunked(self, x: Tensor, labels: Tensor | None, k: int) -> Tensor:
+        """``log_weights`` with ``k`` draws made ``eval_chunk`` at a time, ``(k, B)``."""
+        mu, logvar = self.encode(x, labels)
+        std, chunk = (0.5 * logvar).exp(), self.hparams.eval_chunk
+        chunks = []
+        for start in range(0, k, chunk):
+            n = min(chunk, k - start)
+            z = mu + std * torch.randn(n, *mu.shape, device=mu.device, dtype=mu.dtype)
+            chunks.append(self.log_weights_at(x, labels, z, mu, logvar))
+        return torch.cat(chunks)
+
+    def num_eval_samples(self) -> int:
+        """``k`` for ``log_likelihood``: ``val_samples`` in fit/validate, else ``eval_samples``."""
+        trainer = self._trainer
+        if trainer is not None and not trainer.testing:
+            return self.hparams.val_samples
+        return self.hparams.eval_samples
+
+    def log_likelihood(self, batch: dict[str, Tensor], k: int | None = None) -> Tensor:
+        """Importance-weighted estimate of log p(x) in nats, ``(B,)`` (a lower bound on average).
+
+        Args:
+            batch: ``{"x", "label"}`` batch.
+            k: Importance samples; default: ``val_samples`` during training and validation,
+                ``eval_samples`` at test and in ``genlab evaluate``.
+        """
+        k = k or self.num_eval_samples()
+        return log_mean_exp(self.log_weights_chunked(batch["x"], self.labels_of(batch), k))
+
+    # --- training ---------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        x, labels, h = batch["x"], self.labels_of(batch), self.hparams
+        beta_t = kl_weight(self.global_step, h.beta, h.kl_warmup_steps)
+        if h.train_samples > 1:
+            bound = log_mean_exp(self.log_weights(x, labels, h.train_samples, beta_t)).mean()
+            self.log_dict({"train/iwae": bound, "train/kl_weight": beta_t}, prog_bar=True)
+            return -bound
+        mu, logvar = self.encode(x, labels)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        rec = self.log_px(x, self.decoder(z, labels)).mean()
+        kl_dims = kl_std_normal_per_dim(mu, logvar).mean(0)  # (Z,) batch-mean KL per dimension
+        kl = kl_dims.sum()
+        # Free bits: dimensions under the floor get no gradient pushing their KL further down.
+        kl_term = kl_dims.clamp(min=h.free_bits).sum() if h.free_bits > 0 else kl
+        self.log_dict({"train/elbo": rec - kl, "train/rec": rec, "train/kl": kl,
+                       "train/kl_weight": beta_t}, prog_bar=True)
+        return -(rec - beta_t * kl_term)
+
+    def _log_nll(self, split: str, batch: dict[str, Tensor]) -> None:
+        log_w = self.log_weights_chunked(batch["x"], self.labels_of(batch),
+                                         self.num_eval_samples())
+        nll = -log_mean_exp(log_w).mean()
+        dims = batch["x"][0].numel()
+        self.log_dict({f"{split}/nll": nll, f"{split}/bits_per_dim": nll / (dims * math.log(2)),
+                       f"{split}/elbo": log_w.mean()}, prog_bar=split == "val", sync_dist=True)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """``val/nll`` (importance-weighted, ``val_samples``), ``val/bits_per_dim``, ``val/elbo``.
+
+        ``val/elbo`` averages the single-draw log-weights: a Monte Carlo ELBO.
+        """
+        self._log_nll("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """``test/nll`` with ``eval_samples`` draws, ``test/bits_per_dim``, ``test/elbo``."""
+        self._log_nll("test", batch)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        if self.hparams.lr_schedule == "constant":
+            return opt
+        steps = self.trainer.estimated_stepping_batches
+        if math.isinf(steps):
+            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
+                              "trainer.max_steps or trainer.max_epochs")
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The VAE's pictures, so that every run gets them without a line of config."""
+        from genlab_vae.pictures import VAEPictures
+
+        return [VAEPictures()] if self.hparams.pictures else []
+
+
+def _conv_networks(data_shape: tuple[int, ...], latent_dim: int, hidden: Sequence[int],
+                   params: int, num_classes: int | None) -> tuple[torch.nn.Module, torch.nn.Module]:
+    raise GenlabError("model.network 'conv' is not available yet; use network: mlp")
+
+
+def _check_hparams(data_shape: Sequence[int], latent_dim: int, fixed_std: float | None,
+                   beta: float, kl_warmup_steps: int, free_bits: float, train_samples: int,
+                   val_samples: int, eval_samples: int, eval_chunk: int,
+                   num_classes: int | None) -> None:
+    if len(data_shape) != 3 or min(data_shape) <= 0:
+        raise GenlabError(f"model.data_shape must be [C, H, W], got {list(data_shape)}")
+    positive = {"latent_dim": latent_dim, "train_samples": train_samples,
+                "val_samples": val_samples, "eval_samples": eval_samples,
+                "eval_chunk": eval_chunk,
+                "num_classes": 1 if num_classes is None else num_classes}
+    for name, value in positive.items():
+        if value < 1:
+            raise GenlabError(f"model.{name} must be >= 1, got {value}")
+    if fixed_std is not None and fixed_std <= 0:
+        raise GenlabError(f"model.fixed_std must be > 0 (or null to learn it), got {fixed_std}")
+    for name, value in {"beta": beta, "kl_warmup_steps": kl_warmup_steps,
+                        "free_bits": free_bits}.items():
+        if value < 0:
+            raise GenlabError(f"model.{name} must be >= 0, got {value}")
