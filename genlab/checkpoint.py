@@ -47,8 +47,8 @@ def _provides(plugin: Plugin, class_path: str) -> bool:
 def model_class(ckpt: dict[str, Any]) -> type[GenerativeModule]:
     """The installed plugin class that wrote ``ckpt``; a ``GenlabError`` names what is missing."""
     hparams = ckpt.get("hyper_parameters", {})
-    class_path = hparams.get("_class_path")
     origin = ckpt.get("genlab", {})
+    class_path = hparams.get("_class_path") or origin.get("class_path")
     if class_path is None:
         raise GenlabError("the checkpoint does not record its model class; was it written by "
                           "`genlab fit` (or a GenerativeModule that called save_hyperparameters)?")

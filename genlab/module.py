@@ -63,13 +63,16 @@ class GenerativeModule(L.LightningModule):
         """
         from genlab.registry import origin
 
-        checkpoint["genlab"] = origin(type(self))
+        cls = type(self)
+        checkpoint["genlab"] = {**origin(cls), "class_path": f"{cls.__module__}.{cls.__qualname__}"}
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None and datamodule.hparams:
-            cls = type(datamodule)
+            data_cls = type(datamodule)
             init_args = {k: v for k, v in datamodule.hparams.items() if not k.startswith("_")}
-            checkpoint["genlab"]["data"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}",
-                                            "init_args": init_args}
+            checkpoint["genlab"]["data"] = {
+                "class_path": f"{data_cls.__module__}.{data_cls.__qualname__}",
+                "init_args": init_args,
+            }
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Log ``val/nll`` when the family has a likelihood.

@@ -86,6 +86,7 @@ class ToyDataModule(SplitDataModule):
         self.modes = toy_modes(dataset)
         self.sigma = DEFAULT_SIGMA[dataset] if sigma is None else sigma
         self.dim = self.modes.shape[1]
+        self.data_shape: tuple[int] = (self.dim,)
 
     def setup(self, stage: str | None = None) -> None:
         """Draw the train and validation points (identical on every rank for a given seed)."""

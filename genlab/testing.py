@@ -1,0 +1,193 @@
+"""Conformance kit: check that a model plugin keeps the ``GenerativeModule`` contract.
+
+Call it from a plugin's own pytest, with a tiny data module::
+
+    from genlab.testing import check_plugin
+
+    def test_conformance(tmp_path):
+        check_plugin("myflow", ToyDataModule(train_size=256, batch_size=32), tmp_path,
+                     init_args={"hidden": 16})
+
+Each check fails with a ``ConformanceError`` that says what to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from genlab.callbacks.samples import fixed_seed
+from genlab.checkpoint import load_model
+from genlab.module import MODALITIES, GenerativeModule, check_model_and_data
+from genlab.registry import MODEL_GROUP, plugins
+
+
+class ConformanceError(AssertionError):
+    """A plugin broke the contract; the message says which part and how to fix it."""
+
+
+def _expect(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConformanceError(message)
+
+
+def resolve(model: str | type[GenerativeModule]) -> type[GenerativeModule]:
+    """The registered class for an entry-point name, class name or class."""
+    for plugin in plugins(MODEL_GROUP):
+        if model in (plugin.name, plugin.target.rsplit(":", 1)[-1], plugin.cls):
+            _expect(plugin.cls is not None, f"plugin {plugin.name!r} failed to import: "
+                                            f"{plugin.error}")
+            return plugin.cls
+    raise ConformanceError(
+        f"{model!r} is not registered: add it to your pyproject's "
+        f'[project.entry-points."genlab.models"] table and reinstall (pip install -e .)'
+    )
+
+
+def build(cls: type[GenerativeModule], init_args: dict[str, Any]) -> GenerativeModule:
+    """Build ``cls`` the way a YAML config does (jsonargparse, from its type hints)."""
+    from genlab.evaluation import instantiate
+
+    _expect(issubclass(cls, GenerativeModule), f"{cls.__name__} must subclass GenerativeModule")
+    _expect(getattr(cls, "modality", None) in MODALITIES,
+            f"{cls.__name__}.modality must be one of {MODALITIES}")
+    try:
+        return instantiate(GenerativeModule, {"class_path": f"{cls.__module__}.{cls.__name__}",
+                                              "init_args": init_args})
+    except Exception as err:
+        raise ConformanceError(f"{cls.__name__} cannot be built from a config with init_args "
+                               f"{init_args}: {err}; give every __init__ argument a type hint "
+                               f"jsonargparse understands") from err
+
+
+def check_samples(model: GenerativeModule, samples: Any, num: int,
+                  data_shape: tuple[int, ...] | None) -> None:
+    """``sample(num)`` output fits the declared modality (and the data's example shape)."""
+    name = f"{type(model).__name__}.sample({num})"
+    _expect(isinstance(samples, Tensor), f"{name} must return a Tensor, got {type(samples)}")
+    _expect(len(samples) == num, f"{name} returned {len(samples)} samples, not {num}")
+    if model.modality == "tokens":
+        _expect(samples.ndim == 2 and not samples.is_floating_point(),
+                f"{name} must return integer token ids (num, T), got {samples.dtype} "
+                f"{tuple(samples.shape)}")
+        return
+    _expect(torch.isfinite(samples).all().item(), f"{name} returned NaN or Inf")
+    if data_shape is not None:
+        _expect(tuple(samples.shape[1:]) == tuple(data_shape),
+                f"{name} returned examples of shape {tuple(samples.shape[1:])}; the data's are "
+                f"{tuple(data_shape)}")
+    if model.modality == "image":
+        _expect(samples.ndim == 4, f"{name} must return images (num, C, H, W)")
+        _expect(samples.min() >= -1 - 1e-4 and samples.max() <= 1 + 1e-4,
+                f"{name} must return images in [-1, 1] (got {samples.min():.3g} .. "
+                f"{samples.max():.3g}); end the generator with tanh or clamp")
+    if model.modality == "points":
+        _expect(samples.ndim == 2, f"{name} must return points (num, D)")
+
+
+def _trainer(root: Path, steps: int, **kwargs: Any) -> L.Trainer:
+    options = {"max_steps": steps, "accelerator": "cpu", "devices": 1, "logger": False,
+               "enable_checkpointing": False, "enable_progress_bar": False,
+               "enable_model_summary": False, "num_sanity_val_steps": 0,
+               "limit_val_batches": 2, "default_root_dir": str(root)}
+    return L.Trainer(**{**options, **kwargs})
+
+
+def check_training_changes_parameters(model: GenerativeModule, datamodule: L.LightningDataModule,
+                                      root: Path, steps: int) -> L.Trainer:
+    """A few CPU training steps run and change the model's parameters."""
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    _expect(bool(before), f"{type(model).__name__} has no parameters to train")
+    trainer = _trainer(root, steps)
+    trainer.fit(model, datamodule=datamodule)
+    changed = [k for k, v in model.named_parameters() if not torch.equal(v.detach(), before[k])]
+    _expect(bool(changed), f"{steps} training steps changed no parameter of "
+                           f"{type(model).__name__}: does training_step return the loss (or, "
+                           f"with manual optimization, call manual_backward and step)?")
+    return trainer
+
+
+def check_checkpoint_round_trip(model: GenerativeModule, trainer: L.Trainer, root: Path,
+                                num: int) -> Path:
+    """A saved checkpoint reloads (weights_only) through the registry to the same samples."""
+    path = root / "conformance.ckpt"
+    trainer.save_checkpoint(path, weights_only=False)
+    try:
+        loaded = load_model(path)
+    except Exception as err:
+        raise ConformanceError(f"the checkpoint does not reload with weights_only=True: {err}; "
+                               f"keep only tensors and plain types in hparams and "
+                               f"on_save_checkpoint") from err
+    samples = []
+    for m in (model, loaded):
+        with fixed_seed(0, m.device):
+            samples.append(m.sample_eval(num).cpu())
+    _expect(torch.equal(samples[0], samples[1]),
+            "the reloaded model draws different samples for the same seed: is some state "
+            "(a buffer, EMA weights, a vocabulary) missing from the checkpoint?")
+    return path
+
+
+def check_sample_command(path: Path, root: Path) -> None:
+    """``genlab sample`` runs on the checkpoint."""
+    from genlab.sampling import sample_main
+
+    out = root / "sampled"
+    sample_main(["--ckpt", str(path), "--num", "4", "--out", str(out)])
+    _expect(any(root.glob("sampled*")), "`genlab sample` wrote nothing")
+
+
+def check_ddp(cls: type[GenerativeModule], init_args: dict[str, Any],
+              datamodule: L.LightningDataModule, root: Path, steps: int) -> None:
+    """A 2-process CPU DDP fit (gloo) runs, and both processes end with the same weights."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    model = build(cls, init_args)
+    trainer = _trainer(root, steps, devices=2, callbacks=[SameWeightsOnAllRanks()],
+                       strategy=DDPStrategy(process_group_backend="gloo", start_method="spawn"))
+    trainer.fit(model, datamodule=datamodule)
+
+
+class SameWeightsOnAllRanks(L.Callback):
+    """At the end of training, fail unless every process holds the same parameters."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Gather a copy of the parameters from each rank and compare them."""
+        flat = torch.cat([p.detach().flatten().float() for p in pl_module.parameters()])
+        gathered = trainer.strategy.all_gather(flat)
+        spread = (gathered - gathered[0]).abs().max().item()
+        _expect(spread <= 1e-6, f"after DDP training the processes' parameters differ by up "
+                                f"to {spread:.3g}: every backward must reach every parameter "
+                                f"DDP syncs, or gradients must be all-reduced by hand")
+
+
+def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDataModule,
+                 tmp_path: str | Path, init_args: dict[str, Any] | None = None,
+                 steps: int = 4, num: int = 8, ddp: bool = False) -> None:
+    """Run every contract check on a model plugin; raises ``ConformanceError`` on the first miss.
+
+    Args:
+        model: Registered name, class name or class of the plugin.
+        datamodule: A tiny data module the model trains on.
+        tmp_path: A scratch directory (pytest's ``tmp_path``).
+        init_args: The model's constructor arguments, as in a config's ``init_args``.
+        steps: Training steps (optimizer steps) of the short fit.
+        num: Samples drawn by the sampling checks.
+        ddp: Also run a 2-process CPU DDP fit.
+    """
+    root = Path(tmp_path)
+    cls = resolve(model)
+    init_args = dict(init_args or {})
+    instance = build(cls, init_args)
+    check_model_and_data(instance, datamodule)
+    trainer = check_training_changes_parameters(instance, datamodule, root, steps)
+    data_shape = getattr(datamodule, "data_shape", None)
+    check_samples(instance, instance.sample_eval(num), num, data_shape)
+    path = check_checkpoint_round_trip(instance, trainer, root, num)
+    check_sample_command(path, root)
+    if ddp:
+        check_ddp(cls, init_args, datamodule, root / "ddp", steps)

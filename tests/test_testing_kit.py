@@ -1,0 +1,67 @@
+"""The conformance kit passes a plugin that keeps the contract and explains each breach."""
+
+import pytest
+
+from genlab.data.toy import ToyDataModule
+from genlab.testing import ConformanceError, check_plugin
+
+MODELS = """
+    import torch
+    from genlab import GenerativeModule
+
+    class Gaussian(GenerativeModule):
+        modality = "points"
+
+        def __init__(self, dim: int = 2, lr: float = 0.1, shape_bug: bool = False) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.mean = torch.nn.Parameter(torch.zeros(dim))
+            self.log_std = torch.nn.Parameter(torch.zeros(dim))
+
+        def training_step(self, batch, batch_idx):
+            return -self.log_likelihood(batch).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+        def log_likelihood(self, batch):
+            dist = torch.distributions.Normal(self.mean, self.log_std.exp())
+            return dist.log_prob(batch["x"]).sum(1)
+
+        def sample(self, num: int):
+            x = self.mean + self.log_std.exp() * torch.randn(num, len(self.mean))
+            return x[:, :1] if self.hparams.shape_bug else x
+"""
+
+
+@pytest.fixture(autouse=True)
+def plugin(fake_dist):
+    fake_dist("genlab-kittest", {"genlab.models": {"gauss": "kit_models:Gaussian"}},
+              {"kit_models": MODELS})
+
+
+def data():
+    return ToyDataModule(train_size=128, val_size=32, batch_size=32)
+
+
+def test_a_conforming_plugin_passes_with_ddp(tmp_path):
+    check_plugin("gauss", data(), tmp_path, ddp=True)
+
+
+def test_wrong_sample_shape_is_named(tmp_path):
+    with pytest.raises(ConformanceError, match=r"shape \(1,\); the data's are \(2,\)"):
+        check_plugin("Gaussian", data(), tmp_path, init_args={"shape_bug": True})
+
+
+def test_training_that_changes_nothing_is_named(tmp_path):
+    with pytest.raises(ConformanceError, match="changed no parameter"):
+        check_plugin("gauss", data(), tmp_path, init_args={"lr": 0.0})
+
+
+def test_unregistered_model_is_named(tmp_path):
+    with pytest.raises(ConformanceError, match="entry-points"):
+        check_plugin("nothing_here", data(), tmp_path)
+
+
+def test_the_gan_plugin_passes(tmp_path):
+    check_plugin("gan", data(), tmp_path, init_args={"hidden": [16, 16], "latent_dim": 2})
