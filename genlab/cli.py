@@ -34,7 +34,8 @@ DESCRIPTION = (
     "genlab: generative models on PyTorch Lightning. Models are plugins chosen by class name "
     "(`model: {class_path: GAN}`); `genlab list` shows the installed ones. "
     "`genlab sample --ckpt PATH` draws samples from a checkpoint, `genlab evaluate --ckpt PATH` "
-    "scores it, `genlab classifier --source DATA` trains the offline FID extractor."
+    "scores it, `genlab classifier --source DATA` trains the offline FID extractor, "
+    "`genlab new-plugin NAME` writes a model-plugin package to start from."
 )
 
 
@@ -250,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
             from genlab.evaluation import evaluate_main
 
             evaluate_main(args[1:])
+        elif args[:1] == ["new-plugin"]:
+            from genlab.scaffold import new_plugin_main
+
+            new_plugin_main(args[1:])
         elif args[:1] == ["classifier"]:
             from genlab.train_classifier import classifier_main
 
