@@ -1,0 +1,3 @@
+from genlab_flow.flow import RealNVP
+
+__all__ = ["RealNVP"]
