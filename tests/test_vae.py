@@ -178,3 +178,15 @@ def test_warm_up_weight_seen_in_training(tmp_path):
     metrics = trainer.test(model, data, verbose=False)[0]
     assert metrics["test/nll"] > 0
     assert metrics["test/bits_per_dim"] == pytest.approx(metrics["test/nll"] / (64 * math.log(2)))
+
+
+def test_conformance_kit(tmp_path):
+    from genlab.data.images import ImageDataModule
+    from genlab.testing import check_plugin
+
+    source = write_parquet(tmp_path / "pq", {"train": 32, "test": 8})
+    data = ImageDataModule(str(source), image_size=8, channels=1, binarize=True, batch_size=4,
+                           num_workers=0, val_fraction=0.25)
+    check_plugin("vae", data, tmp_path, init_args={
+        "data_shape": list(SHAPE), "latent_dim": 2, "hidden": [16], "num_classes": 3,
+        "val_samples": 2})
