@@ -1,0 +1,160 @@
+"""DCGAN-style conv stacks: vector -> image (``ConvDecoder``), image -> vector (``ConvEncoder``).
+
+Radford, Metz and Chintala 2016, "Unsupervised Representation Learning with Deep Convolutional
+GANs": strided 4x4 convolutions instead of pooling, transposed convolutions to upsample, batch
+norm in the generator, LeakyReLU(0.2) in the discriminator. Every upsampling or downsampling layer
+doubles or halves the resolution, so each supported image size has a fixed base resolution:
+
+============  ===============  =========================
+image_size    base resolution  up/downsampling layers
+============  ===============  =========================
+28 (MNIST)    7 x 7            2
+32 (CIFAR)    4 x 4            3
+64            4 x 4            4
+============  ===============  =========================
+
+GANs, VAEs and hybrids share these; the model's recipe (losses, conditioning) lives in the plugin.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from genlab.errors import GenlabError
+from genlab.nn.mlp import Activation, activation
+
+Norm = Literal["none", "batch"]
+OutAct = Literal["tanh", "sigmoid", "none"]
+
+# image_size -> (base resolution, number of stride-2 layers between it and the image)
+_LAYOUT: dict[int, tuple[int, int]] = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
+
+
+def conv_layout(image_size: int, channels: int) -> tuple[int, int]:
+    """``(base resolution, number of stride-2 layers)`` for an image size, or a ``GenlabError``."""
+    if image_size not in _LAYOUT:
+        raise GenlabError(
+            f"DCGAN conv nets support image_size 28, 32 or 64, got {image_size}; resize the data "
+            f"(data.image_size) to one of them"
+        )
+    if channels not in (1, 3):
+        raise GenlabError(
+            f"DCGAN conv nets support 1 (grayscale) or 3 (RGB) channels, got {channels}; "
+            f"set the data's channels to 1 or 3"
+        )
+    return _LAYOUT[image_size]
+
+
+def _norm2d(norm: Norm, num_channels: int) -> nn.Module:
+    return nn.BatchNorm2d(num_channels) if norm == "batch" else nn.Identity()
+
+
+class ConvDecoder(nn.Module):
+    """Vector -> image: a linear projection to ``base x base`` maps, then 4x4 transposed convs.
+
+    Channel widths halve as the resolution doubles and end at ``width`` before the last layer
+    (``width * 2**(n-1)`` at the base for ``n`` upsampling layers), as in DCGAN.
+
+    Args:
+        in_features: Size of the input vector (a GAN's latent, plus a label embedding if any).
+        channels: Image channels, 1 or 3.
+        image_size: Image height and width: 28, 32 or 64.
+        width: Channels of the last hidden layer; the others are multiples of it.
+        norm: ``batch`` (DCGAN's generator) or ``none``.
+        out_act: ``tanh`` for images in [-1, 1] (a GAN), ``none`` for logits or means (a VAE),
+            or ``sigmoid``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        channels: int,
+        image_size: int,
+        width: int = 64,
+        norm: Norm = "batch",
+        out_act: OutAct = "tanh",
+    ) -> None:
+        super().__init__()
+        base, n_up = conv_layout(image_size, channels)
+        c0 = width * 2 ** (n_up - 1)
+        self.base, self.c0 = base, c0
+        # (B, in) -> (B, c0 * base * base): DCGAN's first 4x4 transposed conv on a 1x1 input
+        self.project = nn.Linear(in_features, c0 * base * base, bias=norm == "none")
+        self.project_act = nn.Sequential(_norm2d(norm, c0), nn.ReLU())
+        layers: list[nn.Module] = []
+        c = c0
+        for _ in range(n_up - 1):
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=norm == "none"),
+                _norm2d(norm, c // 2),
+                nn.ReLU(),
+            ]
+            c //= 2
+        layers.append(nn.ConvTranspose2d(c, channels, 4, stride=2, padding=1))
+        if out_act == "tanh":
+            layers.append(nn.Tanh())
+        elif out_act == "sigmoid":
+            layers.append(nn.Sigmoid())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:  # (B, in_features) -> (B, C, H, W)
+        """Decode a batch of vectors into images."""
+        h = self.project(z).view(len(z), self.c0, self.base, self.base)
+        return self.net(self.project_act(h))
+
+
+class ConvEncoder(nn.Module):
+    """Image -> vector: 4x4 stride-2 convs down to the base resolution, then a linear head.
+
+    Widths double as the resolution halves, starting at ``width`` (DCGAN's discriminator). A GAN
+    discriminator is ``ConvEncoder(out_features=1)``; a projection discriminator uses
+    ``features`` (the flattened maps, ``feature_dim`` wide) with its own heads.
+
+    Args:
+        channels: Image channels, 1 or 3.
+        image_size: Image height and width: 28, 32 or 64.
+        out_features: Size of the output vector (1 for a discriminator's logit, ``2 * latent``
+            for a VAE encoder's mean and log-variance).
+        width: Channels of the first conv; the others are multiples of it.
+        spectral_norm: Wrap every conv and the head in spectral normalization (Miyato et al.
+            2018), which bounds the discriminator's Lipschitz constant.
+        norm: ``none`` (needed with per-example gradient penalties: R1, WGAN-GP) or ``batch``.
+            The first conv never has one, as in DCGAN.
+        act: Activation after every conv.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        out_features: int,
+        width: int = 64,
+        spectral_norm: bool = False,
+        norm: Norm = "none",
+        act: Activation = "leaky_relu",
+    ) -> None:
+        super().__init__()
+        base, n_down = conv_layout(image_size, channels)
+        sn = _spectral_norm if spectral_norm else (lambda m: m)
+        layers: list[nn.Module] = []
+        c_in, c_out = channels, width
+        for i in range(n_down):
+            layers.append(sn(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)))
+            if i > 0:
+                layers.append(_norm2d(norm, c_out))
+            layers.append(activation(act))
+            c_in, c_out = c_out, c_out * 2
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.feature_dim = c_in * base * base
+        self.head = sn(nn.Linear(self.feature_dim, out_features))
+
+    def features(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, feature_dim)
+        """The flattened conv features before the head."""
+        return self.net(x)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_features)
+        """Encode a batch of images into vectors."""
+        return self.head(self.features(x))
