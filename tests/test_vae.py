@@ -190,3 +190,26 @@ def test_conformance_kit(tmp_path):
     check_plugin("vae", data, tmp_path, init_args={
         "data_shape": list(SHAPE), "latent_dim": 2, "hidden": [16], "num_classes": 3,
         "val_samples": 2})
+
+
+def test_elbo_objective_beta_and_free_bits():
+    torch.manual_seed(0)
+    x = binary_batch(5)["x"]
+    model = tiny_vae(free_bits=50.0)  # far above any dimension's KL: the floor binds
+    torch.manual_seed(1)
+    loss, logs = model.objective(x, None, beta_t=0.5)
+    torch.testing.assert_close(loss, -logs["train/rec"] + 0.5 * 3 * 50.0)
+    loss.backward()
+    # Only the reconstruction term reaches the encoder's log-variance outputs' weights then:
+    # the same gradient as with β = 0.
+    grad = model.encoder.net[-1].weight.grad.clone()
+    model.zero_grad()
+    torch.manual_seed(1)
+    model.objective(x, None, beta_t=0.0)[0].backward()
+    torch.testing.assert_close(model.encoder.net[-1].weight.grad, grad)
+    plain = tiny_vae()
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    loss, logs = plain.objective(x, None, beta_t=2.0)
+    torch.testing.assert_close(loss, -logs["train/rec"] + 2.0 * logs["train/kl"])
+    torch.testing.assert_close(logs["train/elbo"], logs["train/rec"] - logs["train/kl"])

@@ -233,12 +233,19 @@ class VAE(GenerativeModule):
     # --- training ---------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        x, labels, h = batch["x"], self.labels_of(batch), self.hparams
+        h = self.hparams
         beta_t = kl_weight(self.global_step, h.beta, h.kl_warmup_steps)
+        loss, logs = self.objective(batch["x"], self.labels_of(batch), beta_t)
+        self.log_dict({**logs, "train/kl_weight": beta_t}, prog_bar=True)
+        return loss
+
+    def objective(self, x: Tensor, labels: Tensor | None,
+                  beta_t: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss (negated bound, KL weighted by ``beta_t``) and what to log."""
+        h = self.hparams
         if h.train_samples > 1:
             bound = log_mean_exp(self.log_weights(x, labels, h.train_samples, beta_t)).mean()
-            self.log_dict({"train/iwae": bound, "train/kl_weight": beta_t}, prog_bar=True)
-            return -bound
+            return -bound, {"train/iwae": bound}
         mu, logvar = self.encode(x, labels)
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
         rec = self.log_px(x, self.decoder(z, labels)).mean()
@@ -246,9 +253,8 @@ class VAE(GenerativeModule):
         kl = kl_dims.sum()
         # Free bits: dimensions under the floor get no gradient pushing their KL further down.
         kl_term = kl_dims.clamp(min=h.free_bits).sum() if h.free_bits > 0 else kl
-        self.log_dict({"train/elbo": rec - kl, "train/rec": rec, "train/kl": kl,
-                       "train/kl_weight": beta_t}, prog_bar=True)
-        return -(rec - beta_t * kl_term)
+        loss = -(rec - beta_t * kl_term)
+        return loss, {"train/elbo": rec - kl, "train/rec": rec, "train/kl": kl}
 
     def _log_nll(self, split: str, batch: dict[str, Tensor]) -> None:
         log_w = self.log_weights_chunked(batch["x"], self.labels_of(batch),
