@@ -213,3 +213,25 @@ def test_elbo_objective_beta_and_free_bits():
     loss, logs = plain.objective(x, None, beta_t=2.0)
     torch.testing.assert_close(loss, -logs["train/rec"] + 2.0 * logs["train/kl"])
     torch.testing.assert_close(logs["train/elbo"], logs["train/rec"] - logs["train/kl"])
+
+
+@pytest.mark.parametrize("likelihood,num_classes", [("bernoulli", 3),
+                                                    ("discretized_logistic", None)])
+def test_conv_networks(likelihood, num_classes):
+    torch.manual_seed(0)
+    model = VAE(data_shape=(1, 28, 28), latent_dim=4, network="conv", conv_width=4,
+                likelihood=likelihood, num_classes=num_classes, train_samples=2)
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3)) * 2 - 1
+    labels = None if num_classes is None else torch.tensor([0, 1, 2])
+    loss, _ = model.objective(x, labels, beta_t=1.0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters())  # DDP needs every one reached
+    batch = {"x": x} if labels is None else {"x": x, "label": labels}
+    assert model.log_likelihood(batch, k=3).shape == (3,)
+    assert model.sample(5).shape == (5, 1, 28, 28)
+
+
+def test_conv_needs_a_supported_image_size():
+    with pytest.raises(GenlabError, match="image_size"):
+        tiny_vae(network="conv")  # 8 x 8

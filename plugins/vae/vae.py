@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from genlab_vae.networks import MLPDecoder, MLPEncoder
+from genlab_vae.networks import ConvVAEDecoder, ConvVAEEncoder, MLPDecoder, MLPEncoder
 from torch import Tensor
 
 from genlab import GenerativeModule
@@ -55,9 +55,12 @@ class VAE(GenerativeModule):
     Args:
         data_shape: ``(C, H, W)`` of the images.
         latent_dim: Dimension of ``z``.
-        network: ``mlp`` (the classic 784-200-200-50) or ``conv`` (``genlab.nn.conv``).
-        hidden: Hidden widths of the encoder; the decoder mirrors them.
-        act: Activation of the MLPs (``tanh`` as in Burda et al. 2016).
+        network: ``mlp`` (the classic 784-200-200-50) or ``conv`` (DCGAN-style stacks from
+            ``genlab.nn.conv``, for 28, 32 or 64 pixel square images).
+        hidden: Hidden widths of the MLP encoder; the decoder mirrors them (``mlp`` only).
+        act: Activation of the MLPs (``tanh`` as in Burda et al. 2016; ``mlp`` only).
+        conv_width: Channels of the conv nets' outermost layers (``conv`` only). Their
+            learned-variance likelihoods learn one log-scale per pixel, not one per ``z``.
         likelihood: ``p(x | z)``: ``bernoulli`` for binarized images ({-1, +1} data, read as
             {0, 1}); ``gaussian`` (a density: not comparable across data); ``discretized_logistic``
             or ``discretized_gaussian`` for 8-bit images, so NLL and bits/dim are meaningful.
@@ -89,6 +92,7 @@ class VAE(GenerativeModule):
         network: Network = "mlp",
         hidden: Sequence[int] = (200, 200),
         act: Activation = "tanh",
+        conv_width: int = 64,
         likelihood: Likelihood = "bernoulli",
         fixed_std: float | None = None,
         beta: float = 1.0,
@@ -105,13 +109,14 @@ class VAE(GenerativeModule):
     ) -> None:
         super().__init__()
         _check_hparams(data_shape, latent_dim, fixed_std, beta, kl_warmup_steps, free_bits,
-                       train_samples, val_samples, eval_samples, eval_chunk, num_classes)
+                       train_samples, val_samples, eval_samples, eval_chunk, num_classes,
+                       conv_width)
         self.save_hyperparameters()
         self.data_shape = tuple(data_shape)
         params = 1 if likelihood == "bernoulli" or fixed_std is not None else 2
         if network == "conv":
-            self.encoder, self.decoder = _conv_networks(self.data_shape, latent_dim, hidden,
-                                                        params, num_classes)
+            self.encoder = ConvVAEEncoder(data_shape, latent_dim, conv_width, num_classes)
+            self.decoder = ConvVAEDecoder(data_shape, latent_dim, conv_width, params, num_classes)
         else:
             self.encoder = MLPEncoder(data_shape, latent_dim, hidden, act, num_classes)
             self.decoder = MLPDecoder(data_shape, latent_dim, hidden, act, params, num_classes)
@@ -293,20 +298,15 @@ class VAE(GenerativeModule):
         return [VAEPictures()] if self.hparams.pictures else []
 
 
-def _conv_networks(data_shape: tuple[int, ...], latent_dim: int, hidden: Sequence[int],
-                   params: int, num_classes: int | None) -> tuple[torch.nn.Module, torch.nn.Module]:
-    raise GenlabError("model.network 'conv' is not available yet; use network: mlp")
-
-
 def _check_hparams(data_shape: Sequence[int], latent_dim: int, fixed_std: float | None,
                    beta: float, kl_warmup_steps: int, free_bits: float, train_samples: int,
                    val_samples: int, eval_samples: int, eval_chunk: int,
-                   num_classes: int | None) -> None:
+                   num_classes: int | None, conv_width: int) -> None:
     if len(data_shape) != 3 or min(data_shape) <= 0:
         raise GenlabError(f"model.data_shape must be [C, H, W], got {list(data_shape)}")
     positive = {"latent_dim": latent_dim, "train_samples": train_samples,
                 "val_samples": val_samples, "eval_samples": eval_samples,
-                "eval_chunk": eval_chunk,
+                "eval_chunk": eval_chunk, "conv_width": conv_width,
                 "num_classes": 1 if num_classes is None else num_classes}
     for name, value in positive.items():
         if value < 1:
