@@ -19,14 +19,16 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 
-from genlab.callbacks import SampleLogger, SampleMetrics
+from genlab.callbacks import Preemption, SampleLogger, SampleMetrics
+from genlab.checkpoint import read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error
 from genlab.module import GenerativeModule, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
-from genlab.run_dir import claim_run_dir
-from genlab.tracking import offline_message, offline_reason
+from genlab.run_dir import claim_run_dir, latest_checkpoint, run_dir_of
+from genlab.tracking import offline_message, offline_reason, run_metadata
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -43,17 +45,19 @@ class SaveRunConfig(SaveConfigCallback):
     """Write ``config.yaml`` into the run directory and send the resolved config to the loggers."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Log the resolved config as the ``config`` hyperparameter of every logger."""
+        """Log the resolved config and the run's metadata (versions, commit, hardware)."""
         resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        metadata = run_metadata(pl_module)
         for logger in trainer.loggers:
-            logger.log_hyperparams({"config": resolved})
+            logger.log_hyperparams({"config": resolved, "genlab": metadata})
 
 
 def _class_name(logger_cfg: Any) -> str:
     return str(getattr(logger_cfg, "class_path", "")).rsplit(".", 1)[-1]
 
 
-def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str) -> Namespace:
+def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
+                      resume_id: str | None) -> Namespace:
     """Point a logger's files at the run directory; make a W&B logger go offline when it must."""
     args = cfg.init_args
     kind = _class_name(cfg)
@@ -63,28 +67,48 @@ def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str) -> Namespace
         args.save_dir = str(run_dir)
         if args.get("name") is None:
             args.name = f"{run_name}/{run_dir.name}"
+        if args.get("id") is None and resume_id is not None:
+            args.id = resume_id  # a resumed fit continues the checkpoint's W&B run
         reason = "offline=true in the config" if args.get("offline") else offline_reason()
         if reason is not None:
-            # jsonargparse spells out wandb.init's kwargs, so mode=None would undo offline=True.
-            args.offline, args.mode = True, "offline"
+            # wandb.init's own mode, not Lightning's offline flag: Lightning refuses log_model
+            # offline, while wandb queues offline artifacts for `wandb sync`.
+            args.offline, args.mode = False, "offline"
             if args.get("settings") is None:
                 args.settings = {"silent": True}  # our one line replaces wandb's banner
-            if args.get("log_model"):
-                args.log_model = False  # Lightning refuses log_model offline
             if int(os.environ.get("LOCAL_RANK", "0")) == 0:
                 console.print(offline_message(reason, str(run_dir)))
     return cfg
 
 
-def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str) -> None:
+def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str,
+                       resume_id: str | None = None) -> None:
     logger = trainer_cfg.get("logger")
     if logger is False:
         return
     if logger in (None, True):  # Lightning's default logger, but inside the run directory
         logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace())
     loggers = logger if isinstance(logger, list) else [logger]
-    configured = [_configure_logger(lg, run_dir, run_name) for lg in loggers]
+    configured = [_configure_logger(lg, run_dir, run_name, resume_id) for lg in loggers]
     trainer_cfg.logger = configured if isinstance(logger, list) else configured[0]
+
+
+def _resume(cfg: Namespace, run_name: str) -> tuple[Path | None, str | None]:
+    """For ``--ckpt_path``: the run directory to continue in and the W&B run id to continue.
+
+    ``--ckpt_path last`` becomes the ``last.ckpt`` of this config's newest run.
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path:
+        return None, None
+    if ckpt_path == "last":
+        found = latest_checkpoint(cfg.run.root, run_name)
+        if found is None:
+            raise GenlabError(f"--ckpt_path last: no run under {cfg.run.root}/{run_name}/ has "
+                              f"checkpoints/last.ckpt; start one without --ckpt_path")
+        cfg.ckpt_path = ckpt_path = str(found)
+    saved = read_checkpoint(ckpt_path)
+    return run_dir_of(ckpt_path), saved.get("genlab", {}).get("wandb", {}).get("id")
 
 
 def _run_name(cfg: Namespace) -> str:
@@ -106,6 +130,13 @@ def _vocab_from_data(cfg: Namespace) -> None:
         return
     datamodule = pydoc.locate(data.class_path)(**data.init_args.as_dict())
     init.vocab_size = getattr(datamodule, "vocab_size", None)
+
+
+def _finish_wandb(ok: bool) -> None:
+    """Close the W&B run of this process (rank 0 holds the only one), on success or failure."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=0 if ok else 1)
 
 
 def _drop_adverts(record: logging.LogRecord) -> bool:
@@ -139,6 +170,7 @@ class GenlabCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=SaveRunConfig,
+            save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
             args=args,
             run=run,
             **kwargs,
@@ -170,9 +202,15 @@ class GenlabCLI(LightningCLI):
         """Claim the run directory and point the trainer and its loggers at it."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         run_name = _run_name(cfg)
-        self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version)
+        resume_dir, resume_id = _resume(cfg, run_name)
+        if self.subcommand == "fit" and resume_dir is not None and cfg.run.version is None:
+            self.run_dir = claim_run_dir(resume_dir.parent.parent, resume_dir.parent.name,
+                                         resume_dir.name)
+        else:
+            self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version)
+            resume_id = resume_id if self.subcommand == "fit" else None
         cfg.trainer.default_root_dir = str(self.run_dir)
-        _configure_loggers(cfg.trainer, self.run_dir, run_name)
+        _configure_loggers(cfg.trainer, self.run_dir, run_name, resume_id)
         _vocab_from_data(cfg)
 
     def instantiate_classes(self) -> None:
@@ -190,16 +228,32 @@ class GenlabCLI(LightningCLI):
             raise cause from None
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Run it; a failure before anything was written (e.g. bad data) leaves no empty run."""
+        """Run it; a failure before anything was written (e.g. bad data) leaves no empty run.
+
+        SIGTERM / SIGUSR1 end a fit with a checkpoint and one line saying how to resume; the
+        W&B run is finished whatever happens, so no process hangs at exit on logging.
+        """
+        ok = False
         try:
             super()._run_subcommand(subcommand)
+            ok = True
         except GenlabError:
             _discard_if_empty(self.run_dir)
             raise
+        except SIGTERMException:
+            saved = self.preemption.saved
+            console.print(f"stopped by a signal at step {self.trainer.global_step}; "
+                          f"{f'saved {saved}' if saved else 'no checkpoint written'}. Resume "
+                          f"with the same command and --ckpt_path last")
+            ok = saved is not None
+        finally:
+            _finish_wandb(ok)
 
     def after_instantiate_classes(self) -> None:
-        """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``."""
+        """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``; add preemption."""
         super().after_instantiate_classes()
+        self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
+        self.trainer.callbacks.append(self.preemption)
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / "checkpoints")

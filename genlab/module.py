@@ -62,9 +62,13 @@ class GenerativeModule(L.LightningModule):
         data without a config.
         """
         from genlab.registry import origin
+        from genlab.tracking import wandb_run
 
         cls = type(self)
         checkpoint["genlab"] = {**origin(cls), "class_path": f"{cls.__module__}.{cls.__qualname__}"}
+        run = wandb_run(self._trainer.loggers) if self._trainer else None
+        if run is not None:
+            checkpoint["genlab"]["wandb"] = run  # a resumed fit continues this W&B run
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None and datamodule.hparams:
             data_cls = type(datamodule)

@@ -36,5 +36,24 @@ def claim_run_dir(root: str | Path, name: str, version: str | None = None) -> Pa
                 break
             except FileExistsError:
                 n += 1
+    run_dir = run_dir.resolve()  # one spelling, so a resumed run's checkpoint state matches
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
+
+
+def latest_checkpoint(root: str | Path, name: str) -> Path | None:
+    """``checkpoints/last.ckpt`` of the newest version of run ``name`` that has one."""
+    def version_number(path: Path) -> int:
+        suffix = path.parent.parent.name.removeprefix("version_")
+        return int(suffix) if suffix.isdigit() else -1
+
+    found = sorted(Path(root, name).glob("*/checkpoints/last.ckpt"), key=version_number)
+    return found[-1] if found else None
+
+
+def run_dir_of(checkpoint: str | Path) -> Path | None:
+    """The run directory ``<root>/<name>/<version>`` a checkpoint sits in, if it is in one."""
+    path = Path(checkpoint).resolve()
+    if path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent
+    return None

@@ -53,3 +53,49 @@ def offline_message(reason: str, save_dir: str) -> str:
         f"W&B offline: {reason}. Logging to {save_dir}/wandb; upload later with "
         f"`wandb sync {save_dir}/wandb/offline-run-*`"
     )
+
+
+def git_commit(path: str | os.PathLike = ".") -> str | None:
+    """The commit of the git working tree holding ``path`` (``+dirty`` when it has changes)."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=path, capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+def hardware() -> dict[str, object]:
+    """What the run ran on: CPU, core count, GPUs, torch and CUDA versions."""
+    import platform
+
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "gpus": gpus, "torch": str(torch.__version__), "cuda": torch.version.cuda,
+            "python": platform.python_version()}
+
+
+def run_metadata(model: object) -> dict[str, object]:
+    """The versions of genlab and the model plugin, the git commit and the hardware of a run."""
+    import genlab
+    from genlab.registry import origin
+
+    return {"genlab_version": genlab.__version__, "plugin": origin(type(model)),
+            "git_commit": git_commit(), "hardware": hardware()}
+
+
+def wandb_run(loggers: list[object]) -> dict[str, str] | None:
+    """Id, project and directory of the W&B run among ``loggers`` (kept in checkpoints)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger.version:
+            return {"id": str(logger.version), "project": str(logger.name or ""),
+                    "save_dir": str(logger.save_dir or "")}
+    return None

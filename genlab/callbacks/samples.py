@@ -58,7 +58,13 @@ class SampleLogger(L.Callback):
         self.num = num
         self.seed = seed
         self._last_bucket = 0
+        self._logged_step: int | None = None
         self._real: Tensor | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A resumed run goes on logging at the multiples it has not reached yet."""
+        if self.every_n_steps > 0:
+            self._last_bucket = trainer.global_step // self.every_n_steps
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
                              batch: Any, batch_idx: int) -> None:
@@ -78,8 +84,9 @@ class SampleLogger(L.Callback):
             self.log_samples(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Always log the final samples."""
-        self.log_samples(trainer, pl_module)
+        """Always log the final samples (once, if the last step was a logging step too)."""
+        if self._logged_step != trainer.global_step:
+            self.log_samples(trainer, pl_module)
 
     def _num(self, pl_module: L.LightningModule) -> int:
         return self.num or DEFAULT_NUM.get(getattr(pl_module, "modality", ""), 64)
@@ -90,13 +97,16 @@ class SampleLogger(L.Callback):
             return None
         with fixed_seed(self.seed, pl_module.device):
             samples = pl_module.sample_eval(self._num(pl_module))
-        step = trainer.global_step
+        step = self._logged_step = trainer.global_step
         rendered = render(samples, pl_module.modality, real=self._real,
                           decode=_decoder(trainer, pl_module), title=f"step {step}")
         out = Path(trainer.default_root_dir) / "samples" / f"step_{step:07d}"
         path = save_rendered(rendered, out)
+        # The x-axis Lightning logs metrics against: batches, which differs from global_step
+        # when a family steps several optimizers per batch (GAN).
+        log_step = trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in trainer.loggers:
-            _log_to(logger, rendered, step)
+            _log_to(logger, rendered, log_step)
         return path
 
 

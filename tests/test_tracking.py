@@ -1,0 +1,114 @@
+"""W&B tracking, read back from offline runs: metadata, resume into the same run, artifacts,
+comparable sample grids, preemption by signal."""
+
+import os
+import signal
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from genlab.cli import main
+from tests.test_cli import TINY
+from tests.wandb_records import offline_runs
+
+WANDB = {"class_path": "lightning.pytorch.loggers.WandbLogger",
+         "init_args": {"project": "genlab-test", "log_model": True}}
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+
+    def write(**trainer):
+        cfg = yaml.safe_load(yaml.safe_dump(TINY))
+        cfg["trainer"].update({"logger": WANDB, **trainer})
+        path = tmp_path / "tiny.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+    return write
+
+
+def fit(path, root, *extra):
+    main(["fit", "--config", str(path), "--run.root", str(root), *extra])
+    return root / "tiny" / "version_0"
+
+
+def test_run_config_holds_resolved_config_versions_and_hardware(config, tmp_path):
+    run = offline_runs(fit(config(), tmp_path / "runs"))[0]
+    assert run.config["config"]["model"]["init_args"]["hidden"] == [16, 16]
+    meta = run.config["genlab"]
+    assert meta["genlab_version"] == "0.1.0" and meta["plugin"]["plugin"] == "gan"
+    assert meta["hardware"]["cores"] == os.cpu_count() and "torch" in meta["hardware"]
+
+
+def test_resumed_fit_continues_the_same_run_with_later_steps(config, tmp_path):
+    path = config()
+    run_dir = fit(path, tmp_path / "runs")
+    fit(path, tmp_path / "runs", "--ckpt_path", "last", "--trainer.max_steps", "24")
+    first, second = offline_runs(run_dir)
+    assert first.id == second.id
+    assert min(second.steps()) > max(first.steps())  # one x-axis, continued
+    assert not (tmp_path / "runs/tiny/version_1").exists()  # resumed in place
+    ckpt = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 24 and ckpt["genlab"]["wandb"]["id"] == first.id
+
+
+def test_checkpoints_are_queued_as_artifacts_offline(config, tmp_path):
+    run = offline_runs(fit(config(), tmp_path / "runs"))[0]
+    assert any("latest" in aliases for _, aliases in run.artifacts)
+    assert all(name == f"model-{run.id}" for name, _ in run.artifacts)
+
+
+def test_sample_grid_is_the_same_for_the_same_weights(tmp_path):
+    from genlab_gan import GAN
+
+    from genlab.callbacks import SampleLogger
+    from genlab.data.toy import ToyDataModule
+
+    model = GAN(hidden=[8], latent_dim=2)
+    loop = type("L", (), {"epoch_loop": type("E", (), {"_batches_that_stepped": 5})})
+    trainer = type("T", (), {"is_global_zero": True, "global_step": 5, "loggers": [],
+                             "fit_loop": loop, "default_root_dir": str(tmp_path),
+                             "datamodule": ToyDataModule()})
+    logger = SampleLogger(num=64, seed=3)
+    first = logger.log_samples(trainer, model).read_bytes()
+    torch.randn(10)  # the training RNG moves on between logs
+    trainer.default_root_dir = str(tmp_path / "again")
+    assert logger.log_samples(trainer, model).read_bytes() == first
+
+
+class SendSignal(L.Callback):
+    """Send this process ``signum`` once training reaches ``step`` (a preemption, simulated)."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, capsys):
+    cfg = yaml.safe_load(yaml.safe_dump(TINY))
+    cfg["trainer"].update(logger=False, max_steps=20, callbacks=[
+        {"class_path": "tests.test_tracking.SendSignal",
+         "init_args": {"step": 8, "signum": int(signum)}}])
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        run_dir = fit(path, tmp_path / "runs")
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert "--ckpt_path last" in capsys.readouterr().err
+    saved = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)
+    assert saved["global_step"] in (8, 10)  # the step reached when the signal was seen
+    cfg["trainer"]["callbacks"] = None
+    path.write_text(yaml.safe_dump(cfg))
+    fit(path, tmp_path / "runs", "--ckpt_path", "last")
+    assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 20
