@@ -133,7 +133,7 @@ CONFIG = {
         "val_fraction": 0.25}},
     "trainer": {"max_steps": 4, "val_check_interval": 4, "check_val_every_n_epoch": None,
                 "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                "enable_model_summary": False, "log_every_n_steps": 1, "logger": False},
+                "enable_model_summary": False, "log_every_n_steps": 1, "logger": True},
     "samples": {"every_n_steps": 0, "num": 8},
 }
 
@@ -148,6 +148,7 @@ def test_fit_pictures_and_checkpoint_round_trip(tmp_path):
     run = tmp_path / "runs" / "vae" / "version_0"
     names = {p.name.split("_step")[0] for p in (run / "samples").glob("*.png")}
     assert {"reconstructions", "prior_samples", "interpolations", "latent_scatter"} <= names
+    assert "val/nll" in (run / "metrics.csv").read_text()  # a logger, and no hparams clash
 
     model = load_model(run / "checkpoints" / "last.ckpt")  # weights_only=True
     assert isinstance(model, VAE) and model.hparams.num_classes == 3

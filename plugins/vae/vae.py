@@ -111,7 +111,10 @@ class VAE(GenerativeModule):
         _check_hparams(data_shape, latent_dim, fixed_std, beta, kl_warmup_steps, free_bits,
                        train_samples, val_samples, eval_samples, eval_chunk, num_classes,
                        conv_width)
-        self.save_hyperparameters()
+        # logger=False: Lightning merges model and data hparams for the loggers and stops on a
+        # key with two values (num_classes: 10 here, null = auto in the data); the CLI logs
+        # the whole resolved config anyway.
+        self.save_hyperparameters(logger=False)
         self.data_shape = tuple(data_shape)
         params = 1 if likelihood == "bernoulli" or fixed_std is not None else 2
         if network == "conv":
