@@ -104,7 +104,7 @@ def test_conditional_shapes_and_labels():
     # Changing the label changes the decoded image: the decoder reads it.
     z = torch.zeros(1, 3)
     zero, one = torch.tensor([0]), torch.tensor([1])
-    assert not torch.allclose(model.decode(z, zero), model.decode(z, one))
+    assert not torch.allclose(model.decode_mean(z, zero), model.decode_mean(z, one))
     with pytest.raises(GenlabError, match="class ids"):
         model.sample(2, labels=torch.tensor([0, 3]))
     with pytest.raises(GenlabError, match="no labels"):

@@ -83,7 +83,7 @@ class VAEPictures(L.Callback):
         cols = min(8, len(x))
         n = max(cols, min(self.num, len(x)) // cols * cols)
         x = x[:n]
-        rec = pl_module.decode(pl_module.encode(x, _head(labels, n))[0], _head(labels, n))
+        rec = pl_module.decode_mean(pl_module.encode(x, _head(labels, n))[0], _head(labels, n))
         rows = torch.stack([x.view(-1, cols, *x.shape[1:]), rec.view(-1, cols, *x.shape[1:])], 1)
         return image_grid(rows.flatten(0, 2), nrow=cols)
 
@@ -105,7 +105,7 @@ class VAEPictures(L.Callback):
         z = (1 - t) * mu_a[:, None] + t * mu_b[:, None]  # (pairs, steps, Z)
         # A conditional row keeps image a's class all along: the latent carries the style.
         ys = None if la is None else la[:, None].expand(-1, self.steps).flatten()
-        mid = pl_module.decode(z.flatten(0, 1), ys).view(pairs, self.steps, *x.shape[1:])
+        mid = pl_module.decode_mean(z.flatten(0, 1), ys).view(pairs, self.steps, *x.shape[1:])
         rows = torch.cat([a[:, None], mid, b[:, None]], 1)
         return image_grid(rows.flatten(0, 1), nrow=self.steps + 2)
 

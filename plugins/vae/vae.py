@@ -153,8 +153,11 @@ class VAE(GenerativeModule):
             return torch.sigmoid(out[:, 0]) * 2 - 1
         return out[:, 0].clamp(-1, 1)
 
-    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Mean images in [-1, 1] ``(B, C, H, W)`` of p(x | z, y)."""
+    def decode_mean(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Mean images in [-1, 1] ``(B, C, H, W)`` of p(x | z, y).
+
+        Not named ``decode``: the core takes a model's ``decode`` for tokens -> text.
+        """
         return self.mean_image(self.decoder(z, labels))
 
     def default_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
@@ -183,7 +186,7 @@ class VAE(GenerativeModule):
         """
         labels = self.default_labels(num, labels)
         z = torch.randn(num, self.hparams.latent_dim, device=self.device)
-        return self.decode(z * (temperature or 1.0), labels)
+        return self.decode_mean(z * (temperature or 1.0), labels)
 
     # --- bounds -----------------------------------------------------------------------------
 
