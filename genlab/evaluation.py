@@ -66,7 +66,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--out", type=str | None, default=None,
                         help="JSON file to write (default: <ckpt>.eval.json).")
     parser.add_argument("--wandb_run", type=str | None, default=None,
-                        help="Also log to this W&B run: [entity/]project/run_id.")
+                        help="Log to this W&B run, [entity/]project/run_id (default: the run "
+                             "that wrote the checkpoint, when it had one).")
     add_model_options(parser)
     return parser
 
@@ -280,7 +281,8 @@ def evaluate(args: Any) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     results = {"checkpoint": str(args.ckpt), "model": type(model).__name__,
                "plugin": ckpt.get("genlab", {}).get("plugin"), "split": args.split,
-               "num_samples": num, "metrics": metrics}
+               "num_samples": num, "metrics": metrics,
+               "wandb_run": ckpt.get("genlab", {}).get("wandb")}
     if model.modality in ("image", "points"):
         with fixed_seed(args.seed, model.device):
             fake = draw(model, num, args.batch_size, family_options(args))
@@ -297,24 +299,40 @@ def evaluate(args: Any) -> dict[str, Any]:
     return results
 
 
-def log_to_wandb(run_path: str, metrics: dict[str, float], save_dir: Path) -> None:
-    """Add ``eval/<metric>`` to an existing W&B run's summary (offline when it must be)."""
+def log_to_wandb(target: dict[str, str], results: dict[str, Any]) -> None:
+    """Add ``eval/<metric>`` (and the extractor) to a W&B run's summary, offline when it must be.
+
+    Args:
+        target: ``id`` and ``project`` (optionally ``entity``, ``save_dir``) of the run.
+        results: What ``evaluate`` returned.
+    """
     import wandb
 
     from genlab.tracking import offline_message, offline_reason
 
-    parts = run_path.split("/")
-    if len(parts) not in (2, 3):
-        raise GenlabError(f"--wandb_run must be [entity/]project/run_id, got {run_path!r}")
-    entity, project, run_id = ([None] + parts)[-3:]
     reason = offline_reason()
-    run = wandb.init(entity=entity, project=project, id=run_id, resume="allow",
-                     dir=str(save_dir), mode="offline" if reason else "online",
-                     settings=wandb.Settings(silent=True))
-    run.summary.update({f"eval/{k}": v for k, v in metrics.items()})
+    save_dir = target.get("save_dir") or "."
+    summary = {f"eval/{k}": v for k, v in results["metrics"].items()}
+    if "extractor" in results:
+        summary["eval/extractor"] = results["extractor"]
+    run = wandb.init(entity=target.get("entity"), project=target.get("project") or None,
+                     id=target["id"], resume="allow", dir=save_dir,
+                     mode="offline" if reason else "online", settings=wandb.Settings(silent=True))
+    run.summary.update(summary)
     run.finish()
     if reason:
-        Console(stderr=True, highlight=False).print(offline_message(reason, str(save_dir)))
+        Console(stderr=True, highlight=False).print(offline_message(reason, save_dir))
+
+
+def _wandb_target(args: Any, ckpt_run: dict[str, str] | None) -> dict[str, str] | None:
+    """The run named by ``--wandb_run``, else the one that wrote the checkpoint, if any."""
+    if not args.wandb_run:
+        return ckpt_run
+    parts = args.wandb_run.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise GenlabError(f"--wandb_run must be [entity/]project/run_id, got {args.wandb_run!r}")
+    entity, project, run_id = ([None] + parts)[-3:]
+    return {"entity": entity, "project": project, "id": run_id}
 
 
 def evaluate_main(argv: list[str]) -> None:
@@ -330,5 +348,6 @@ def evaluate_main(argv: list[str]) -> None:
     out.write_text(json.dumps(results, indent=2) + "\n")
     _report(results)
     print(f"wrote {out}")
-    if args.wandb_run:
-        log_to_wandb(args.wandb_run, results["metrics"], out.parent)
+    target = _wandb_target(args, results.pop("wandb_run", None))
+    if target is not None:
+        log_to_wandb(target, results)

@@ -62,6 +62,14 @@ def test_checkpoints_are_queued_as_artifacts_offline(config, tmp_path):
     assert all(name == f"model-{run.id}" for name, _ in run.artifacts)
 
 
+def test_evaluate_attaches_to_the_run_that_wrote_the_checkpoint(config, tmp_path):
+    run_dir = fit(config(), tmp_path / "runs")
+    main(["evaluate", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "--num", "100"])
+    first, evaluated = offline_runs(run_dir)
+    assert evaluated.id == first.id
+    assert 0 <= evaluated.summary["eval/modes_covered"] <= 8
+
+
 def test_sample_grid_is_the_same_for_the_same_weights(tmp_path):
     from genlab_gan import GAN
 

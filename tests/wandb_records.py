@@ -43,6 +43,7 @@ class OfflineRun:
 
     def __init__(self, run_dir):
         self.id, self.config, self.history, self.artifacts = None, {}, [], []
+        self.summary = {}
         for record in records(next(Path(run_dir).glob("run-*.wandb"))):
             kind = record.WhichOneof("record_type")
             if kind == "run":
@@ -53,6 +54,9 @@ class OfflineRun:
             elif kind == "history":
                 self.history.append({_key(i): json.loads(i.value_json)
                                      for i in record.history.item})
+            elif kind == "summary":
+                self.summary.update({_key(i): json.loads(i.value_json)
+                                     for i in record.summary.update})
             elif kind == "artifact":
                 self.artifacts.append((record.artifact.name, list(record.artifact.aliases)))
 
