@@ -106,7 +106,7 @@ class ImageDataModule(SplitDataModule):
         if num_workers < 0:
             raise GenlabError(f"data.num_workers must be >= 0, got {num_workers}")
         check_source(source)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the whole resolved config
         self.data_shape: tuple[int, int, int] = (channels, image_size, image_size)
         self._splits: datasets.DatasetDict | None = None
         self._columns: tuple[str, str | None] | None = None

@@ -112,7 +112,7 @@ class TextDataModule(SplitDataModule):
         if tokenizer not in ("char", "byte"):
             raise GenlabError(f"data.tokenizer must be 'char' or 'byte', got {tokenizer!r}")
         check_source(source)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the whole resolved config
         self.tokenizer: Tokenizer | None = build_tokenizer("byte") if tokenizer == "byte" else None
         self._texts: dict[str, str] | None = None
         self._ids: dict[str, Tensor] = {}

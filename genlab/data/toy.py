@@ -82,7 +82,7 @@ class ToyDataModule(SplitDataModule):
                 raise GenlabError(f"data.{key} must be positive, got {value}")
         if sigma is not None and sigma <= 0:
             raise GenlabError(f"data.sigma must be positive, got {sigma}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the CLI logs the whole resolved config
         self.modes = toy_modes(dataset)
         self.sigma = DEFAULT_SIGMA[dataset] if sigma is None else sigma
         self.dim = self.modes.shape[1]
