@@ -1,0 +1,264 @@
+"""GPT: an autoregressive transformer over token sequences, trained with next-token cross-entropy.
+
+The network is ``genlab.nn.transformer.Transformer``; this module holds the recipe: AdamW with
+decoupled weight decay on matrices only, linear warm-up then cosine decay, optional
+``torch.compile``, validation loss / perplexity / bits per token, and KV-cache sampling with
+temperature, top-k and top-p. The data module's tokenizer is kept in the checkpoint so that a
+loaded model decodes its own samples and encodes prompts without the data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MeanMetric
+
+from genlab import GenerativeModule
+from genlab.data.tokenizers import Tokenizer, tokenizer_from_checkpoint, tokenizer_from_state
+from genlab.errors import GenlabError
+from genlab.nn.transformer import Transformer, generate
+
+LRSchedule = Literal["constant", "cosine"]
+CHECKPOINT_KEY = "genlab_ar"  # {"tokenizer": state}: found by tokenizer_from_checkpoint too
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise GenlabError(message)
+
+
+class GPT(GenerativeModule):
+    """Decoder-only transformer language model (Radford et al. 2019) over any token sequence.
+
+    Batches hold ``x`` of ``block_size + 1`` token ids per row: the model reads ``x[:, :-1]``
+    and predicts ``x[:, 1:]``.
+
+    Args:
+        vocab_size: Number of distinct tokens; null takes the data module's.
+        block_size: Longest context the model sees (learned positions).
+        n_layer: Transformer blocks.
+        n_head: Attention heads per block.
+        n_embd: Width of the residual stream.
+        dropout: Dropout on embeddings, attention weights and block outputs.
+        bias: Biases in linear layers and layer norms.
+        lr: Peak AdamW learning rate, reached after ``warmup_steps``.
+        min_lr: Learning rate at the end of the cosine decay.
+        warmup_steps: Steps of linear learning-rate warm-up from 0.
+        lr_schedule: ``cosine``: decay from ``lr`` to ``min_lr`` over ``decay_steps``;
+            ``constant``: stay at ``lr`` after warm-up.
+        decay_steps: Steps at which the cosine reaches ``min_lr``; null: the whole run.
+        weight_decay: Decoupled weight decay (Loshchilov & Hutter 2019) on the matrices of
+            linear layers; norms, biases and embeddings are not decayed.
+        betas: AdamW betas.
+        compile: Train through ``torch.compile`` of the network (sampling stays eager).
+        max_new_tokens: Tokens ``sample`` adds when not told; null: ``block_size``.
+        temperature: Default sampling temperature.
+        top_k: Default top-k filter of sampling (null: off).
+        top_p: Default nucleus (top-p) filter of sampling (null: off).
+    """
+
+    modality = "tokens"
+
+    def __init__(
+        self,
+        vocab_size: int | None = None,
+        block_size: int = 256,
+        n_layer: int = 6,
+        n_head: int = 6,
+        n_embd: int = 384,
+        dropout: float = 0.2,
+        bias: bool = False,
+        lr: float = 1e-3,
+        min_lr: float = 1e-4,
+        warmup_steps: int = 100,
+        lr_schedule: LRSchedule = "cosine",
+        decay_steps: int | None = None,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.99),
+        compile: bool = False,
+        max_new_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> None:
+        super().__init__()
+        _check(vocab_size is not None and vocab_size > 0,
+               f"model.vocab_size must be a positive number of tokens, got {vocab_size}; set it, "
+               f"or leave it null in a config whose data module knows its vocabulary")
+        for key, value in (("block_size", block_size), ("n_layer", n_layer),
+                           ("n_head", n_head), ("n_embd", n_embd)):
+            _check(value > 0, f"model.{key} must be positive, got {value}")
+        _check(n_embd % n_head == 0,
+               f"model.n_embd ({n_embd}) must be a multiple of model.n_head ({n_head})")
+        _check(0 <= dropout < 1, f"model.dropout must be in [0, 1), got {dropout}")
+        _check(0 <= min_lr <= lr, f"model.min_lr must be in [0, lr={lr}], got {min_lr}")
+        _check(warmup_steps >= 0, f"model.warmup_steps must be >= 0, got {warmup_steps}")
+        self._check_sampling(temperature, top_k, top_p)
+        self.save_hyperparameters()
+        self.net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
+        self._compiled: Callable[[Tensor], Tensor] | None = None
+        self.val_loss = MeanMetric()
+        self.tokenizer: Tokenizer | None = None
+
+    @staticmethod
+    def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+        _check(temperature >= 0, f"temperature must be >= 0, got {temperature}")
+        _check(top_k is None or top_k > 0, f"top_k must be positive, got {top_k}")
+        _check(top_p is None or 0 < top_p <= 1, f"top_p must be in (0, 1], got {top_p}")
+
+    # Training
+
+    def _logits(self, idx: Tensor) -> Tensor:
+        if not self.hparams.compile:
+            return self.net(idx)
+        if self._compiled is None:
+            # A compiled function, not a compiled module: the state_dict keeps the net's keys.
+            self._compiled = torch.compile(self.net.forward)
+        return self._compiled(idx)
+
+    def loss(self, x: Tensor) -> Tensor:
+        """Mean next-token cross-entropy (nats per token) of a batch of ``(B, T + 1)`` ids."""
+        logits = self._logits(x[:, :-1])  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.loss(batch["x"])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def log_likelihood(self, batch: dict[str, Tensor]) -> Tensor:
+        """Per row, the sum over its ``T - 1`` predicted tokens of ``log p`` in nats, ``(B,)``."""
+        x = batch["x"]
+        logits = self._logits(x[:, :-1]).float()  # (B, T-1, V)
+        logp = logits.log_softmax(dim=-1).gather(-1, x[:, 1:, None]).squeeze(-1)
+        return logp.sum(dim=1)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        x = batch["x"]
+        # Every row predicts the same number of tokens, so a mean over rows is per token.
+        self.val_loss.update(-self.log_likelihood(batch) / (x.shape[1] - 1))
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()  # synchronised across processes
+        self.val_loss.reset()
+        self.log_dict({"val/loss": loss, "val/ppl": loss.exp(), "val/bpc": loss / math.log(2)},
+                      prog_bar=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        # Fused AdamW: one kernel for all parameters on GPU, as the reference small-GPT code does.
+        opt = torch.optim.AdamW(self.net.param_groups(h.weight_decay), lr=h.lr, betas=h.betas,
+                                fused=self.device.type == "cuda")
+        total = (h.decay_steps or self.num_iterations()) if h.lr_schedule == "cosine" else 0
+        scheduler = LambdaLR(opt, lambda step: self.lr_factor(step, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """Learning rate at ``step`` as a fraction of ``lr``: warm-up, then cosine to ``min_lr``.
+
+        Args:
+            step: Optimizer steps taken.
+            total: Step at which the cosine ends (0: constant after warm-up).
+        """
+        h = self.hparams
+        if step < h.warmup_steps:
+            return (step + 1) / (h.warmup_steps + 1)
+        if total == 0:
+            return 1.0
+        progress = min((step - h.warmup_steps) / max(total - h.warmup_steps, 1), 1.0)
+        floor = h.min_lr / h.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def num_iterations(self) -> int:
+        """Optimizer steps the trainer will take: the horizon of the cosine schedule."""
+        iterations = self.trainer.estimated_stepping_batches
+        if math.isinf(iterations):
+            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
+                              "trainer.max_steps or model.decay_steps")
+        return max(int(iterations), 1)
+
+    # Tokenizer: taken from the data, kept in the checkpoint
+
+    def setup(self, stage: str) -> None:
+        """Take the data module's tokenizer (e.g. a char vocabulary), to decode and encode."""
+        get_tokenizer = getattr(getattr(self.trainer, "datamodule", None), "get_tokenizer", None)
+        if callable(get_tokenizer):
+            self.tokenizer = get_tokenizer()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.tokenizer is not None:  # plain types only: loads with weights_only=True
+            checkpoint[CHECKPOINT_KEY] = {"tokenizer": self.tokenizer.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        own = checkpoint.get(CHECKPOINT_KEY)
+        if isinstance(own, Mapping) and "tokenizer" in own:
+            self.tokenizer = tokenizer_from_state(own["tokenizer"])
+        else:  # an older checkpoint: the text data module's saved state
+            self.tokenizer = tokenizer_from_checkpoint(checkpoint)
+
+    def decode(self, tokens: Tensor) -> list[str]:
+        """Text of each row of token ids (the ids themselves when there is no tokenizer)."""
+        rows = tokens.reshape(-1, tokens.shape[-1])
+        if self.tokenizer is None:
+            return [" ".join(str(t) for t in row.tolist()) for row in rows]
+        return [self.tokenizer.decode(row) for row in rows]
+
+    # Sampling
+
+    def prompt_ids(self, num: int, prompt: str | None) -> Tensor:
+        """``(num, T0)`` ids to start from: the encoded prompt, else a newline (token 0 when
+        there is no tokenizer or its vocabulary has no newline)."""
+        if prompt is None:
+            ids = self._try_encode("\n")
+            ids = torch.zeros(1, dtype=torch.long) if ids is None else ids
+        elif self.tokenizer is None:
+            raise GenlabError("this model has no tokenizer to encode --prompt (its data had "
+                              "none); sample without --prompt")
+        elif not prompt:
+            raise GenlabError("--prompt is empty; give some text, or leave it out")
+        else:
+            ids = self.tokenizer.encode(prompt)
+        return ids.to(self.device).expand(num, -1)
+
+    def _try_encode(self, text: str) -> Tensor | None:
+        if self.tokenizer is None:
+            return None
+        try:
+            return self.tokenizer.encode(text)
+        except GenlabError:
+            return None
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num: int,
+        prompt: str | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> Tensor:
+        """``num`` sequences ``(num, T0 + max_new_tokens)`` of token ids, prompt included.
+
+        Args:
+            num: Number of sequences.
+            prompt: Text to continue (encoded with the model's tokenizer); null: a newline.
+            max_new_tokens: Tokens to generate; null: ``model.max_new_tokens``.
+            temperature: Softmax temperature, 0 for greedy; null: the model's.
+            top_k: Keep the k most likely tokens; null: the model's.
+            top_p: Keep the nucleus of this probability mass; null: the model's.
+        """
+        h = self.hparams
+        temperature = h.temperature if temperature is None else temperature
+        top_k = h.top_k if top_k is None else top_k
+        top_p = h.top_p if top_p is None else top_p
+        self._check_sampling(temperature, top_k, top_p)
+        new = max_new_tokens or h.max_new_tokens or h.block_size
+        return generate(self.net, self.prompt_ids(num, prompt), new, temperature, top_k, top_p)
