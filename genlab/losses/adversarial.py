@@ -18,3 +18,30 @@ def d_nonsaturating(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 def g_nonsaturating(fake_logits: Tensor) -> Tensor:
     """Non-saturating generator loss ``-log D(G(z))`` (Goodfellow et al. 2014, section 3)."""
     return F.softplus(-fake_logits).mean()
+
+
+def d_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Hinge discriminator loss ``E relu(1 - D(x)) + E relu(1 + D(G(z)))``.
+
+    Lim and Ye 2017 ("Geometric GAN"); the loss of SN-GAN (Miyato et al. 2018, eq. 17) and BigGAN.
+    """
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def g_hinge(fake_logits: Tensor) -> Tensor:
+    """Hinge generator loss ``-E D(G(z))`` (Miyato et al. 2018, eq. 18)."""
+    return -fake_logits.mean()
+
+
+def d_wasserstein(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Wasserstein critic loss ``E D(G(z)) - E D(x)`` (Arjovsky et al. 2017, eq. 3).
+
+    Only a distance estimate when the critic is kept 1-Lipschitz: pair it with
+    ``genlab.losses.penalties.gradient_penalty`` (WGAN-GP) or spectral normalization.
+    """
+    return fake_logits.mean() - real_logits.mean()
+
+
+def g_wasserstein(fake_logits: Tensor) -> Tensor:
+    """Wasserstein generator loss ``-E D(G(z))``."""
+    return -fake_logits.mean()

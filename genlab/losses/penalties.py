@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -24,3 +26,23 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
     """
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP: ``E (||∇ D(x̂)|| - 1)²`` at random interpolates ``x̂`` of real and fake examples.
+
+    Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", eq. 3 and algorithm 1; the
+    paper weights it by ``lambda = 10``, which the caller applies.
+
+    Args:
+        critic: Maps a batch like ``real`` to one score per example (labels already bound).
+        real: A real batch, ``(B, ...)``.
+        fake: A generated batch of the same shape, detached from the generator.
+
+    Returns:
+        A scalar that keeps its graph, so backpropagating it trains the critic.
+    """
+    eps = torch.rand(len(real), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

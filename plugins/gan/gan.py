@@ -1,43 +1,106 @@
-"""GAN on low-dimensional points: MLP generator and discriminator, non-saturating loss.
+"""GANs on points (MLPs) and images (DCGAN conv nets), unconditional or class-conditional.
 
-Manual optimization: one discriminator step, then one generator step, per batch. Two optional
-additions make small-data GANs converge: an R1 penalty on the discriminator and a cosine decay of
-both learning rates.
+One training batch makes one discriminator step, and every ``n_critic``-th batch also one
+generator step. Manual optimization, so that precision, DDP, gradient clipping and checkpoints
+stay Lightning's job:
+
+- Under DDP, Lightning wraps the whole module (G and D together) in one
+  ``DistributedDataParallel``. Its reducer is prepared before every ``manual_backward`` and then
+  waits for a gradient of *every* parameter it wraps; a backward that leaves some out (the D
+  step never reaches G: its fakes are drawn without a graph; ``toggle_optimizer`` switches the
+  other network's ``requires_grad`` off) leaves a bucket unreduced, and the next step fails with
+  "Expected to have finished reduction in the prior iteration" (Lightning: "parameters that were
+  not used"). So every backward here also reaches the other network, through an exact zero
+  (``_zero_through``), instead of toggling it off: DDP's hooks fire for every parameter, each
+  step all-reduces normally, and no ``find_unused_parameters`` graph search is needed.
+- Gradient clipping runs in ``on_before_optimizer_step``, which Lightning calls after the AMP
+  scaler has unscaled the gradients (clipping before ``opt.step()`` would clip scaled ones).
+- The training noise comes from the module's own ``torch.Generator``, saved in checkpoints, so a
+  resumed run draws the same noise as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from genlab_gan.networks import Discriminator, Generator
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlab import GenerativeModule
 from genlab.errors import GenlabError
-from genlab.losses import d_nonsaturating, g_nonsaturating, r1_penalty
-from genlab.nn import MLP
+from genlab.losses.adversarial import (
+    d_hinge,
+    d_nonsaturating,
+    d_wasserstein,
+    g_hinge,
+    g_nonsaturating,
+    g_wasserstein,
+)
+from genlab.losses.penalties import gradient_penalty, r1_penalty
 
+Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
+
+# loss name -> (discriminator loss on real and fake logits, generator loss on fake logits)
+LOSSES: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
+    "nonsaturating": (d_nonsaturating, g_nonsaturating),
+    "hinge": (d_hinge, g_hinge),
+    "wgan-gp": (d_wasserstein, g_wasserstein),
+}
+
+
+def _ema_update(decay: float, ema: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+    # get_ema_multi_avg_fn's closure, behind a picklable partial (DDP's spawn pickles the model)
+    get_ema_multi_avg_fn(decay)(ema, current, n)
+
+
+def _zero_through(module: nn.Module) -> Tensor:
+    """An exact zero whose backward reaches every parameter of ``module`` (with zero gradient).
+
+    Added to a loss, it makes DDP's reducer see a gradient for every parameter it wraps, at the
+    cost of one scalar per parameter tensor (see the module docstring).
+    """
+    return sum(p.reshape(-1)[0] for p in module.parameters()) * 0.0
 
 
 class GAN(GenerativeModule):
-    """Generative adversarial network (Goodfellow et al. 2014) on points.
+    """Generative adversarial network (Goodfellow et al. 2014) on points or images.
 
     Args:
-        data_dim: Dimension of a data point.
+        data_dim: Dimension of a data point (when ``image_size`` is ``None``): MLP networks.
+        image_size: Image height and width, 28, 32 or 64: DCGAN conv networks
+            (``genlab.nn.conv``) for ``(channels, image_size, image_size)`` images in [-1, 1].
+        channels: Image channels, 1 or 3.
         latent_dim: Dimension of the generator's Gaussian input ``z``.
-        hidden: Hidden widths of both MLPs.
+        hidden: Hidden widths of both MLPs (points).
+        width: Base channel width of both conv networks (images).
+        num_classes: Classes of a class-conditional GAN (labels from the data's ``label``):
+            a label embedding concatenated to ``z`` and a projection discriminator
+            (Miyato & Koyama 2018); ``None``: unconditional.
+        loss: ``nonsaturating`` (Goodfellow et al. 2014), ``hinge`` (Lim & Ye 2017; SN-GAN) or
+            ``wgan-gp`` (Wasserstein with gradient penalty, Gulrajani et al. 2017).
+        n_critic: Discriminator steps per generator step (5 in WGAN-GP).
+        gp_lambda: Weight of the WGAN-GP gradient penalty (used with ``loss: wgan-gp``).
+        r1_gamma: Weight ``gamma`` of the R1 penalty ``gamma / 2 * E ||∇ D(x_real)||²``
+            (Mescheder et al. 2018); ``0`` turns it off.
+        r1_interval: Lazy regularization (Karras et al. 2020, StyleGAN2): R1 only every this
+            many discriminator steps, scaled up by the interval to keep its weight.
+        spectral_norm: Spectral normalization on every discriminator layer (Miyato et al. 2018).
         lr_g: Adam learning rate of the generator.
         lr_d: Adam learning rate of the discriminator.
-        betas: Adam betas of both optimizers.
-        r1_gamma: Weight ``gamma`` of the R1 penalty ``gamma / 2 * E ||∇ D(x_real)||²`` on the
-            discriminator (Mescheder et al. 2018); ``0`` turns it off.
+        betas: Adam betas of the generator (and of the discriminator unless ``betas_d``).
+        betas_d: Adam betas of the discriminator; ``None``: ``betas``.
+        grad_clip: Clip each network's gradient norm to this value; ``None``: no clipping.
+        ema_decay: Decay of the exponential moving average of the generator's weights, which
+            ``sample`` uses (Yazıcı et al. 2019); ``None``: sample the raw generator.
         lr_schedule: ``constant``, or ``cosine``: both learning rates decay to zero over the run
-            (Loshchilov & Hutter 2017, without restarts), so the generator settles on the modes
-            instead of jittering around them.
+            (Loshchilov & Hutter 2017, without restarts).
     """
 
     modality = "points"
@@ -45,84 +108,221 @@ class GAN(GenerativeModule):
     def __init__(
         self,
         data_dim: int = 2,
+        image_size: int | None = None,
+        channels: int = 1,
         latent_dim: int = 8,
         hidden: Sequence[int] = (256, 256, 256),
+        width: int = 64,
+        num_classes: int | None = None,
+        loss: Loss = "nonsaturating",
+        n_critic: int = 1,
+        gp_lambda: float = 10.0,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 1,
+        spectral_norm: bool = False,
         lr_g: float = 1e-4,
         lr_d: float = 1e-4,
         betas: tuple[float, float] = (0.5, 0.999),
-        r1_gamma: float = 0.0,
+        betas_d: tuple[float, float] | None = None,
+        grad_clip: float | None = None,
+        ema_decay: float | None = 0.999,
         lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
-        if r1_gamma < 0:
-            raise GenlabError(f"model.r1_gamma must be >= 0, got {r1_gamma}")
+        _check_hparams(loss, n_critic, gp_lambda, r1_gamma, r1_interval, grad_clip, ema_decay,
+                       num_classes, hidden)
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.generator = MLP(latent_dim, data_dim, hidden, act="relu")
-        self.discriminator = MLP(data_dim, 1, hidden, act="leaky_relu")
+        if image_size is not None:
+            self.modality = "image"
+            self.data_shape: tuple[int, ...] = (channels, image_size, image_size)
+        else:
+            self.data_shape = (data_dim,)
+        self.generator = Generator(latent_dim, self.data_shape, hidden, width, num_classes)
+        self.discriminator = Discriminator(self.data_shape, hidden, width, num_classes,
+                                           spectral_norm)
+        self.generator_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            # A submodule, so checkpoints hold it; no gradients, so DDP does not wrap it.
+            self.generator_ema = AveragedModel(self.generator, use_buffers=True,
+                                               multi_avg_fn=partial(_ema_update, ema_decay))
+            self.generator_ema.requires_grad_(False)
+        # Discriminator steps taken: decides when G steps and when lazy R1 runs; resumes with it.
+        self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        self._noise: torch.Generator | None = None
+        self._noise_state: Tensor | None = None
 
-    def sample(self, num: int, **options: Any) -> Tensor:
-        """``num`` generated points, ``(num, data_dim)``."""
+    # ----------------------------------------------------------------------------- sampling
+
+    def sample(self, num: int, labels: Tensor | None = None) -> Tensor:
+        """``num`` samples from the EMA generator: points ``(num, D)`` or images ``(num, C, H, W)``.
+
+        Args:
+            num: Number of samples.
+            labels: Class of each sample, ``(num,)`` (conditional models only); ``None``:
+                classes drawn uniformly.
+        """
+        labels = self._labels(num, labels)
         z = torch.randn(num, self.hparams.latent_dim, device=self.device)
-        return self.generator(z)
+        net = self.generator_ema if self.generator_ema is not None else self.generator
+        return net(z, labels)
+
+    def _labels(self, num: int, labels: Tensor | None) -> Tensor | None:
+        classes = self.hparams.num_classes
+        if classes is None:
+            if labels is not None:
+                raise GenlabError("labels given, but this GAN is unconditional "
+                                  "(model.num_classes is null); drop --labels")
+            return None
+        if labels is None:
+            return torch.randint(classes, (num,), device=self.device)
+        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        if len(labels) != num or labels.min() < 0 or labels.max() >= classes:
+            raise GenlabError(f"labels must be {num} class ids in [0, {classes}), got "
+                              f"{labels.tolist()[:8]}{'...' if len(labels) > 8 else ''}")
+        return labels
+
+    # ----------------------------------------------------------------------------- training
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        sched_g, sched_d = self.lr_schedulers() or (None, None)
         real = batch["x"]
-        loss_d = self.discriminator_step(real, opt_d)
-        loss_g = self.generator_step(len(real), opt_g)
-        # Manual optimization: Lightning leaves stepping the schedulers to us, once per batch.
-        for scheduler in self.lr_schedulers() or []:
-            scheduler.step()
-        self.log_dict({"train/loss_d": loss_d, "train/loss_g": loss_g}, prog_bar=True)
+        labels = batch["label"] if self.hparams.num_classes is not None else None
+        logs = self.discriminator_step(real, labels, opt_d)
+        if sched_d is not None:  # manual optimization: stepping schedulers is ours to do
+            sched_d.step()
+        if self.d_steps % self.hparams.n_critic == 0:
+            logs["train/loss_g"] = self.generator_step(len(real), labels, opt_g)
+            if sched_g is not None:
+                sched_g.step()
+        self.log_dict(logs, prog_bar=True)
 
-    def discriminator_step(self, real: Tensor, opt_d: torch.optim.Optimizer) -> Tensor:
-        self.toggle_optimizer(opt_d)
-        gamma = self.hparams.r1_gamma
-        fake = self.sample(len(real)).detach()
-        real = real.detach().requires_grad_(gamma > 0)  # R1 differentiates D with respect to it
-        real_logits = self.discriminator(real)
-        loss = d_nonsaturating(real_logits, self.discriminator(fake))
-        if gamma > 0:
-            loss = loss + gamma / 2 * r1_penalty(real_logits, real)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_d.step()
-        self.untoggle_optimizer(opt_d)
+    def discriminator_step(self, real: Tensor, labels: Tensor | None,
+                           opt_d: torch.optim.Optimizer) -> dict[str, Tensor]:
+        h = self.hparams
+        d_loss, _ = LOSSES[h.loss]
+        with torch.no_grad():
+            fake = self.generator(self._latents(len(real)), labels)
+        lazy_r1 = h.r1_gamma > 0 and int(self.d_steps) % h.r1_interval == 0
+        real = real.detach().requires_grad_(lazy_r1)  # R1 differentiates D with respect to it
+        real_logits = self.discriminator(real, labels)
+        loss = d_loss(real_logits, self.discriminator(fake, labels))
+        logs = {"train/loss_d": loss.detach()}
+        if h.loss == "wgan-gp":
+            gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake)
+            loss = loss + h.gp_lambda * gp
+            logs["train/gp"] = gp.detach()
+        if lazy_r1:
+            r1 = r1_penalty(real_logits, real)
+            loss = loss + h.r1_gamma / 2 * h.r1_interval * r1
+            logs["train/r1"] = r1.detach()
+        self._optimize(opt_d, loss, other=self.generator)
+        self.d_steps += 1
+        return logs
+
+    def generator_step(self, num: int, labels: Tensor | None,
+                       opt_g: torch.optim.Optimizer) -> Tensor:
+        _, g_loss = LOSSES[self.hparams.loss]
+        fake = self.generator(self._latents(num), labels)
+        loss = g_loss(self.discriminator(fake, labels))
+        self._optimize(opt_g, loss, other=self.discriminator)
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
         return loss.detach()
 
-    def generator_step(self, num: int, opt_g: torch.optim.Optimizer) -> Tensor:
-        self.toggle_optimizer(opt_g)
-        loss = g_nonsaturating(self.discriminator(self.sample(num)))
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_g.step()
-        self.untoggle_optimizer(opt_g)
-        return loss.detach()
+    def _optimize(self, opt: torch.optim.Optimizer, loss: Tensor, other: nn.Module) -> None:
+        """One step of ``opt`` on ``loss``; the backward also reaches ``other`` (for DDP)."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss + _zero_through(other))
+        opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.hparams.grad_clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
+                                gradient_clip_algorithm="norm")
+
+    def _latents(self, num: int) -> Tensor:
+        """Training noise ``(num, latent_dim)`` from the module's own, checkpointed generator."""
+        if self._noise is None or self._noise.device != self.device:
+            self._noise = self._make_noise_generator()
+        return torch.randn(num, self.hparams.latent_dim, device=self.device,
+                           generator=self._noise)
+
+    def _make_noise_generator(self) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        rank = self.global_rank if self._trainer is not None else 0
+        if self._noise_state is not None:  # resuming: continue the saved stream
+            gen.set_state(self._noise_state)
+            if rank > 0:  # the checkpoint holds rank 0's stream; other ranks branch off it
+                gen.manual_seed(int(torch.randint(2**62, (), generator=gen)) + rank)
+        else:  # derived from the global seed (seed_everything), different on every rank
+            gen.manual_seed(int(torch.randint(2**62, ())) + rank)
+        return gen
+
+    # ----------------------------------------------------------------------------- checkpoints
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._noise is not None:
+            checkpoint["gan_noise_state"] = self._noise.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._noise_state = checkpoint.get("gan_noise_state")
+        self._noise = None
+
+    # ----------------------------------------------------------------------------- optimizers
 
     def configure_optimizers(
         self,
     ) -> tuple[list[torch.optim.Optimizer], list[LRScheduler]]:
         h = self.hparams
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=h.betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_d, betas=h.betas)
+        betas_d = h.betas if h.betas_d is None else h.betas_d
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=tuple(h.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_d, betas=tuple(betas_d))
         if h.lr_schedule == "constant":
             return [opt_g, opt_d], []
         # Returned (not kept privately) so that checkpoints save and resume them.
-        iterations = self.num_iterations()
-        return [opt_g, opt_d], [CosineAnnealingLR(opt, T_max=iterations) for opt in (opt_g, opt_d)]
+        d_steps = self.num_batches()
+        g_steps = max(d_steps // h.n_critic, 1)
+        return [opt_g, opt_d], [CosineAnnealingLR(opt_g, T_max=g_steps),
+                                CosineAnnealingLR(opt_d, T_max=d_steps)]
 
-    def num_iterations(self) -> int:
-        """Batches the trainer will train on: the horizon of the learning-rate schedule."""
+    def num_batches(self) -> int:
+        """Batches the trainer will train on (one D step each): the learning-rate horizon."""
         trainer = self.trainer
         # Counts batches when the epoch limit binds, trainer.max_steps when that one does.
-        iterations = trainer.estimated_stepping_batches
+        batches = trainer.estimated_stepping_batches
         if trainer.max_steps != -1:
-            # max_steps counts optimizer steps, and every batch makes two (D, then G).
-            iterations = min(iterations, trainer.max_steps // 2)
-        if math.isinf(iterations):
+            # max_steps counts optimizer steps: 1 + 1/n_critic of them per batch.
+            n = self.hparams.n_critic
+            batches = min(batches, trainer.max_steps * n // (n + 1))
+        if math.isinf(batches):
             raise GenlabError(
                 "model.lr_schedule 'cosine' needs a finite run: set trainer.max_steps or "
                 "trainer.max_epochs"
             )
-        return max(int(iterations), 1)
+        return max(int(batches), 1)
+
+
+def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
+                   r1_interval: int, grad_clip: float | None, ema_decay: float | None,
+                   num_classes: int | None, hidden: Sequence[int]) -> None:
+    """Raise ``GenlabError`` naming the first bad hyperparameter."""
+    problems = [
+        (loss not in LOSSES, f"model.loss must be one of {list(LOSSES)}, got {loss!r}"),
+        (n_critic < 1, f"model.n_critic must be >= 1, got {n_critic}"),
+        (gp_lambda < 0, f"model.gp_lambda must be >= 0, got {gp_lambda}"),
+        (r1_gamma < 0, f"model.r1_gamma must be >= 0, got {r1_gamma}"),
+        (r1_interval < 1, f"model.r1_interval must be >= 1, got {r1_interval}"),
+        (grad_clip is not None and grad_clip <= 0,
+         f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
+        (ema_decay is not None and not 0 < ema_decay < 1,
+         f"model.ema_decay must be in (0, 1) (or null for no EMA), got {ema_decay}"),
+        (num_classes is not None and num_classes < 1,
+         f"model.num_classes must be >= 1 (or null for unconditional), got {num_classes}"),
+        (len(hidden) == 0, "model.hidden needs at least one width, e.g. [256, 256]"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise GenlabError(message)

@@ -1,0 +1,107 @@
+"""The GAN's two networks, built from ``genlab.nn``: plain PyTorch, no Lightning.
+
+Both take optional class labels. The generator concatenates a label embedding to its latent; the
+discriminator is a projection discriminator (Miyato and Koyama 2018, "cGANs with Projection
+Discriminator", eq. 3): ``D(x, y) = ψ(φ(x)) + <embed(y), φ(x)>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+from genlab.nn.conv import ConvDecoder, ConvEncoder
+from genlab.nn.mlp import MLP, activation
+
+
+def with_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalization on every linear and conv layer of ``module`` (Miyato et al. 2018)."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)):
+            setattr(module, name, _spectral_norm(child))
+        else:
+            with_spectral_norm(child)
+    return module
+
+
+class Generator(nn.Module):
+    """``z`` (and a label) -> a point ``(B, D)`` or an image ``(B, C, H, W)`` in [-1, 1].
+
+    Args:
+        latent_dim: Size of ``z``.
+        data_shape: ``(D,)`` for points (an MLP), ``(C, H, W)`` for images (a DCGAN decoder).
+        hidden: Hidden widths of the MLP.
+        width: Channels of the conv decoder's last hidden layer.
+        num_classes: Classes of a conditional generator, or ``None``.
+    """
+
+    def __init__(self, latent_dim: int, data_shape: Sequence[int], hidden: Sequence[int],
+                 width: int, num_classes: int | None) -> None:
+        super().__init__()
+        embed_dim = latent_dim if num_classes else 0
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        if len(data_shape) == 1:
+            self.net: nn.Module = MLP(latent_dim + embed_dim, data_shape[0], hidden, act="relu")
+        else:
+            channels, size, _ = data_shape
+            self.net = ConvDecoder(latent_dim + embed_dim, channels, size, width, out_act="tanh")
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Map latents ``(B, latent_dim)`` (and labels ``(B,)``) to samples."""
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * latent_dim)
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    """A sample (and its label) -> one logit per example, ``(B,)``.
+
+    Args:
+        data_shape: ``(D,)`` for points (an MLP), ``(C, H, W)`` for images (a DCGAN encoder).
+        hidden: Hidden widths of the MLP.
+        width: Channels of the conv encoder's first layer.
+        num_classes: Classes of a projection discriminator, or ``None``.
+        spectral_norm: Spectral normalization on every layer.
+    """
+
+    def __init__(self, data_shape: Sequence[int], hidden: Sequence[int], width: int,
+                 num_classes: int | None, spectral_norm: bool) -> None:
+        super().__init__()
+        self._args = (tuple(data_shape), tuple(hidden), width, num_classes, spectral_norm)
+        if len(data_shape) == 1:
+            # φ: the MLP up to its last hidden layer; ψ: a linear head, as in MLP(D, 1, hidden).
+            body = MLP(data_shape[0], hidden[-1], hidden[:-1], act="leaky_relu")
+            self.phi = nn.Sequential(body, activation("leaky_relu"))
+            self.psi = nn.Linear(hidden[-1], 1)
+        else:
+            channels, size, _ = data_shape
+            encoder = ConvEncoder(channels, size, 1, width)
+            self.phi, self.psi = encoder.net, encoder.head
+        feature_dim = self.psi.in_features
+        self.embed = nn.Embedding(num_classes, feature_dim) if num_classes else None
+        if spectral_norm:
+            with_spectral_norm(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Spectral-norm layers (torch parametrizations) pickle and deepcopy only through their
+        # state_dict, and DDP's spawn launcher pickles the model: rebuild from arguments + state.
+        return _rebuild_discriminator, (self._args, self.state_dict(), self.training)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Logits ``(B,)`` of samples ``x`` (and labels ``(B,)``)."""
+        h = self.phi(x)  # (B, F)
+        logits = self.psi(h).squeeze(1)
+        if self.embed is not None:
+            logits = logits + (self.embed(labels) * h).sum(1)  # the projection term
+        return logits
+
+
+def _rebuild_discriminator(args: tuple[Any, ...], state: dict[str, Tensor],
+                           training: bool) -> Discriminator:
+    net = Discriminator(*args)
+    net.load_state_dict(state)
+    return net.train(training)
