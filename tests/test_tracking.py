@@ -120,3 +120,44 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, capsys)
     path.write_text(yaml.safe_dump(cfg))
     fit(path, tmp_path / "runs", "--ckpt_path", "last")
     assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 20
+
+
+POINT_MODEL = """
+    import torch
+    from genlab import GenerativeModule
+
+    class Shift(GenerativeModule):
+        modality = "points"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.mean = torch.nn.Parameter(torch.zeros(2))
+
+        def training_step(self, batch, batch_idx):
+            loss = (batch["x"] - self.mean).pow(2).mean()
+            self.log("train/loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def sample(self, num: int):
+            return self.mean + torch.randn(num, 2)
+"""
+
+
+def test_ddp_fit_makes_one_wandb_run_and_exits(config, tmp_path, fake_dist):
+    fake_dist("genlab-ddptest", {"genlab.models": {"shift": "ddp_models:Shift"}},
+              {"ddp_models": POINT_MODEL})
+    cfg = yaml.safe_load(config().read_text())
+    cfg["model"] = {"class_path": "Shift"}
+    cfg["trainer"].update(strategy={"class_path": "lightning.pytorch.strategies.DDPStrategy",
+                                    "init_args": {"process_group_backend": "gloo",
+                                                  "start_method": "spawn"}},
+                          devices=2, max_steps=6)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run_dir = fit(path, tmp_path / "runs")
+    runs = offline_runs(run_dir)
+    assert len(runs) == 1 and max(runs[0].steps()) > 0
+    assert (run_dir / "checkpoints/last.ckpt").is_file()
