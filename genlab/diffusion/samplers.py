@@ -24,6 +24,7 @@ from genlab.errors import GenlabError
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "heun")
+HEUN_SIGMA_MAX = 80.0  # Heun corrects only steps starting at or below this noise level
 
 
 def timesteps(schedule: NoiseSchedule, steps: int | None = None) -> list[int]:
@@ -132,9 +133,12 @@ def heun_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
 
     In the variables ``y = x / sqrt(alpha_bar)`` and ``sigma = sqrt((1 - alpha_bar) / alpha_bar)``
     the ODE is ``dy/dsigma = eps``; an Euler step of it is exactly DDIM with ``eta = 0``. Heun
-    corrects each step with the slope at its end, except the last (to ``sigma = 0``), costing
-    ``2 * steps - 1`` denoiser calls. Arguments as ``ddpm_sample`` (``generator`` is unused: the
-    sampler is deterministic).
+    corrects each step with the slope at its end, except the last (to ``sigma = 0``) and steps
+    from above ``HEUN_SIGMA_MAX``: the cosine schedule starts near ``sigma = 2e4``, where the
+    trapezoid over one huge step is worse than Euler's (``eps`` barely changes while the noise
+    dwarfs the data; EDM caps ``sigma_max`` at 80 for the same reason). At most
+    ``2 * steps - 1`` denoiser calls. Arguments as ``ddpm_sample`` (``generator`` is unused:
+    the sampler is deterministic).
     """
     x = noise
     grid = timesteps(schedule, steps)
@@ -145,7 +149,7 @@ def heun_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
         sigma_t, sigma_s = ((1 - a_t) / a_t).sqrt(), ((1 - a_s) / a_s).sqrt()
         _, eps = _predict(denoiser, schedule, x, t, labels, prediction, clip)
         y_next = x / a_t.sqrt() + (sigma_s - sigma_t) * eps  # Euler step in (y, sigma)
-        if s >= 0:
+        if s >= 0 and sigma_t <= HEUN_SIGMA_MAX:
             _, eps_next = _predict(denoiser, schedule, y_next * a_s.sqrt(), s, labels,
                                    prediction, clip)
             y_next = x / a_t.sqrt() + (sigma_s - sigma_t) * (eps + eps_next) / 2
