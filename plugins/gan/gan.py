@@ -210,7 +210,8 @@ class GAN(GenerativeModule):
         loss = d_loss(real_logits, self.discriminator(fake, labels))
         logs = {"train/loss_d": loss.detach()}
         if h.loss == "wgan-gp":
-            gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake)
+            gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake,
+                                  generator=self._noise)
             loss = loss + h.gp_lambda * gp
             logs["train/gp"] = gp.detach()
         if lazy_r1:
