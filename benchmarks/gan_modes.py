@@ -1,0 +1,135 @@
+"""Mode coverage of the GAN plugin on ring-8 and grid-25, over several seeds (CPU).
+
+    python -m benchmarks.gan_modes                          # both configs, 5 seeds each
+    python -m benchmarks.gan_modes --data ring8 --seeds 2 --max-steps 1000   # a quick look
+
+Trains ``GAN`` with the model and data settings of ``configs/gan/<data>.yaml`` on a plain CPU
+Trainer (no logger, no validation), once per seed (the seed sets the weights, the noise and the
+training points), then draws 2,500 samples from the EMA generator (the VEEGAN / PacGAN protocol)
+and scores them with ``genlab.metrics.ModeCoverage``: modes covered, and the share of
+high-quality samples (within 3 sigma of a mode). Prints one row per seed, the mean, and the
+published anchors; results go to benchmarks/results/gan_modes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from genlab_gan import GAN
+
+from genlab.callbacks.samples import fixed_seed
+from genlab.data.toy import ToyDataModule
+from genlab.metrics import ModeCoverage
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gan_modes.json"
+# (modes covered, high-quality %): Lin et al. 2018 (PacGAN), tables 2 and 3, same protocol.
+ANCHORS = {
+    "ring8": {"PacGAN4": (7.8, 95.9), "VEEGAN": (8.0, 52.9)},
+    "grid25": {"PacGAN4": (24.8, 93.6), "VEEGAN": (24.6, 40.0)},
+}
+TARGET = {"ring8": (8, 95.0), "grid25": (25, 95.0)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["ring8", "grid25"])
+    parser.add_argument("--seeds", type=int, default=5, help="runs per data set (seeds 0..N-1)")
+    parser.add_argument("--max-steps", type=int, default=None, help="default: the config's")
+    parser.add_argument("--num", type=int, default=2500, help="samples scored")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    return parser.parse_args(argv)
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run_seed(name: str, seed: int, max_steps: int | None, num: int) -> dict:
+    """Train one seed of ``configs/gan/<name>.yaml`` and score 2,500 EMA samples."""
+    config = yaml.safe_load((ROOT / "configs" / "gan" / f"{name}.yaml").read_text())
+    L.seed_everything(seed, verbose=False)
+    model = GAN(**config["model"]["init_args"])
+    data = ToyDataModule(**{**config["data"]["init_args"], "seed": seed})
+    steps = max_steps or config["trainer"]["max_steps"]
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    start = time.perf_counter()
+    trainer.fit(model, data)
+    seconds = time.perf_counter() - start
+    metric = ModeCoverage(data.modes, data.sigma)
+    with fixed_seed(1000 + seed, model.device):
+        metric.update(model.sample_eval(num))
+    scores = metric.compute()
+    return {"seed": seed, "modes": int(scores["modes_covered"]),
+            "high_quality_pct": round(100 * float(scores["high_quality"]), 2),
+            "train_seconds": round(seconds, 1), "max_steps": steps}
+
+
+def summarize(name: str, rows: list[dict]) -> dict:
+    modes = statistics.mean(r["modes"] for r in rows)
+    hq = statistics.mean(r["high_quality_pct"] for r in rows)
+    want_modes, want_hq = TARGET[name]
+    return {"mean_modes": round(modes, 2), "mean_high_quality_pct": round(hq, 2),
+            "meets_target": modes >= want_modes and hq >= want_hq, "target": TARGET[name],
+            "anchors": ANCHORS[name]}
+
+
+def print_table(name: str, rows: list[dict], summary: dict) -> None:
+    print(f"\n{name}: modes covered / high-quality samples (2,500 samples, 3 sigma)")
+    for r in rows:
+        print(f"  seed {r['seed']}: {r['modes']:>2} modes  {r['high_quality_pct']:6.2f}% HQ  "
+              f"({r['train_seconds']:.0f} s)")
+    print(f"  mean  : {summary['mean_modes']:5.2f} modes  {summary['mean_high_quality_pct']:6.2f}% "
+          f"HQ   target >= {TARGET[name][0]} modes, >= {TARGET[name][1]}%: "
+          f"{'met' if summary['meets_target'] else 'NOT met'}")
+    for anchor, (modes, hq) in ANCHORS[name].items():
+        print(f"  {anchor:<7}: {modes:5.2f} modes  {hq:6.2f}% HQ   (published)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    results: dict = {
+        "benchmark": "gan_modes",
+        "command": " ".join(["python -m benchmarks.gan_modes",
+                             *(sys.argv[1:] if argv is None else argv)]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": _cpu_model(), "threads": args.threads, "torch": torch.__version__,
+        "note": "CPU shared with other processes: timings are indicative", "data": {},
+    }
+    for name in args.data:
+        rows = []
+        for seed in range(args.seeds):
+            rows.append(run_seed(name, seed, args.max_steps, args.num))
+            print(f"{name} seed {seed}: {rows[-1]}", flush=True)
+        summary = summarize(name, rows)
+        results["data"][name] = {"runs": rows, **summary}
+        print_table(name, rows, summary)
+    results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    print(f"\nwall time {results['wall_seconds']:.0f} s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
