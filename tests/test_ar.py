@@ -108,3 +108,25 @@ def test_warmup_then_cosine_to_min_lr():
 def test_bad_hyperparameters_raise_one_clear_error(bad, match):
     with pytest.raises(GenlabError, match=match):
         GPT(**{"vocab_size": 5, **TINY, **bad})
+
+
+def test_images_as_pixel_sequences(tmp_path):
+    from genlab.data.images import ImageDataModule
+    from genlab.data.tiny import write_parquet
+    from genlab.testing import check_plugin
+
+    source = write_parquet(tmp_path / "pq", {"train": 16, "test": 4})
+    data = ImageDataModule(str(source), image_size=4, channels=1, binarize=True, batch_size=4,
+                           num_workers=0, val_fraction=0.25, label_column=None)
+    init = {**TINY, "data_shape": [1, 4, 4], "block_size": 16}
+    check_plugin("ar", data, tmp_path, init_args=init, steps=2, num=2)
+
+    model = GPT(**init).eval()
+    assert model.modality == "image" and model.hparams.vocab_size == 3
+    x = torch.randint(0, 2, (2, 1, 4, 4)).float() * 2 - 1  # binarized, in {-1, +1}
+    tokens = model.tokens({"x": x})
+    assert tokens.shape == (2, 17) and (tokens[:, 0] == 2).all()
+    assert torch.equal(model.images(tokens), x)
+    assert model.log_likelihood({"x": x}).shape == (2,)
+    with pytest.raises(GenlabError, match="must hold the 784 pixels"):
+        GPT(**{**TINY, "data_shape": [1, 28, 28]})

@@ -10,7 +10,7 @@ loaded model decodes its own samples and encodes prompts without the data.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -37,7 +37,9 @@ class GPT(GenerativeModule):
     """Decoder-only transformer language model (Radford et al. 2019) over any token sequence.
 
     Batches hold ``x`` of ``block_size + 1`` token ids per row: the model reads ``x[:, :-1]``
-    and predicts ``x[:, 1:]``.
+    and predicts ``x[:, 1:]``. With ``data_shape``, batches hold images in [-1, 1] instead:
+    each is read in raster order as ``C * H * W`` pixel tokens of ``pixel_levels`` values after
+    a start token (binarized MNIST: 784 tokens of 2 values), and ``sample`` returns images.
 
     Args:
         vocab_size: Number of distinct tokens; null takes the data module's.
@@ -61,9 +63,12 @@ class GPT(GenerativeModule):
         temperature: Default sampling temperature.
         top_k: Default top-k filter of sampling (null: off).
         top_p: Default nucleus (top-p) filter of sampling (null: off).
+        data_shape: ``[C, H, W]`` to model images as pixel sequences; null: token data.
+        pixel_levels: Values a pixel token takes (2 for binarized images, 256 for 8 bits);
+            token ``pixel_levels`` is the start token, so vocab_size is ``pixel_levels + 1``.
     """
 
-    modality = "tokens"
+    modality = "tokens"  # "image" per instance when data_shape is given
 
     def __init__(
         self,
@@ -86,8 +91,21 @@ class GPT(GenerativeModule):
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
+        data_shape: Sequence[int] | None = None,
+        pixel_levels: int = 2,
     ) -> None:
         super().__init__()
+        if data_shape is not None:
+            _check(len(data_shape) == 3, f"model.data_shape must be [C, H, W], got {data_shape}")
+            _check(pixel_levels >= 2, f"model.pixel_levels must be >= 2, got {pixel_levels}")
+            vocab_size = pixel_levels + 1 if vocab_size is None else vocab_size
+            _check(vocab_size == pixel_levels + 1, f"model.vocab_size is {vocab_size} but "
+                   f"images need pixel_levels + 1 = {pixel_levels + 1}; set it or leave it null")
+            pixels = math.prod(data_shape)
+            _check(block_size >= pixels, f"model.block_size ({block_size}) must hold the "
+                   f"{pixels} pixels of an image; set model.block_size: {pixels}")
+            self.data_shape = tuple(data_shape)
+            self.modality = "image"
         _check(vocab_size is not None and vocab_size > 0,
                f"model.vocab_size must be a positive number of tokens, got {vocab_size}; set it, "
                f"or leave it null in a config whose data module knows its vocabulary")
@@ -112,6 +130,29 @@ class GPT(GenerativeModule):
         _check(top_k is None or top_k > 0, f"top_k must be positive, got {top_k}")
         _check(top_p is None or 0 < top_p <= 1, f"top_p must be in (0, 1], got {top_p}")
 
+    # Token sequences (images: pixel tokens after a start token)
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the model reads and draws images as pixel sequences."""
+        return self.hparams.data_shape is not None
+
+    def tokens(self, batch: dict[str, Tensor]) -> Tensor:
+        """``(B, T + 1)`` token ids of a batch: its ids, or its images' pixel tokens."""
+        x = batch["x"]
+        if not self.is_image:
+            return x
+        levels = self.hparams.pixel_levels
+        pixels = ((x.flatten(1) + 1) / 2 * (levels - 1)).round().long().clamp(0, levels - 1)
+        start = pixels.new_full((len(x), 1), levels)  # the start token, never a pixel
+        return torch.cat([start, pixels], dim=1)
+
+    def images(self, ids: Tensor) -> Tensor:
+        """Images in [-1, 1] ``(B, C, H, W)`` from sampled ids (start token first)."""
+        levels = self.hparams.pixel_levels
+        pixels = ids[:, 1:].clamp(max=levels - 1).float() / (levels - 1)
+        return (pixels * 2 - 1).view(len(ids), *self.data_shape)
+
     # Training
 
     def _logits(self, idx: Tensor) -> Tensor:
@@ -128,21 +169,21 @@ class GPT(GenerativeModule):
         return F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.loss(batch["x"])
+        loss = self.loss(self.tokens(batch))
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def log_likelihood(self, batch: dict[str, Tensor]) -> Tensor:
         """Per row, the sum over its ``T - 1`` predicted tokens of ``log p`` in nats, ``(B,)``."""
-        x = batch["x"]
+        x = self.tokens(batch)
         logits = self._logits(x[:, :-1]).float()  # (B, T-1, V)
         logp = logits.log_softmax(dim=-1).gather(-1, x[:, 1:, None]).squeeze(-1)
         return logp.sum(dim=1)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        x = batch["x"]
+        tokens = self.tokens(batch).shape[1] - 1
         # Every row predicts the same number of tokens, so a mean over rows is per token.
-        self.val_loss.update(-self.log_likelihood(batch) / (x.shape[1] - 1))
+        self.val_loss.update(-self.log_likelihood(batch) / tokens)
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()  # synchronised across processes
@@ -215,6 +256,10 @@ class GPT(GenerativeModule):
     def prompt_ids(self, num: int, prompt: str | None) -> Tensor:
         """``(num, T0)`` ids to start from: the encoded prompt, else a newline (token 0 when
         there is no tokenizer or its vocabulary has no newline)."""
+        if self.is_image:
+            if prompt is not None:
+                raise GenlabError("an image model takes no --prompt; leave it out")
+            return torch.full((num, 1), self.hparams.pixel_levels, device=self.device)
         if prompt is None:
             ids = self._try_encode("\n")
             ids = torch.zeros(1, dtype=torch.long) if ids is None else ids
@@ -245,7 +290,8 @@ class GPT(GenerativeModule):
         top_k: int | None = None,
         top_p: float | None = None,
     ) -> Tensor:
-        """``num`` sequences ``(num, T0 + max_new_tokens)`` of token ids, prompt included.
+        """``num`` sequences ``(num, T0 + max_new_tokens)`` of token ids, prompt included
+        (image models: ``num`` images ``(num, C, H, W)`` in [-1, 1]).
 
         Args:
             num: Number of sequences.
@@ -260,5 +306,9 @@ class GPT(GenerativeModule):
         top_k = h.top_k if top_k is None else top_k
         top_p = h.top_p if top_p is None else top_p
         self._check_sampling(temperature, top_k, top_p)
-        new = max_new_tokens or h.max_new_tokens or h.block_size
-        return generate(self.net, self.prompt_ids(num, prompt), new, temperature, top_k, top_p)
+        if self.is_image:
+            new = math.prod(self.data_shape)  # a whole image, whatever max_new_tokens says
+        else:
+            new = max_new_tokens or h.max_new_tokens or h.block_size
+        ids = generate(self.net, self.prompt_ids(num, prompt), new, temperature, top_k, top_p)
+        return self.images(ids) if self.is_image else ids
