@@ -25,7 +25,7 @@ from rich.console import Console
 from genlab.callbacks import Preemption, SampleLogger, SampleMetrics
 from genlab.checkpoint import read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error
-from genlab.module import GenerativeModule, check_model_and_data
+from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
 from genlab.run_dir import claim_run_dir, latest_checkpoint, run_dir_of
 from genlab.tracking import offline_message, offline_reason, run_metadata
@@ -217,7 +217,7 @@ class GenlabCLI(LightningCLI):
         """Build model, data and trainer, check they fit; a ``GenlabError`` surfaces unwrapped."""
         try:
             super().instantiate_classes()
-            check_model_and_data(self.model, self.datamodule)
+            check_data_shape(self.model, self.datamodule)
         except Exception as err:
             _discard_if_empty(self.run_dir)
             cause: BaseException | None = err
@@ -248,6 +248,12 @@ class GenlabCLI(LightningCLI):
             ok = saved is not None
         finally:
             _finish_wandb(ok)
+
+    def before_fit(self) -> None:
+        """Check labels and vocabulary against the model (this reads the data, so not earlier)."""
+        check_model_and_data(self.model, self.datamodule)
+
+    before_validate = before_test = before_fit
 
     def after_instantiate_classes(self) -> None:
         """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``; add preemption."""

@@ -56,6 +56,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--extractor", type=str | None, default=None,
                         help="Image features for FID/KID/precision/recall: `inception` (needs its "
                              "weights) or the path of a `genlab classifier` file.")
+    parser.add_argument("--sample_metrics", type=bool, default=True,
+                        help="Score generated samples; false: only the likelihood, if any.")
     parser.add_argument("--floor", type=bool, default=True,
                         help="Also report FID of real train vs real reference images.")
     parser.add_argument("--max_batches", type=PositiveInt | None, default=None,
@@ -283,7 +285,7 @@ def evaluate(args: Any) -> dict[str, Any]:
                "plugin": ckpt.get("genlab", {}).get("plugin"), "split": args.split,
                "num_samples": num, "metrics": metrics,
                "wandb_run": ckpt.get("genlab", {}).get("wandb")}
-    if model.modality in ("image", "points"):
+    if model.modality in ("image", "points") and args.sample_metrics:
         with fixed_seed(args.seed, model.device):
             fake = draw(model, num, args.batch_size, family_options(args))
         if model.modality == "image":

@@ -147,6 +147,7 @@ def check_ddp(cls: type[GenerativeModule], init_args: dict[str, Any],
     from lightning.pytorch.strategies import DDPStrategy
 
     model = build(cls, init_args)
+    datamodule.trainer = None  # spawn pickles the data module: not the earlier fit with it
     trainer = _trainer(root, steps, devices=2, callbacks=[SameWeightsOnAllRanks()],
                        strategy=DDPStrategy(process_group_backend="gloo", start_method="spawn"))
     trainer.fit(model, datamodule=datamodule)

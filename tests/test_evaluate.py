@@ -152,3 +152,12 @@ def test_evaluate_bad_input(tmp_path, mnist_like, capsys):
                   capsys)
     assert "genlab classifier" in line
     assert "does not take --top_k" in _fails(["--ckpt", str(ckpt), "--top_k", "3"], capsys)
+
+
+def test_likelihood_only_needs_no_extractor(tmp_path, mnist_like):
+    data = {"class_path": "ImageDataModule",
+            "init_args": {"source": str(mnist_like), "image_size": 8, "channels": 1,
+                          "batch_size": 16, "num_workers": 0}}
+    ckpt = fit(tmp_path, {"class_path": "GaussImages"}, data, "nll")
+    report = evaluate(ckpt, "--sample_metrics", "false")
+    assert set(report["metrics"]) == {"nll", "bits_per_dim"}
