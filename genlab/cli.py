@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rich.console import Console
 
-from genlab.callbacks import Preemption, SampleLogger, SampleMetrics
+from genlab.callbacks import DivergenceGuard, Preemption, SampleLogger, SampleMetrics
 from genlab.checkpoint import read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
@@ -197,6 +197,7 @@ class GenlabCLI(LightningCLI):
                             help="Reuse this version directory instead of a fresh version_<n>.")
         parser.add_lightning_class_args(SampleLogger, "samples")
         parser.add_lightning_class_args(SampleMetrics, "sample_metrics")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
 
     def before_instantiate_classes(self) -> None:
         """Claim the run directory and point the trainer and its loggers at it."""

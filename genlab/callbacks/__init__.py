@@ -1,6 +1,7 @@
 """Lightning callbacks shared by every plugin."""
 
+from genlab.callbacks.divergence import DivergenceGuard
 from genlab.callbacks.preemption import Preemption
 from genlab.callbacks.samples import SampleLogger, SampleMetrics
 
-__all__ = ["Preemption", "SampleLogger", "SampleMetrics"]
+__all__ = ["DivergenceGuard", "Preemption", "SampleLogger", "SampleMetrics"]
