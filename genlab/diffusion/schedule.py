@@ -24,8 +24,14 @@ PREDICTIONS: tuple[str, ...] = ("eps", "v", "x0")
 
 
 def linear_betas(num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
-    """DDPM's betas, linear from ``beta_start`` to ``beta_end`` (Ho et al. 2020, section 4)."""
-    return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
+    """DDPM's betas, linear from ``beta_start`` to ``beta_end`` (Ho et al. 2020, section 4).
+
+    Both ends are given for ``T = 1000`` and scaled by ``1000 / T`` (improved DDPM's rule), so a
+    shorter schedule still ends near pure noise.
+    """
+    scale = 1000 / num_timesteps
+    return torch.linspace(scale * beta_start, scale * beta_end, num_timesteps,
+                          dtype=torch.float64)
 
 
 def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
@@ -54,8 +60,8 @@ class NoiseSchedule(nn.Module):
     Args:
         kind: ``linear`` (Ho et al. 2020) or ``cosine`` (Nichol & Dhariwal 2021).
         num_timesteps: Number of diffusion steps ``T``.
-        beta_start: First beta of the linear schedule.
-        beta_end: Last beta of the linear schedule.
+        beta_start: First beta of the linear schedule (for ``T = 1000``, scaled by ``1000 / T``).
+        beta_end: Last beta of the linear schedule (likewise).
     """
 
     betas: Tensor
