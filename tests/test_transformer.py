@@ -7,14 +7,15 @@ from torch import nn
 from genlab.nn.transformer import Transformer, filter_logits, generate, next_token
 
 
-def tiny(vocab=11, block=16, dropout=0.0, bias=False):
+def tiny(vocab=11, block=16, dropout=0.0, bias=False, position="learned"):
     torch.manual_seed(0)
     return Transformer(vocab, block_size=block, n_layer=2, n_head=2, n_embd=16, dropout=dropout,
-                       bias=bias).eval()
+                       bias=bias, position=position).eval()
 
 
-def test_changing_a_future_token_never_changes_earlier_logits():
-    net = tiny()
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_changing_a_future_token_never_changes_earlier_logits(position):
+    net = tiny(position=position)
     idx = torch.randint(0, 11, (3, 12))
     base = net(idx)
     for t in range(12):
@@ -25,8 +26,9 @@ def test_changing_a_future_token_never_changes_earlier_logits():
         assert not torch.allclose(logits[:, t], base[:, t])
 
 
-def test_kv_cache_gives_the_full_forward_logits():
-    net = tiny()
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_kv_cache_gives_the_full_forward_logits(position):
+    net = tiny(position=position)
     idx = torch.randint(0, 11, (2, 16))
     full = net(idx)
     cache = net.new_cache(2)
@@ -39,8 +41,9 @@ def test_kv_cache_gives_the_full_forward_logits():
         net(idx[:, :1], cache)
 
 
-def test_generate_matches_sampling_from_full_forward_passes():
-    net = tiny(block=8)
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_generate_matches_sampling_from_full_forward_passes(position):
+    net = tiny(block=8, position=position)
     prompt = torch.randint(0, 11, (2, 3))
     torch.manual_seed(1)
     cached = generate(net, prompt, max_new_tokens=12, temperature=0.8, top_k=5)
@@ -85,3 +88,16 @@ def test_weight_decay_groups():
     # Every parameter once (the tied head is the embedding), none in both groups.
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(net.parameters()))
     assert net.lm_head.weight is net.wte.weight
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    from genlab.nn.transformer import apply_rope, rope_tables
+
+    cos, sin = rope_tables(8, 32)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(i, j):
+        return (apply_rope(q, cos[i], sin[i]) * apply_rope(k, cos[j], sin[j])).sum()
+
+    torch.testing.assert_close(score(5, 2), score(20, 17))
+    assert not torch.allclose(score(5, 2), score(5, 3))

@@ -1,14 +1,15 @@
 """A decoder-only transformer (GPT-2 layout) with a KV cache, and the sampling loop around it.
 
 Pre-norm blocks, causal self-attention through ``scaled_dot_product_attention`` (flash kernels
-on GPU), learned absolute positions, output head tied to the token embedding (Press & Wolf 2017).
-Plain PyTorch: nothing here imports Lightning.
+on GPU), learned absolute positions or rotary embeddings (RoPE, Su et al. 2021), output head tied
+to the token embedding (Press & Wolf 2017). Plain PyTorch: nothing here imports Lightning.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,37 @@ class KVCache:
         self.length = 0
 
 
+Position = Literal["learned", "rope"]
+
+
+def rope_tables(head_dim: int, max_len: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """``cos`` and ``sin`` ``(max_len, head_dim / 2)`` of the rotary angles ``t * base^(-2i/d)``.
+
+    Args:
+        head_dim: Size of one attention head (even).
+        max_len: Number of positions.
+        base: Wavelength base.
+    """
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``x`` ``(B, nh, T, hs)`` with each pair ``(x_i, x_{i + hs/2})`` rotated by its angle.
+
+    Rotating queries and keys by their positions' angles makes ``q . k`` depend on positions
+    only through their difference.
+
+    Args:
+        x: Queries or keys.
+        cos: ``(T, hs / 2)`` cosines of the positions' angles.
+        sin: ``(T, hs / 2)`` sines.
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).type_as(x)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where position ``t`` sees only positions ``<= t``.
 
@@ -68,17 +100,21 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, cache: LayerCache | None = None, start: int = 0) -> Tensor:
+    def forward(self, x: Tensor, cache: LayerCache | None = None, start: int = 0,
+                rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``(B, T, C) -> (B, T, C)``; with ``cache``, ``x`` holds positions ``start..start+T-1``.
 
         Args:
             x: The residual stream of the new positions.
             cache: Keys and values of positions ``< start``; this call's are written into it.
             start: Position of ``x[:, 0]``.
+            rope: ``cos``, ``sin`` ``(T, hs / 2)`` of these positions, to rotate queries and keys.
         """
         B, T, C = x.shape
         # (B, T, 3C) -> three (B, nh, T, hs)
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         mask, causal = None, True
         if cache is not None:
             cache.k[:, :, start : start + T] = k
@@ -135,9 +171,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = FeedForward(n_embd, dropout, bias)
 
-    def forward(self, x: Tensor, cache: LayerCache | None = None, start: int = 0) -> Tensor:
-        """``(B, T, C) -> (B, T, C)``; ``cache`` and ``start`` as in ``CausalSelfAttention``."""
-        x = x + self.attn(self.ln_1(x), cache, start)
+    def forward(self, x: Tensor, cache: LayerCache | None = None, start: int = 0,
+                rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``(B, T, C) -> (B, T, C)``; the other arguments as in ``CausalSelfAttention``."""
+        x = x + self.attn(self.ln_1(x), cache, start, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -155,6 +192,8 @@ class Transformer(nn.Module):
         n_embd: Width of the residual stream.
         dropout: Dropout on embeddings, attention and block outputs.
         bias: Whether linear layers and norms have biases.
+        position: ``learned`` absolute position embeddings (GPT-2), or ``rope``: rotary
+            embeddings of queries and keys.
     """
 
     def __init__(
@@ -166,12 +205,18 @@ class Transformer(nn.Module):
         n_embd: int = 384,
         dropout: float = 0.0,
         bias: bool = False,
+        position: Position = "learned",
     ) -> None:
         super().__init__()
         self.vocab_size, self.block_size = vocab_size, block_size
         self.n_head, self.n_embd = n_head, n_embd
         self.wte = nn.Embedding(vocab_size, n_embd)
-        self.wpe = nn.Embedding(block_size, n_embd)
+        self.wpe = nn.Embedding(block_size, n_embd) if position == "learned" else None
+        if position == "rope":
+            cos, sin = rope_tables(n_embd // n_head, block_size)
+            # Not persistent: rebuilt from the sizes, so checkpoints hold only weights.
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd, bias=bias)
@@ -200,10 +245,15 @@ class Transformer(nn.Module):
         start = cache.length if cache is not None else 0
         if start + T > self.block_size:
             raise ValueError(f"{start + T} positions exceed block_size {self.block_size}")
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x = self.wte(idx)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+        else:
+            rope = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, cache.layers[i] if cache is not None else None, start)
+            x = block(x, cache.layers[i] if cache is not None else None, start, rope)
         if cache is not None:
             cache.length += T
         return self.lm_head(self.ln_f(x))

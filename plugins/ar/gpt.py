@@ -22,7 +22,7 @@ from torchmetrics import MeanMetric
 from genlab import GenerativeModule
 from genlab.data.tokenizers import Tokenizer, tokenizer_from_checkpoint, tokenizer_from_state
 from genlab.errors import GenlabError
-from genlab.nn.transformer import Transformer, generate
+from genlab.nn.transformer import Position, Transformer, generate
 
 LRSchedule = Literal["constant", "cosine"]
 CHECKPOINT_KEY = "genlab_ar"  # {"tokenizer": state}: found by tokenizer_from_checkpoint too
@@ -49,6 +49,7 @@ class GPT(GenerativeModule):
         n_embd: Width of the residual stream.
         dropout: Dropout on embeddings, attention weights and block outputs.
         bias: Biases in linear layers and layer norms.
+        position: ``learned`` absolute position embeddings (GPT-2) or ``rope`` (rotary).
         lr: Peak AdamW learning rate, reached after ``warmup_steps``.
         min_lr: Learning rate at the end of the cosine decay.
         warmup_steps: Steps of linear learning-rate warm-up from 0.
@@ -79,6 +80,7 @@ class GPT(GenerativeModule):
         n_embd: int = 384,
         dropout: float = 0.2,
         bias: bool = False,
+        position: Position = "learned",
         lr: float = 1e-3,
         min_lr: float = 1e-4,
         warmup_steps: int = 100,
@@ -114,12 +116,16 @@ class GPT(GenerativeModule):
             _check(value > 0, f"model.{key} must be positive, got {value}")
         _check(n_embd % n_head == 0,
                f"model.n_embd ({n_embd}) must be a multiple of model.n_head ({n_head})")
+        _check(position != "rope" or (n_embd // n_head) % 2 == 0,
+               f"model.position 'rope' needs an even head size; n_embd / n_head is "
+               f"{n_embd // n_head}")
         _check(0 <= dropout < 1, f"model.dropout must be in [0, 1), got {dropout}")
         _check(0 <= min_lr <= lr, f"model.min_lr must be in [0, lr={lr}], got {min_lr}")
         _check(warmup_steps >= 0, f"model.warmup_steps must be >= 0, got {warmup_steps}")
         self._check_sampling(temperature, top_k, top_p)
         self.save_hyperparameters()
-        self.net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
+        self.net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias,
+                               position)
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self.val_loss = MeanMetric()
         self.tokenizer: Tokenizer | None = None
