@@ -59,7 +59,9 @@ class Diffusion(GenerativeModule):
         dropout: Dropout in the U-Net's residual blocks.
         schedule: Noise schedule, ``linear`` or ``cosine``.
         num_timesteps: Number of diffusion steps ``T``.
-        prediction: What the network predicts: ``eps`` (noise), ``v`` or ``x0``.
+        prediction: What the network predicts: ``eps`` (noise), ``v`` or ``x0``. ``v`` is the
+            default: with the cosine schedule, an ``eps`` network's first clean estimate is
+            divided by ``sqrt(alpha_bar_{T-1})`` (about 1e-4), which wrecks few-step sampling.
         loss_weighting: ``none`` (plain MSE on the target) or ``min_snr``.
         min_snr_gamma: ``gamma`` of the Min-SNR weighting.
         label_dropout: Probability that a training label is replaced by the null class, so one
@@ -95,7 +97,7 @@ class Diffusion(GenerativeModule):
         dropout: float = 0.1,
         schedule: ScheduleKind = "cosine",
         num_timesteps: int = 1000,
-        prediction: Prediction = "eps",
+        prediction: Prediction = "v",
         loss_weighting: LossWeighting = "none",
         min_snr_gamma: float = 5.0,
         label_dropout: float = 0.1,
@@ -144,7 +146,7 @@ class Diffusion(GenerativeModule):
         c, height, width = self.data_shape
         factor = 2 ** (len(h.channel_mults) - 1)
         _check(height % factor == 0 and width % factor == 0,
-               f"images of {height}x{width} cannot be halved {factor // 2 or 0} times for "
+               f"images of {height}x{width} cannot be halved {len(h.channel_mults) - 1} times for "
                f"model.channel_mults {list(h.channel_mults)}; use fewer levels or another size")
         return UNet(c, h.channels, h.channel_mults, h.num_res_blocks, h.attention_levels,
                     h.dropout, num_classes=h.num_classes)
