@@ -1,0 +1,292 @@
+"""VAE-GAN: a VAE whose reconstructions are measured in a discriminator's feature space.
+
+Larsen, Sønderby, Larochelle and Winther 2016, "Autoencoding beyond pixels using a learned
+similarity metric". Encoder q(z | x), decoder (= generator) Dec and discriminator Dis; with
+x̃ = Dec(z), z ~ q(z | x), and x_p = Dec(z_p), z_p ~ N(0, I):
+
+    L_prior  = KL(q(z | x) || N(0, I))                                         (eq. 4)
+    L_llike  = -log N(Dis_l(x); Dis_l(x̃), I) = 1/2 ||Dis_l(x) - Dis_l(x̃)||² + const   (eq. 6)
+    L_GAN    = the adversarial loss of Dis on x (real) against x̃ and x_p (fake)          (eq. 9)
+
+routed as in Algorithm 1: the encoder descends β L_prior + L_llike, the decoder
+γ L_llike + (generator loss on x̃ and x_p), the discriminator its own loss on all three.
+
+One training batch makes a discriminator step, then one encoder + decoder step. Manual
+optimization with three optimizers; DDP-safe without ``find_unused_parameters``:
+
+- Lightning wraps the whole module in one ``DistributedDataParallel``, whose reducer expects a
+  gradient for every parameter at every ``manual_backward``. The discriminator step's fakes are
+  drawn without a graph, so its loss adds an exact zero that reaches the encoder and decoder
+  (``_zero_through``); the autoencoder step reaches all three networks by itself (its losses go
+  through the discriminator). Gradients a step leaves on another network's parameters are
+  discarded by that network's own ``zero_grad`` before its next backward.
+- The encoder and decoder weight L_llike differently (1 and γ) although it reaches both through
+  the same decoder pass, and the GAN term must not reach the encoder. One backward does it:
+  the decoder runs on ``[scale_grad(z, 1/γ), z.detach(), z_p]``. γ·L_llike on the first third
+  gives the decoder γ∇ and the encoder γ·(1/γ)∇ = ∇; the GAN term on the other two reaches the
+  decoder only. ``tests/test_vaegan.py`` checks each network's gradient against the plain terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from genlab_vaegan.networks import Discriminator, Encoder
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from genlab import GenerativeModule
+from genlab.errors import GenlabError
+from genlab.losses.adversarial import d_hinge, d_nonsaturating, g_hinge, g_nonsaturating
+from genlab.losses.likelihoods import kl_std_normal
+from genlab.nn.conv import ConvDecoder, Norm, conv_layout
+
+Loss = Literal["nonsaturating", "hinge"]
+
+# loss name -> (discriminator loss on real and fake logits, generator loss on fake logits)
+LOSSES: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
+    "nonsaturating": (d_nonsaturating, g_nonsaturating),
+    "hinge": (d_hinge, g_hinge),
+}
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def scale_grad(x: Tensor, scale: float) -> Tensor:
+    """``x`` unchanged, but the gradient flowing back through it is multiplied by ``scale``."""
+    return _ScaleGrad.apply(x, scale)
+
+
+def feature_reconstruction(real: Tensor, fake: Tensor) -> Tensor:
+    """``-log N(real; fake, I)`` less its constant: ``1/2 ||real - fake||²`` per example ``(B,)``.
+
+    Larsen et al. 2016, eq. 6, on discriminator features ``Dis_l`` of ``(B, F)``.
+    """
+    return 0.5 * (fake - real).square().flatten(1).sum(1)
+
+
+def _ema_update(decay: float, ema: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+    # get_ema_multi_avg_fn's closure, behind a picklable partial (DDP's spawn pickles the model)
+    get_ema_multi_avg_fn(decay)(ema, current, n)
+
+
+def _ema(net: nn.Module, decay: float) -> AveragedModel:
+    # A submodule, so checkpoints hold it; no gradients, so DDP does not wrap it.
+    ema = AveragedModel(net, use_buffers=True, multi_avg_fn=partial(_ema_update, decay))
+    return ema.requires_grad_(False)
+
+
+def _zero_through(*modules: nn.Module) -> Tensor:
+    """An exact zero whose backward reaches every parameter of ``modules`` (zero gradient)."""
+    return sum(p.reshape(-1)[0] for m in modules for p in m.parameters()) * 0.0
+
+
+class VAEGAN(GenerativeModule):
+    """VAE-GAN (Larsen et al. 2016) on images: DCGAN conv nets from ``genlab.nn.conv``.
+
+    Args:
+        image_size: Image height and width: 28, 32 or 64.
+        channels: Image channels, 1 or 3.
+        latent_dim: Dimension of ``z``.
+        width: Base channel width of the encoder, decoder and discriminator.
+        decoder_norm: ``batch`` (DCGAN's generator) or ``none`` in the decoder.
+        gamma: Weight γ of the feature reconstruction term in the decoder's loss, against the
+            GAN term (the paper's γ, section 2.3): larger favours faithful reconstructions,
+            smaller sharper samples. Must be > 0.
+        beta: Weight of the KL (prior) term in the encoder's loss (1 in the paper).
+        loss: Adversarial loss: ``nonsaturating`` (the paper's) or ``hinge``.
+        lr: Adam learning rate of the encoder and decoder.
+        lr_d: Adam learning rate of the discriminator; ``None``: ``lr``.
+        betas: Adam betas of all three optimizers.
+        grad_clip: Clip each network's gradient norm to this value; ``None``: no clipping.
+        ema_decay: Decay of the exponential moving average of the encoder's and decoder's
+            weights, which ``sample`` and ``reconstruct`` use; ``None``: the raw networks.
+        pictures: Draw reconstructions, prior samples and interpolations at every validation
+            (``genlab_vaegan.VAEGANPictures``).
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        image_size: int = 28,
+        channels: int = 1,
+        latent_dim: int = 32,
+        width: int = 64,
+        decoder_norm: Norm = "batch",
+        gamma: float = 1e-2,
+        beta: float = 1.0,
+        loss: Loss = "nonsaturating",
+        lr: float = 2e-4,
+        lr_d: float | None = None,
+        betas: tuple[float, float] = (0.5, 0.999),
+        grad_clip: float | None = None,
+        ema_decay: float | None = 0.999,
+        pictures: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_hparams(image_size, channels, latent_dim, width, gamma, beta, loss, grad_clip,
+                       ema_decay)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.data_shape = (channels, image_size, image_size)
+        self.encoder = Encoder(channels, image_size, latent_dim, width)
+        self.decoder = ConvDecoder(latent_dim, channels, image_size, width, norm=decoder_norm,
+                                   out_act="tanh")
+        self.discriminator = Discriminator(channels, image_size, width)
+        self.encoder_ema = _ema(self.encoder, ema_decay) if ema_decay is not None else None
+        self.decoder_ema = _ema(self.decoder, ema_decay) if ema_decay is not None else None
+
+    # ----------------------------------------------------------------------------- inference
+
+    def _nets(self) -> tuple[nn.Module, nn.Module]:
+        """The encoder and decoder to infer with: the EMA ones when kept."""
+        if self.decoder_ema is None:
+            return self.encoder, self.decoder
+        return self.encoder_ema, self.decoder_ema
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mu, logvar)`` of q(z | x), each ``(B, latent_dim)``."""
+        return self._nets()[0](x)
+
+    def decode_latent(self, z: Tensor) -> Tensor:
+        """Images in [-1, 1] ``(B, C, H, W)`` for latents ``(B, latent_dim)``.
+
+        Not named ``decode``: the core takes a model's ``decode`` for tokens -> text.
+        """
+        return self._nets()[1](z)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Dec(mu(x)): the reconstruction of images ``x`` from their posterior means."""
+        return self.decode_latent(self.encode(x)[0])
+
+    def sample(self, num: int, temperature: float | None = None) -> Tensor:
+        """``num`` images Dec(z), z ~ N(0, temperature² I), ``(num, C, H, W)`` in [-1, 1].
+
+        Args:
+            num: Number of images.
+            temperature: Scale of the prior's standard deviation (default 1).
+        """
+        z = torch.randn(num, self.hparams.latent_dim, device=self.device)
+        return self.decode_latent(z * (temperature or 1.0))
+
+    # ----------------------------------------------------------------------------- losses
+
+    def feature_loss(self, x: Tensor, x_rec: Tensor) -> Tensor:
+        """Batch-mean L_llike of reconstructions ``x_rec`` of ``x`` in Dis_l's feature space."""
+        with torch.no_grad():
+            real = self.discriminator.features(x)
+        return feature_reconstruction(real, self.discriminator.features(x_rec)).mean()
+
+    def discriminator_loss(self, x: Tensor, eps: Tensor, z_p: Tensor) -> tuple[Tensor, dict]:
+        """The discriminator's loss on real ``x`` against x̃ and x_p (drawn without a graph).
+
+        ``eps`` ``(B, Z)`` is the reparameterization noise of z ~ q(z | x), ``z_p`` ``(B', Z)``
+        the prior latents. The two kinds of fakes weigh equally.
+        """
+        d_loss, _ = LOSSES[self.hparams.loss]
+        with torch.no_grad():
+            mu, logvar = self.encoder(x)
+            fakes = self.decoder(torch.cat([mu + (0.5 * logvar).exp() * eps, z_p]))
+        logits, _ = self.discriminator(torch.cat([x, fakes]))
+        real, rec, prior = logits.split([len(x), len(eps), len(z_p)])
+        loss = 0.5 * (d_loss(real, rec) + d_loss(real, prior))
+        return loss, {"train/loss_d": loss.detach()}
+
+    def autoencoder_loss(self, x: Tensor, eps: Tensor, z_p: Tensor) -> tuple[Tensor, dict]:
+        """One loss whose gradient is β L_prior + L_llike for the encoder and γ L_llike + GAN
+        for the decoder (see the module docstring); its discriminator gradient is not used.
+        """
+        h = self.hparams
+        _, g_loss = LOSSES[h.loss]
+        mu, logvar = self.encoder(x)
+        z = mu + (0.5 * logvar).exp() * eps  # reparameterized, (B, Z)
+        out = self.decoder(torch.cat([scale_grad(z, 1 / h.gamma), z.detach(), z_p]))
+        x_rec, x_rec_gan, x_p = out.split([len(z), len(z), len(z_p)])
+        llike = self.feature_loss(x, x_rec)
+        kl = kl_std_normal(mu, logvar).mean()
+        logits, _ = self.discriminator(torch.cat([x_rec_gan, x_p]))
+        rec_logits, prior_logits = logits.split([len(z), len(z_p)])
+        gan = 0.5 * (g_loss(rec_logits) + g_loss(prior_logits))
+        loss = h.beta * kl + h.gamma * llike + gan
+        return loss, {"train/kl": kl.detach(), "train/llike": llike.detach(),
+                      "train/loss_g": gan.detach()}
+
+    # ----------------------------------------------------------------------------- training
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        opt_enc, opt_dec, opt_dis = self.optimizers()
+        x = batch["x"]
+        loss, logs = self.discriminator_loss(x, *self._noise(len(x)))
+        self._optimize([opt_dis], loss + _zero_through(self.encoder, self.decoder))
+        loss, ae_logs = self.autoencoder_loss(x, *self._noise(len(x)))
+        self._optimize([opt_enc, opt_dec], loss)  # reaches all three nets by itself
+        if self.decoder_ema is not None:
+            self.encoder_ema.update_parameters(self.encoder)
+            self.decoder_ema.update_parameters(self.decoder)
+        self.log_dict({**logs, **ae_logs}, prog_bar=True)
+
+    def _noise(self, num: int) -> tuple[Tensor, Tensor]:
+        """Reparameterization noise and prior latents, each ``(num, latent_dim)``."""
+        z = torch.randn(2, num, self.hparams.latent_dim, device=self.device)
+        return z[0], z[1]
+
+    def _optimize(self, opts: list[torch.optim.Optimizer], loss: Tensor) -> None:
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        for opt in opts:
+            opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.hparams.grad_clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
+                                gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        h = self.hparams
+        betas = tuple(h.betas)
+        lr_d = h.lr if h.lr_d is None else h.lr_d
+        return [torch.optim.Adam(self.encoder.parameters(), lr=h.lr, betas=betas),
+                torch.optim.Adam(self.decoder.parameters(), lr=h.lr, betas=betas),
+                torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas)]
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The VAE-GAN's pictures, so that every run gets them without a line of config."""
+        from genlab_vaegan.pictures import VAEGANPictures
+
+        return [VAEGANPictures()] if self.hparams.pictures else []
+
+
+def _check_hparams(image_size: int, channels: int, latent_dim: int, width: int, gamma: float,
+                   beta: float, loss: str, grad_clip: float | None,
+                   ema_decay: float | None) -> None:
+    """Raise ``GenlabError`` naming the first bad hyperparameter."""
+    conv_layout(image_size, channels)  # 28/32/64 pixels, 1 or 3 channels
+    problems = [
+        (latent_dim < 1, f"model.latent_dim must be >= 1, got {latent_dim}"),
+        (width < 1, f"model.width must be >= 1, got {width}"),
+        (gamma <= 0, f"model.gamma must be > 0 (e.g. 0.01), got {gamma}"),
+        (beta < 0, f"model.beta must be >= 0, got {beta}"),
+        (loss not in LOSSES, f"model.loss must be one of {list(LOSSES)}, got {loss!r}"),
+        (grad_clip is not None and grad_clip <= 0,
+         f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
+        (ema_decay is not None and not 0 < ema_decay < 1,
+         f"model.ema_decay must be in (0, 1) (or null for no EMA), got {ema_decay}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise GenlabError(message)
