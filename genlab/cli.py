@@ -19,7 +19,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
 
 from genlab.callbacks import DivergenceGuard, Preemption, SampleLogger, SampleMetrics
@@ -93,22 +93,27 @@ def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str,
     trainer_cfg.logger = configured if isinstance(logger, list) else configured[0]
 
 
-def _resume(cfg: Namespace, run_name: str) -> tuple[Path | None, str | None]:
-    """For ``--ckpt_path``: the run directory to continue in and the W&B run id to continue.
+def _resolve_checkpoint(cfg: Namespace, run_name: str) -> dict[str, Any]:
+    """Vet ``--ckpt_path`` (``last``: the config's newest ``last.ckpt``) before Lightning reads it.
 
-    ``--ckpt_path last`` becomes the ``last.ckpt`` of this config's newest run.
+    Returns the checkpoint's genlab record; a ``GenlabError`` for a missing, corrupt, untrusted or
+    foreign checkpoint.
     """
-    ckpt_path = cfg.get("ckpt_path")
-    if not ckpt_path:
-        return None, None
-    if ckpt_path == "last":
+    if cfg.ckpt_path == "last":
         found = latest_checkpoint(cfg.run.root, run_name)
         if found is None:
             raise GenlabError(f"--ckpt_path last: no run under {cfg.run.root}/{run_name}/ has "
                               f"checkpoints/last.ckpt; start one without --ckpt_path")
-        cfg.ckpt_path = ckpt_path = str(found)
-    saved = read_checkpoint(ckpt_path)
-    return run_dir_of(ckpt_path), saved.get("genlab", {}).get("wandb", {}).get("id")
+        cfg.ckpt_path = str(found)
+    saved = read_checkpoint(cfg.ckpt_path)
+    record = saved.get("genlab", {})
+    written_by = saved.get("hyper_parameters", {}).get("_class_path") or record.get("class_path")
+    wanted = cfg.model.get("class_path") if cfg.get("model") else None
+    if written_by and wanted and written_by != wanted:
+        raise GenlabError(f"{cfg.ckpt_path} was written by {written_by.rsplit('.', 1)[-1]} but "
+                          f"the config trains {wanted.rsplit('.', 1)[-1]}; resume with the "
+                          f"config of the run that wrote it")
+    return record
 
 
 def _run_name(cfg: Namespace) -> str:
@@ -187,6 +192,19 @@ class GenlabCLI(LightningCLI):
         except ArgumentError as err:
             raise GenlabError(explain_parse_error(str(err), _installed_classes)) from None
 
+    def _parse_ckpt_path(self) -> None:
+        """Vet ``--ckpt_path`` first; LightningCLI then takes the model's hparams from it."""
+        self._checkpoint_record: dict[str, Any] = {}
+        subcommand = self.config.get("subcommand")
+        cfg = self.config[subcommand] if subcommand else None
+        if cfg is not None and cfg.get("ckpt_path"):
+            self._checkpoint_record = _resolve_checkpoint(cfg, _run_name(cfg))
+        try:
+            super()._parse_ckpt_path()
+        except (ArgumentError, ValueError, TypeError) as err:
+            raise GenlabError(f"the hyperparameters in {cfg.ckpt_path} do not fit the config: "
+                              f"{str(err).splitlines()[0]}") from None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Run-directory options and the sample callbacks."""
         parser.add_argument("--run.name", type=str | None, default=None,
@@ -203,7 +221,8 @@ class GenlabCLI(LightningCLI):
         """Claim the run directory and point the trainer and its loggers at it."""
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         run_name = _run_name(cfg)
-        resume_dir, resume_id = _resume(cfg, run_name)
+        resume_dir = run_dir_of(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+        resume_id = self._checkpoint_record.get("wandb", {}).get("id")
         if self.subcommand == "fit" and resume_dir is not None and cfg.run.version is None:
             self.run_dir = claim_run_dir(resume_dir.parent.parent, resume_dir.parent.name,
                                          resume_dir.name)
@@ -221,6 +240,9 @@ class GenlabCLI(LightningCLI):
             check_data_shape(self.model, self.datamodule)
         except Exception as err:
             _discard_if_empty(self.run_dir)
+            if isinstance(err, MisconfigurationException):
+                raise GenlabError(f"trainer: {str(err).splitlines()[0]} (check --trainer."
+                                  f"accelerator / devices / strategy)") from None
             cause: BaseException | None = err
             while cause is not None and not isinstance(cause, GenlabError):
                 cause = cause.__cause__ or cause.__context__

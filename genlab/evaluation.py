@@ -275,6 +275,8 @@ def _image_scores(args: Any, model: GenerativeModule, datamodule: L.LightningDat
 def evaluate(args: Any) -> dict[str, Any]:
     """Score the checkpoint named in ``args`` (parsed by ``build_parser``); returns the report."""
     load_plugins()
+    if args.split not in ("train", "val", "test"):
+        raise GenlabError(f"--split must be train, val or test, got {args.split!r}")
     ckpt = read_checkpoint(args.ckpt, args.trust_checkpoint)
     model = load_model(args.ckpt, trust=args.trust_checkpoint, device=args.device)
     datamodule = instantiate(L.LightningDataModule, _data_config(args, ckpt))
