@@ -1,0 +1,449 @@
+"""Adversarial diffusion distillation (ADD; Sauer et al. 2023, the method behind SDXL-Turbo).
+
+A student initialised from a trained diffusion model's EMA denoiser learns to generate in 1 to 4
+steps. Each batch (section 3.2 of the paper):
+
+- Student step: a real example is noised to one of the student's few timesteps ``s`` and the
+  student denoises it in one call: ``x̂_θ = x0(student(x_s, s))``.
+- Adversarial loss: a discriminator of small trainable heads on the features of a frozen network
+  (by default the frozen teacher's own denoiser features, as latent ADD does) tells ``x̂_θ`` from
+  real data; hinge loss, R1 on real data.
+- Distillation loss: ``x̂_θ`` is re-noised to a random ``t``, the frozen teacher denoises it, and
+  the student is pulled toward that (stop-gradient) prediction: ``c(t) ||x̂_θ - x̂_ψ||²``.
+
+The teacher comes from a diffusion checkpoint through the plugin registry and is used only through
+its public parts: the EMA denoiser (``ema.module``), the ``schedule`` (a
+``genlab.diffusion.NoiseSchedule``) and the hyperparameters ``prediction``, ``data_scale``,
+``num_classes`` and ``clip_x0``. The student's checkpoint keeps the teacher's architecture
+hyperparameters but not its weights, so it samples on its own; training again needs the teacher.
+
+Manual optimization with the GAN plugin's DDP design: both backward passes reach every trainable
+parameter (the discriminator's through an exact zero), so DDP needs no unused-parameter flag.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from functools import partial
+from typing import Any, Literal
+
+import torch
+from genlab_add.networks import DiscriminatorHeads, FeatureTaps, default_layers
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from genlab import GenerativeModule
+from genlab.checkpoint import load_model
+from genlab.diffusion import NoiseSchedule
+from genlab.errors import GenlabError
+from genlab.losses.adversarial import d_hinge, g_hinge
+from genlab.losses.penalties import r1_penalty
+from genlab.registry import create_model, origin
+
+Weighting = Literal["exponential", "sds", "none"]
+
+# alpha_bar of the last timestep of Stable Diffusion / SDXL's schedule, where ADD-SDXL's student
+# starts. An eps-predicting student starting much closer to pure noise would divide its output by
+# sqrt(alpha_bar) ~ 1e-4 (cosine schedule, T = 1000) to get its clean estimate.
+TERMINAL_ALPHA_BAR = 0.0047
+
+# Frozen submodules: rebuilt from the teacher (and feature network) arguments, never saved.
+FROZEN = ("teacher.", "features.")
+
+
+def _ema_update(decay: float, ema: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+    # get_ema_multi_avg_fn's closure behind a picklable partial (DDP's spawn pickles the model)
+    get_ema_multi_avg_fn(decay)(ema, current, n)
+
+
+def _zero_through(module: nn.Module) -> Tensor:
+    """An exact zero whose backward reaches every parameter of ``module`` (for DDP's reducer)."""
+    return sum(p.reshape(-1)[0] for p in module.parameters()) * 0.0
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    return module.requires_grad_(False).eval()
+
+
+def default_max_timestep(schedule: NoiseSchedule, prediction: str) -> int:
+    """The student's first timestep: ``T - 1``, or for an eps network the last timestep whose
+    ``alpha_bar`` is at least SDXL's terminal one (its clean estimate divides by
+    ``sqrt(alpha_bar)``).
+    """
+    if prediction != "eps":
+        return schedule.num_timesteps - 1
+    return int((schedule.alphas_cumprod >= TERMINAL_ALPHA_BAR).nonzero().max())
+
+
+class ADD(GenerativeModule):
+    """Adversarial diffusion distillation of a diffusion teacher into a 1–4 step student.
+
+    Args:
+        teacher_ckpt: Path of the trained diffusion checkpoint (``genlab fit`` of
+            ``configs/diffusion/...``); the student starts from its EMA weights. Needed to train;
+            not saved in the student's checkpoint (``teacher_plugin`` / ``teacher_args`` are).
+        teacher_plugin: Registered name of the teacher's plugin; filled in from ``teacher_ckpt``.
+        teacher_args: The teacher's hyperparameters (its architecture and schedule); filled in
+            from ``teacher_ckpt``, so a student checkpoint rebuilds without the teacher file.
+        student_steps: Number of student timesteps ``tau_1 > ... > tau_n``, evenly spaced from
+            ``max_timestep`` (the paper's four: 999, 749, 499, 249); ``sample(steps)`` can use
+            1 to this many of them.
+        sample_steps: Default number of steps of ``sample()``.
+        max_timestep: The student's first (noisiest) timestep and the top of the distillation
+            timesteps; ``None``: ``T - 1``, or for an eps teacher the last timestep with
+            ``alpha_bar >= 0.0047`` (SDXL's terminal value).
+        distill_weight: ``lambda``, the distillation loss's weight against the adversarial
+            loss (2.5 in the paper).
+        distill_weighting: ``c(t)``: ``exponential`` (``c = alpha_t = sqrt(alpha_bar_t)``, the
+            paper's choice), ``sds`` (score distillation sampling, ``c = alpha_t w(t) /
+            (2 sigma_t)`` with DreamFusion's ``w(t) = sigma_t^2``) or ``none`` (``c = 1``).
+        feature_network: The discriminator's frozen feature network: ``teacher`` (the teacher's
+            denoiser features) or the import path of an ``nn.Module`` class, e.g. a pretrained
+            backbone ``mypkg.features.DINO``, whose ``forward(x)`` takes data in [-1, 1]
+            (divided by ``data_scale``) and returns a list of features ``(B, C, H, W)`` or
+            ``(B, C)``; it loads its own weights.
+        feature_network_args: Keyword arguments of the ``feature_network`` class.
+        feature_layers: Teacher layers (``named_modules()`` names) whose outputs are the
+            features; ``None``: the end of each U-Net level on the way down and the middle
+            block, or every hidden activation of a point denoiser.
+        feature_timestep: Timestep at which the teacher computes features.
+        head_width: Hidden width of each discriminator head.
+        spectral_norm: Spectral normalization in the discriminator heads.
+        r1_gamma: Weight ``gamma`` of the R1 penalty ``gamma / 2 E ||grad D(x_real)||²`` on real
+            data (Mescheder et al. 2018); 0 turns it off.
+        lr: Adam learning rate of the student.
+        lr_disc: Adam learning rate of the discriminator heads.
+        betas: Adam betas of both optimizers.
+        grad_clip: Clip each network's gradient norm to this value; ``None``: no clipping.
+        ema_decay: Decay of the EMA of the student's weights, which ``sample`` uses; ``None``:
+            sample the raw student.
+    """
+
+    modality = "points"  # set per instance from the teacher
+
+    def __init__(
+        self,
+        teacher_ckpt: str | None = None,
+        teacher_plugin: str | None = None,
+        teacher_args: dict[str, Any] | None = None,
+        student_steps: int = 4,
+        sample_steps: int = 1,
+        max_timestep: int | None = None,
+        distill_weight: float = 2.5,
+        distill_weighting: Weighting = "exponential",
+        feature_network: str = "teacher",
+        feature_network_args: dict[str, Any] | None = None,
+        feature_layers: list[str] | None = None,
+        feature_timestep: int = 0,
+        head_width: int = 64,
+        spectral_norm: bool = False,
+        r1_gamma: float = 1e-4,
+        lr: float = 1e-5,
+        lr_disc: float = 1e-4,
+        betas: tuple[float, float] = (0.0, 0.99),
+        grad_clip: float | None = None,
+        ema_decay: float | None = 0.999,
+    ) -> None:
+        super().__init__()
+        teacher = _teacher(teacher_ckpt, teacher_plugin, teacher_args)
+        # Saved instead of the path: the student's checkpoint rebuilds without the teacher file.
+        teacher_plugin = origin(type(teacher))["plugin"]
+        teacher_args = {k: v for k, v in teacher.hparams.items() if not k.startswith("_")}
+        T = teacher.schedule.num_timesteps
+        if max_timestep is None:
+            max_timestep = default_max_timestep(teacher.schedule, teacher.hparams.prediction)
+        _check_hparams(T, student_steps, sample_steps, max_timestep, distill_weight,
+                       feature_timestep, head_width, r1_gamma, lr, lr_disc, grad_clip, ema_decay)
+        self.save_hyperparameters(ignore=["teacher_ckpt"])
+        self.automatic_optimization = False
+        self.teacher_source = teacher_ckpt  # None: rebuilt from a student checkpoint
+        h = teacher.hparams
+        self.data_shape = tuple(teacher.data_shape)
+        self.modality = teacher.modality
+        self.prediction, self.data_scale, self.num_classes = h.prediction, h.data_scale, \
+            h.num_classes
+        clip = h.get("clip_x0")
+        clip = (self.modality == "image") if clip is None else clip
+        self.clip = 1.0 / self.data_scale if clip else None  # bound of clean estimates
+        self.schedule = teacher.schedule
+        self.max_timestep = max_timestep
+        n = student_steps
+        self.student_timesteps = [max_timestep - round(i * (max_timestep + 1) / n)
+                                  for i in range(n)]
+        self.teacher = _frozen(teacher.ema.module)
+        self.student = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        self.student_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            # A submodule, so checkpoints hold it; no gradients, so DDP does not wrap it.
+            self.student_ema = AveragedModel(self.student, use_buffers=True,
+                                             multi_avg_fn=partial(_ema_update, ema_decay))
+            self.student_ema.requires_grad_(False)
+        self.features = self.build_features(feature_network, feature_network_args,
+                                            feature_layers, feature_timestep)
+        self.heads = DiscriminatorHeads(self.feature_shapes(), head_width, spectral_norm)
+
+    # ----------------------------------------------------------------------------- networks
+
+    def build_features(self, name: str, args: dict[str, Any] | None,
+                       layers: list[str] | None, timestep: int) -> nn.Module:
+        """The frozen feature network of the discriminator (see ``feature_network``)."""
+        if name == "teacher":
+            return FeatureTaps(self.teacher, layers or default_layers(self.teacher), timestep)
+        module, _, cls_name = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise GenlabError(f"model.feature_network {name!r} cannot be imported ({err}); use "
+                              f"'teacher' or an importable class path like pkg.module.Backbone"
+                              ) from None
+        return _frozen(cls(**(args or {})))
+
+    def feature_shapes(self) -> list[tuple[int, ...]]:
+        """Shape (without the batch) of each feature the heads will see."""
+        with torch.no_grad():
+            features = self.features(torch.zeros(2, *self.data_shape))
+        shapes = [tuple(f.shape[1:]) for f in features]
+        if not shapes or any(len(s) not in (1, 3) for s in shapes):
+            raise GenlabError(f"the feature network must return a list of (B, C) or "
+                              f"(B, C, H, W) features, got shapes {shapes}")
+        return shapes
+
+    def train(self, mode: bool = True) -> ADD:
+        """Switch the student and heads; the frozen teacher and features stay in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        self.features.eval()
+        return self
+
+    def x0(self, net: nn.Module, x_t: Tensor, t: Tensor, labels: Tensor | None,
+           clip: float | None = None) -> Tensor:
+        """A denoiser's clean estimate of ``x_t`` at timesteps ``t`` (the teacher's prediction
+        kind, converted by the schedule)."""
+        out = net(x_t, t, labels).float()
+        return self.schedule.to_x0_eps(out, x_t.float(), t, self.prediction, clip)[0]
+
+    def discriminate(self, x: Tensor) -> list[Tensor]:
+        """Logits ``(B, N_k)`` of each discriminator head for examples ``x`` (diffusion space)."""
+        return self.heads(self.features(x))
+
+    # ----------------------------------------------------------------------------- sampling
+
+    def sampling_timesteps(self, steps: int) -> list[int]:
+        """``steps`` of the student's timesteps, evenly picked from its training grid."""
+        n = len(self.student_timesteps)
+        return [self.student_timesteps[round(i * n / steps)] for i in range(steps)]
+
+    @torch.no_grad()
+    def sample(self, num: int, steps: int | None = None,
+               labels: Tensor | None = None) -> Tensor:
+        """``num`` samples of the EMA student, ``(num, *data_shape)``.
+
+        Each step denoises in one call; between steps the clean estimate is noised again to the
+        next timestep with fresh noise (the paper's multi-step sampling).
+
+        Args:
+            num: Number of samples.
+            steps: Student steps, 1 to ``student_steps``; ``None``: ``model.sample_steps``.
+            labels: Class ids ``(num,)`` for a conditional teacher; ``None`` cycles through
+                the classes.
+        """
+        steps = self.hparams.sample_steps if steps is None else steps
+        if not 1 <= steps <= self.hparams.student_steps:
+            raise GenlabError(f"steps must be between 1 and {self.hparams.student_steps} "
+                              f"(model.student_steps), got {steps}")
+        labels = self.sample_labels(num, labels)
+        net = self.student_ema.module if self.student_ema is not None else self.student
+        grid = self.sampling_timesteps(steps)
+        x = torch.randn(num, *self.data_shape, device=self.device)
+        for i, t in enumerate(grid):
+            x0 = self.x0(net, x, self._full(num, t), labels, self.clip)
+            if i + 1 < len(grid):
+                x = self.schedule.q_sample(x0, self._full(num, grid[i + 1]), torch.randn_like(x0))
+        x0 = x0 * self.data_scale
+        return x0.clamp(-1, 1) if self.modality == "image" else x0
+
+    def _full(self, num: int, t: int) -> Tensor:
+        return torch.full((num,), t, device=self.device, dtype=torch.long)
+
+    def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
+        """Labels checked against the teacher's classes; for a conditional model ``None``
+        cycles through them."""
+        classes = self.num_classes
+        if classes is None:
+            if labels is not None:
+                raise GenlabError("labels given, but the teacher is unconditional; drop --labels")
+            return None
+        if labels is None:
+            return torch.arange(num, device=self.device) % classes
+        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        if len(labels) != num or labels.min() < 0 or labels.max() >= classes:
+            raise GenlabError(f"labels must be {num} class ids in [0, {classes})")
+        return labels
+
+    # ----------------------------------------------------------------------------- training
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        if self.teacher_source is None:
+            raise GenlabError("this ADD model was rebuilt from a student checkpoint without its "
+                              "teacher; set model.teacher_ckpt to train it")
+        opt_student, opt_disc = self.optimizers()
+        real = batch["x"].float() / self.data_scale
+        labels = self.batch_labels(batch)
+        fake = self.student_forward(real, labels)  # (B, ...) with the student's graph
+        logs = self.discriminator_step(real, fake.detach(), opt_disc)
+        logs.update(self.student_step(fake, labels, opt_student))
+        self.log_dict(logs, prog_bar=True)
+
+    def batch_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
+        if self.num_classes is None:
+            return None
+        if "label" not in batch:
+            raise GenlabError("the teacher is class-conditional but the batches have no labels; "
+                              "set data.label_column")
+        return batch["label"].long()
+
+    def student_forward(self, real: Tensor, labels: Tensor | None) -> Tensor:
+        """``x̂_θ``: real examples noised to random student timesteps, denoised in one call."""
+        grid = torch.tensor(self.student_timesteps, device=self.device)
+        s = grid[torch.randint(len(grid), (len(real),), device=self.device)]
+        x_s = self.schedule.q_sample(real, s, torch.randn_like(real))
+        return self.x0(self.student, x_s, s, labels)
+
+    def discriminator_step(self, real: Tensor, fake: Tensor,
+                           opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+        """Hinge loss on the heads' logits (summed over heads), plus R1 on real data."""
+        gamma = self.hparams.r1_gamma
+        real = real.detach().requires_grad_(gamma > 0)  # R1 differentiates D with respect to it
+        real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
+        loss = sum(d_hinge(r, f) for r, f in zip(real_logits, fake_logits))
+        logs = {"train/loss_d": loss.detach()}
+        if gamma > 0:
+            r1 = r1_penalty(torch.cat(real_logits, dim=1), real)
+            loss = loss + gamma / 2 * r1
+            logs["train/r1"] = r1.detach()
+        self.optimize(opt, loss, other=self.student)
+        return logs
+
+    def student_step(self, fake: Tensor, labels: Tensor | None,
+                     opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+        """Adversarial (hinge generator) loss plus ``lambda`` times the distillation loss."""
+        adversarial = sum(g_hinge(f) for f in self.discriminate(fake))
+        distill = self.distillation_loss(fake, labels)
+        self.optimize(opt, adversarial + self.hparams.distill_weight * distill, other=self.heads)
+        if self.student_ema is not None:
+            self.student_ema.update_parameters(self.student)
+        return {"train/loss_adv": adversarial.detach(), "train/loss_distill": distill.detach()}
+
+    def distillation_loss(self, x0: Tensor, labels: Tensor | None) -> Tensor:
+        """``E_t c(t) ||x̂_θ - sg(x̂_ψ(x̂_θ,t, t))||²`` over ``t`` uniform in
+        ``0 … max_timestep`` (squared error averaged over the example's entries)."""
+        t = torch.randint(0, self.max_timestep + 1, (len(x0),), device=self.device)
+        target = self.distillation_target(x0, t, torch.randn_like(x0), labels)
+        err = (x0 - target).pow(2).flatten(1).mean(1)  # (B,)
+        return (self.distillation_weight(t) * err).mean()
+
+    @torch.no_grad()
+    def distillation_target(self, x0: Tensor, t: Tensor, noise: Tensor,
+                            labels: Tensor | None) -> Tensor:
+        """``x̂_ψ``: the frozen teacher's clean estimate of ``x0`` noised to ``t`` with ``noise``
+        (no gradient: the paper's stop-gradient)."""
+        x_t = self.schedule.q_sample(x0.detach(), t, noise)
+        return self.x0(self.teacher, x_t, t, labels, self.clip)
+
+    def distillation_weight(self, t: Tensor) -> Tensor:
+        """``c(t)`` of ``distill_weighting``, shape ``(B,)``.
+
+        ``sds``: with ``x_t = alpha x̂_θ + sigma eps``, ``eps_ψ - eps = alpha / sigma (x̂_θ -
+        x̂_ψ)``, so the score-distillation gradient ``w(t) (eps_ψ - eps)`` is the gradient of
+        ``c(t) ||x̂_θ - x̂_ψ||²`` with ``c = alpha w / (2 sigma)``; ``w = sigma²``.
+        """
+        a = self.schedule.alpha_bar(t)
+        kind = self.hparams.distill_weighting
+        if kind == "exponential":
+            return a.sqrt()
+        if kind == "sds":
+            return a.sqrt() * (1 - a).sqrt() / 2
+        return torch.ones_like(a)
+
+    def optimize(self, opt: torch.optim.Optimizer, loss: Tensor, other: nn.Module) -> None:
+        """One step of ``opt`` on ``loss``; the backward also reaches ``other`` (for DDP)."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss + _zero_through(other))
+        opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.hparams.grad_clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
+                                gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        h = self.hparams
+        return [torch.optim.Adam(self.student.parameters(), lr=h.lr, betas=tuple(h.betas)),
+                torch.optim.Adam(self.heads.parameters(), lr=h.lr_disc, betas=tuple(h.betas))]
+
+    # ----------------------------------------------------------------------------- checkpoints
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(FROZEN)]:
+            del state[key]  # the teacher's weights belong to its own file
+        checkpoint["add"] = {"teacher_ckpt": self.teacher_source}  # provenance only
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The frozen parts come from the live teacher (or are unused when sampling alone).
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key.startswith(FROZEN):
+                state.setdefault(key, value)
+
+
+def _teacher(path: str | None, plugin: str | None,
+             args: dict[str, Any] | None) -> GenerativeModule:
+    """The teacher from its checkpoint, or (no path: rebuilding a student) an untrained one of
+    the same architecture from its plugin name and hyperparameters."""
+    if path is not None:
+        teacher = load_model(path)
+    elif plugin is not None and args is not None:
+        teacher = create_model(plugin, **args)
+    else:
+        raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
+                          "checkpoint, e.g. runs/<name>/version_0/checkpoints/last.ckpt")
+    missing = [a for a in ("schedule", "ema", "data_shape") if not hasattr(teacher, a)]
+    if missing or "prediction" not in teacher.hparams:
+        raise GenlabError(f"model.teacher_ckpt must be a diffusion checkpoint (a model with an "
+                          f"EMA denoiser, a noise schedule and a prediction type); "
+                          f"{type(teacher).__name__} has none of {missing or ['prediction']}")
+    return teacher
+
+
+def _check_hparams(T: int, student_steps: int, sample_steps: int, max_timestep: int,
+                   distill_weight: float, feature_timestep: int, head_width: int,
+                   r1_gamma: float, lr: float, lr_disc: float, grad_clip: float | None,
+                   ema_decay: float | None) -> None:
+    """Raise ``GenlabError`` naming the first bad hyperparameter."""
+    problems = [
+        (not 1 <= student_steps <= 16, f"model.student_steps must be 1 to 16, got "
+                                       f"{student_steps}"),
+        (not 1 <= sample_steps <= student_steps,
+         f"model.sample_steps must be 1 to model.student_steps ({student_steps}), got "
+         f"{sample_steps}"),
+        (not student_steps - 1 <= max_timestep < T,
+         f"model.max_timestep must be {student_steps - 1} to {T - 1} (the teacher's last "
+         f"timestep), got {max_timestep}"),
+        (distill_weight < 0, f"model.distill_weight must be >= 0, got {distill_weight}"),
+        (not 0 <= feature_timestep < T,
+         f"model.feature_timestep must be 0 to {T - 1}, got {feature_timestep}"),
+        (head_width < 1, f"model.head_width must be >= 1, got {head_width}"),
+        (r1_gamma < 0, f"model.r1_gamma must be >= 0, got {r1_gamma}"),
+        (lr <= 0 or lr_disc <= 0, f"model.lr and model.lr_disc must be > 0, got {lr}, "
+                                  f"{lr_disc}"),
+        (grad_clip is not None and grad_clip <= 0,
+         f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
+        (ema_decay is not None and not 0 < ema_decay < 1,
+         f"model.ema_decay must be in (0, 1) (or null for no EMA), got {ema_decay}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise GenlabError(message)
