@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from genlab.errors import GenlabError
 from genlab.module import GenerativeModule
@@ -73,3 +75,26 @@ def load_model(path: str | Path, trust: bool = False,
     cls = model_class(ckpt)
     model = cls.load_from_checkpoint(path, map_location=device, weights_only=not trust)
     return model.eval()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but a file is either complete or absent.
+
+    The checkpoint goes to ``<path>.tmp`` in the same directory, is flushed to disk, then renamed
+    over ``path`` (atomic on POSIX), so a process killed mid-save never leaves a truncated
+    checkpoint for ``--ckpt_path last`` to pick up.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically."""
+        path = Path(path)
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)

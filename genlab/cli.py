@@ -19,11 +19,12 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
 
 from genlab.callbacks import DivergenceGuard, Preemption, SampleLogger, SampleMetrics
-from genlab.checkpoint import read_checkpoint
+from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
@@ -281,6 +282,8 @@ class GenlabCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``; add preemption."""
         super().after_instantiate_classes()
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
         self.trainer.callbacks.append(self.preemption)
         for callback in self.trainer.checkpoint_callbacks:
