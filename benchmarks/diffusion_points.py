@@ -23,15 +23,15 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
+from genlab_diffusion import Diffusion
 
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
-from genlab_diffusion import Diffusion
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "diffusion_points.json"
-SAMPLERS = (("ddim", 100), ("ddpm", 1000), ("heun", 50))
+SAMPLERS = (("ddpm", 1000), ("ddim", 100), ("heun", 50))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
