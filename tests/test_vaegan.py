@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 from genlab_vaegan import VAEGAN, VAEGANPictures, feature_reconstruction, scale_grad
+from torch.utils.data import DataLoader, Dataset
 
 from genlab.data.images import ImageDataModule
 from genlab.data.tiny import write_parquet
@@ -102,28 +103,51 @@ def test_a_training_step_moves_every_network(tmp_path):
         assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name
 
 
-def test_three_optimizers_in_the_checkpoint_and_resume(tmp_path):
-    model = VAEGAN(**TINY, pictures=False)
-    assert len(model.configure_optimizers()) == 3
-    data = images(tmp_path)
-    first = trainer(tmp_path, 6, limit_val_batches=0)  # 2 batches
-    first.fit(model, data)
-    path = tmp_path / "vaegan.ckpt"
-    first.save_checkpoint(path)
-    ckpt = torch.load(path, weights_only=True)
-    states = ckpt["optimizer_states"]
-    assert len(states) == 3
-    sizes = [len(list(n.parameters())) for n in (model.encoder, model.decoder,
-                                                 model.discriminator)]
-    assert [len(s["state"]) for s in states] == sizes  # Adam moments of every parameter
-    assert all(int(s["state"][0]["step"]) == 2 for s in states)
+class Digits(Dataset):
+    def __init__(self):
+        self.x = torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
-    resumed = VAEGAN(**TINY, pictures=False)
-    second = trainer(tmp_path, 12, limit_val_batches=0)
-    second.fit(resumed, data, ckpt_path=path)
-    assert second.global_step == 12
-    adam = [opt.state[next(iter(opt.state))] for opt in second.optimizers]
-    assert [int(s["step"]) for s in adam] == [4, 4, 4]  # continued from 2, not restarted
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i]}
+
+
+class StopAfterFirstEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def run(tmp_path, callbacks=(), ckpt_path=None):
+    L.seed_everything(0, verbose=False)
+    model = VAEGAN(**TINY, grad_clip=1.0, ema_decay=0.9, pictures=False)
+    fit = trainer(tmp_path, -1, max_epochs=2, limit_val_batches=0, enable_checkpointing=False,
+                  callbacks=list(callbacks))
+    # Not shuffled: the resumed epoch sees the batches the uninterrupted one saw.
+    fit.fit(model, DataLoader(Digits(), batch_size=8), ckpt_path=ckpt_path)
+    return model, fit
+
+
+def test_three_optimizers_in_the_checkpoint_and_exact_resume(tmp_path):
+    whole, _ = run(tmp_path / "whole")
+    stopped, fit = run(tmp_path / "stopped", callbacks=[StopAfterFirstEpoch()])
+    assert fit.global_step == 9  # 3 batches, 3 optimizer steps each
+    path = tmp_path / "stopped.ckpt"
+    fit.save_checkpoint(path)
+    states = torch.load(path, weights_only=True)["optimizer_states"]
+    nets = (stopped.encoder, stopped.decoder, stopped.discriminator)
+    assert len(states) == 3
+    # Adam moments of every parameter of each network, 3 steps taken by each optimizer
+    assert [len(s["state"]) for s in states] == [len(list(n.parameters())) for n in nets]
+    assert all(int(s["state"][0]["step"]) == 3 for s in states)
+
+    resumed, fit = run(tmp_path / "resumed", ckpt_path=path)
+    assert fit.global_step == 18
+    state, expected = resumed.state_dict(), whole.state_dict()
+    assert state.keys() == expected.keys()
+    for key in expected:  # encoder, decoder (batch norm statistics too), discriminator, EMAs
+        torch.testing.assert_close(state[key], expected[key], msg=key)
 
 
 def test_bf16_mixed(tmp_path):

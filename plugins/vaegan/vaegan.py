@@ -149,6 +149,8 @@ class VAEGAN(GenerativeModule):
         self.discriminator = Discriminator(channels, image_size, width)
         self.encoder_ema = _ema(self.encoder, ema_decay) if ema_decay is not None else None
         self.decoder_ema = _ema(self.decoder, ema_decay) if ema_decay is not None else None
+        self._noise_gen: torch.Generator | None = None
+        self._noise_state: Tensor | None = None
 
     # ----------------------------------------------------------------------------- inference
 
@@ -240,9 +242,36 @@ class VAEGAN(GenerativeModule):
         self.log_dict({**logs, **ae_logs}, prog_bar=True)
 
     def _noise(self, num: int) -> tuple[Tensor, Tensor]:
-        """Reparameterization noise and prior latents, each ``(num, latent_dim)``."""
-        z = torch.randn(2, num, self.hparams.latent_dim, device=self.device)
+        """Reparameterization noise and prior latents, each ``(num, latent_dim)``.
+
+        Drawn from the module's own generator, saved in checkpoints, so that a resumed run
+        draws the noise an uninterrupted one would have.
+        """
+        if self._noise_gen is None or self._noise_gen.device != self.device:
+            self._noise_gen = self._make_noise_generator()
+        z = torch.randn(2, num, self.hparams.latent_dim, device=self.device,
+                        generator=self._noise_gen)
         return z[0], z[1]
+
+    def _make_noise_generator(self) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        rank = self.global_rank if self._trainer is not None else 0
+        if self._noise_state is not None:  # resuming: continue the saved stream
+            gen.set_state(self._noise_state)
+            if rank > 0:  # the checkpoint holds rank 0's stream; other ranks branch off it
+                gen.manual_seed(int(torch.randint(2**62, (), generator=gen)) + rank)
+        else:  # derived from the global seed (seed_everything), different on every rank
+            gen.manual_seed(int(torch.randint(2**62, ())) + rank)
+        return gen
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._noise_gen is not None:
+            checkpoint["vaegan_noise_state"] = self._noise_gen.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._noise_state = checkpoint.get("vaegan_noise_state")
+        self._noise_gen = None
 
     def _optimize(self, opts: list[torch.optim.Optimizer], loss: Tensor) -> None:
         for opt in opts:
