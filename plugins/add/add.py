@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import importlib
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -146,42 +147,59 @@ class ADD(GenerativeModule):
         ema_decay: float | None = 0.999,
     ) -> None:
         super().__init__()
-        teacher = _teacher(teacher_ckpt, teacher_plugin, teacher_args)
-        # Saved instead of the path: the student's checkpoint rebuilds without the teacher file.
-        teacher_plugin = origin(type(teacher))["plugin"]
-        teacher_args = {k: v for k, v in teacher.hparams.items() if not k.startswith("_")}
-        T = teacher.schedule.num_timesteps
-        if max_timestep is None:
-            max_timestep = default_max_timestep(teacher.schedule, teacher.hparams.prediction)
-        _check_hparams(T, student_steps, sample_steps, max_timestep, distill_weight,
-                       feature_timestep, head_width, r1_gamma, lr, lr_disc, grad_clip, ema_decay)
+        _check_hparams(student_steps, sample_steps, distill_weight, head_width, r1_gamma, lr,
+                       lr_disc, grad_clip, ema_decay)
+        if teacher_ckpt is None and (teacher_plugin is None or teacher_args is None):
+            raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
+                              "checkpoint, e.g. runs/<name>/version_0/checkpoints/last.ckpt")
+        # The path is not saved: the student's checkpoint rebuilds from teacher_args alone.
         self.save_hyperparameters(ignore=["teacher_ckpt"])
         self.automatic_optimization = False
         self.teacher_source = teacher_ckpt  # None: rebuilt from a student checkpoint
-        h = teacher.hparams
+        self.networks_built = False
+        # A config names a teacher that may not be trained yet: parsing it must not need the
+        # file, so then the networks are built by configure_model() when fit starts.
+        if teacher_ckpt is None or Path(teacher_ckpt).is_file():
+            self.configure_model()
+
+    def configure_model(self) -> None:
+        """Load the teacher and build the student and discriminator (once).
+
+        Called from ``__init__`` when the teacher can be had, else by Lightning at the start of
+        fit (and by ``load_from_checkpoint``).
+        """
+        if self.networks_built:
+            return
+        h = self.hparams
+        teacher = _teacher(self.teacher_source, h.teacher_plugin, h.teacher_args)
+        # Saved instead of the path, so the student's checkpoint rebuilds without the file.
+        h.teacher_plugin = origin(type(teacher))["plugin"]
+        h.teacher_args = {k: v for k, v in teacher.hparams.items() if not k.startswith("_")}
+        th = teacher.hparams
         self.data_shape = tuple(teacher.data_shape)
         self.modality = teacher.modality
-        self.prediction, self.data_scale, self.num_classes = h.prediction, h.data_scale, \
-            h.num_classes
-        clip = h.get("clip_x0")
+        self.prediction, self.data_scale, self.num_classes = (th.prediction, th.data_scale,
+                                                              th.num_classes)
+        clip = th.get("clip_x0")
         clip = (self.modality == "image") if clip is None else clip
         self.clip = 1.0 / self.data_scale if clip else None  # bound of clean estimates
         self.schedule = teacher.schedule
-        self.max_timestep = max_timestep
-        n = student_steps
-        self.student_timesteps = [max_timestep - round(i * (max_timestep + 1) / n)
+        self.max_timestep = _timesteps_checked(teacher.schedule, th.prediction, h)
+        n = h.student_steps
+        self.student_timesteps = [self.max_timestep - round(i * (self.max_timestep + 1) / n)
                                   for i in range(n)]
         self.teacher = _frozen(teacher.ema.module)
         self.student = copy.deepcopy(self.teacher).requires_grad_(True).train()
         self.student_ema: AveragedModel | None = None
-        if ema_decay is not None:
+        if h.ema_decay is not None:
             # A submodule, so checkpoints hold it; no gradients, so DDP does not wrap it.
             self.student_ema = AveragedModel(self.student, use_buffers=True,
-                                             multi_avg_fn=partial(_ema_update, ema_decay))
+                                             multi_avg_fn=partial(_ema_update, h.ema_decay))
             self.student_ema.requires_grad_(False)
-        self.features = self.build_features(feature_network, feature_network_args,
-                                            feature_layers, feature_timestep)
-        self.heads = DiscriminatorHeads(self.feature_shapes(), head_width, spectral_norm)
+        self.features = self.build_features(h.feature_network, h.feature_network_args,
+                                            h.feature_layers, h.feature_timestep)
+        self.heads = DiscriminatorHeads(self.feature_shapes(), h.head_width, h.spectral_norm)
+        self.networks_built = True
 
     # ----------------------------------------------------------------------------- networks
 
@@ -312,18 +330,23 @@ class ADD(GenerativeModule):
 
     def discriminator_step(self, real: Tensor, fake: Tensor,
                            opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+        """One step of the heads; the backward also reaches the student, through an exact 0."""
+        loss, logs = self.discriminator_loss(real, fake)
+        self.optimize(opt, loss, other=self.student)
+        return logs
+
+    def discriminator_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Hinge loss on the heads' logits (summed over heads), plus R1 on real data."""
         gamma = self.hparams.r1_gamma
         real = real.detach().requires_grad_(gamma > 0)  # R1 differentiates D with respect to it
-        real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
+        real_logits, fake_logits = self.discriminate(real), self.discriminate(fake.detach())
         loss = sum(d_hinge(r, f) for r, f in zip(real_logits, fake_logits))
         logs = {"train/loss_d": loss.detach()}
         if gamma > 0:
             r1 = r1_penalty(torch.cat(real_logits, dim=1), real)
             loss = loss + gamma / 2 * r1
             logs["train/r1"] = r1.detach()
-        self.optimize(opt, loss, other=self.student)
-        return logs
+        return loss, logs
 
     def student_step(self, fake: Tensor, labels: Tensor | None,
                      opt: torch.optim.Optimizer) -> dict[str, Tensor]:
@@ -403,13 +426,13 @@ def _teacher(path: str | None, plugin: str | None,
              args: dict[str, Any] | None) -> GenerativeModule:
     """The teacher from its checkpoint, or (no path: rebuilding a student) an untrained one of
     the same architecture from its plugin name and hyperparameters."""
-    if path is not None:
-        teacher = load_model(path)
-    elif plugin is not None and args is not None:
+    if path is None:
         teacher = create_model(plugin, **args)
+    elif not Path(path).is_file():
+        raise GenlabError(f"model.teacher_ckpt {path} does not exist; train the teacher first "
+                          f"(genlab fit --config configs/diffusion/...) and point it there")
     else:
-        raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
-                          "checkpoint, e.g. runs/<name>/version_0/checkpoints/last.ckpt")
+        teacher = load_model(path)
     missing = [a for a in ("schedule", "ema", "data_shape") if not hasattr(teacher, a)]
     if missing or "prediction" not in teacher.hparams:
         raise GenlabError(f"model.teacher_ckpt must be a diffusion checkpoint (a model with an "
@@ -418,10 +441,22 @@ def _teacher(path: str | None, plugin: str | None,
     return teacher
 
 
-def _check_hparams(T: int, student_steps: int, sample_steps: int, max_timestep: int,
-                   distill_weight: float, feature_timestep: int, head_width: int,
-                   r1_gamma: float, lr: float, lr_disc: float, grad_clip: float | None,
-                   ema_decay: float | None) -> None:
+def _timesteps_checked(schedule: NoiseSchedule, prediction: str, h: Any) -> int:
+    """``max_timestep`` resolved for the teacher's schedule; ``GenlabError`` if out of range."""
+    T = schedule.num_timesteps
+    top = default_max_timestep(schedule, prediction) if h.max_timestep is None else h.max_timestep
+    if not h.student_steps - 1 <= top < T:
+        raise GenlabError(f"model.max_timestep must be {h.student_steps - 1} to {T - 1} (the "
+                          f"teacher's last timestep), got {top}")
+    if not 0 <= h.feature_timestep < T:
+        raise GenlabError(f"model.feature_timestep must be 0 to {T - 1}, got "
+                          f"{h.feature_timestep}")
+    return top
+
+
+def _check_hparams(student_steps: int, sample_steps: int, distill_weight: float,
+                   head_width: int, r1_gamma: float, lr: float, lr_disc: float,
+                   grad_clip: float | None, ema_decay: float | None) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
     problems = [
         (not 1 <= student_steps <= 16, f"model.student_steps must be 1 to 16, got "
@@ -429,12 +464,7 @@ def _check_hparams(T: int, student_steps: int, sample_steps: int, max_timestep: 
         (not 1 <= sample_steps <= student_steps,
          f"model.sample_steps must be 1 to model.student_steps ({student_steps}), got "
          f"{sample_steps}"),
-        (not student_steps - 1 <= max_timestep < T,
-         f"model.max_timestep must be {student_steps - 1} to {T - 1} (the teacher's last "
-         f"timestep), got {max_timestep}"),
         (distill_weight < 0, f"model.distill_weight must be >= 0, got {distill_weight}"),
-        (not 0 <= feature_timestep < T,
-         f"model.feature_timestep must be 0 to {T - 1}, got {feature_timestep}"),
         (head_width < 1, f"model.head_width must be >= 1, got {head_width}"),
         (r1_gamma < 0, f"model.r1_gamma must be >= 0, got {r1_gamma}"),
         (lr <= 0 or lr_disc <= 0, f"model.lr and model.lr_disc must be > 0, got {lr}, "
