@@ -90,8 +90,8 @@ def summarize(name: str, rows: list[dict]) -> dict:
             "anchors": ANCHORS[name]}
 
 
-def print_table(name: str, rows: list[dict], summary: dict) -> None:
-    print(f"\n{name}: modes covered / high-quality samples (2,500 samples, 3 sigma)")
+def print_table(name: str, rows: list[dict], summary: dict, num: int) -> None:
+    print(f"\n{name}: modes covered / high-quality samples ({num:,} samples, 3 sigma)")
     for r in rows:
         print(f"  seed {r['seed']}: {r['modes']:>2} modes  {r['high_quality_pct']:6.2f}% HQ  "
               f"({r['train_seconds']:.0f} s)")
@@ -114,20 +114,19 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu": _cpu_model(), "threads": args.threads, "torch": torch.__version__,
         "note": "CPU shared with other processes: timings are indicative", "data": {},
     }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.data:
         rows = []
         for seed in range(args.seeds):
             rows.append(run_seed(name, seed, args.max_steps, args.num))
             print(f"{name} seed {seed}: {rows[-1]}", flush=True)
-        summary = summarize(name, rows)
-        results["data"][name] = {"runs": rows, **summary}
-        print_table(name, rows, summary)
-    results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    print(f"\nwall time {results['wall_seconds']:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+            # Written after every seed, so an interrupted benchmark still leaves its figures.
+            results["data"][name] = {"runs": rows, **summarize(name, rows)}
+            results["wall_seconds"] = round(time.perf_counter() - start, 1)
+            out.write_text(json.dumps(results, indent=2) + "\n")
+        print_table(name, rows, results["data"][name], args.num)
+    print(f"\nwall time {results['wall_seconds']:.0f} s; wrote {out}")
     return results
 
 
