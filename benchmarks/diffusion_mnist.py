@@ -38,6 +38,7 @@ STEPS = (10, 50, 250)
 # Reduced size for a CPU: a tiny U-Net, a few training steps, a few samples.
 CPU_SMALL = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
              "--trainer.max_steps", "20", "--trainer.val_check_interval", "10",
+             "--trainer.limit_val_batches", "2",
              "--model.channels", "8", "--model.sample_steps", "4", "--samples.every_n_steps", "0",
              "--data.batch_size", "16", "--data.num_workers", "0"]
 
