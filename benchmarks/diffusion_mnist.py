@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extractor", default=None, help="genlab classifier file for FID")
     parser.add_argument("--batch-size", type=int, default=None, help="default 256 (GPU), 8")
     parser.add_argument("--fid-num", type=int, default=10_000, help="samples per FID")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--root", default="runs/bench_diffusion_mnist")
     parser.add_argument("--out", default=None)
     return parser.parse_args(argv)
@@ -108,6 +109,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = "cpu" if args.cpu_small or not torch.cuda.is_available() else "cuda"
     batch = args.batch_size or (8 if device == "cpu" else 256)
     report: dict = {"benchmark": "diffusion on MNIST: DDIM samples/s at 10/50/250 steps, FID",
