@@ -195,6 +195,30 @@ def test_gradient_clipping_happens_through_lightning(monkeypatch):
     assert calls == [(0.5, "norm")] * 4
 
 
+def test_16_mixed_clips_unscaled_gradients():
+    """fp16 AMP with a GradScaler (on CPU here; Lightning maps CPU 16-mixed to bf16, so the
+    plugin is built by hand): clipping runs after unscaling, on gradients of their true size."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    model = tiny_gan(r1_gamma=1.0, grad_clip=1e6)
+    norms = []
+    clip = model.clip_gradients
+
+    def spy(opt, gradient_clip_val, gradient_clip_algorithm):
+        grads = [p.grad for group in opt.param_groups for p in group["params"]]
+        norms.append(torch.stack([g.norm() for g in grads if g is not None]).norm().item())
+        clip(opt, gradient_clip_val=gradient_clip_val,
+             gradient_clip_algorithm=gradient_clip_algorithm)
+
+    model.clip_gradients = spy
+    scale = 2.0**10
+    precision = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", scale))
+    fit(model, torch.randn(64, 2), steps=6, plugins=[precision])
+    finite = [n for n in norms if math.isfinite(n)]
+    assert len(norms) == 6 and finite and max(finite) < scale / 10  # not multiplied by scale
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 # ------------------------------------------------------------------ sampling
 
 
