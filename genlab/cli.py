@@ -23,7 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
 
-from genlab.callbacks import DivergenceGuard, Preemption, SampleLogger, SampleMetrics
+from genlab.callbacks import DivergenceGuard, Preemption, RNGState, SampleLogger, SampleMetrics
 from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
@@ -285,7 +285,7 @@ class GenlabCLI(LightningCLI):
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
-        self.trainer.callbacks.append(self.preemption)
+        self.trainer.callbacks += [self.preemption, RNGState()]
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / "checkpoints")

@@ -2,6 +2,7 @@
 
 from genlab.callbacks.divergence import DivergenceGuard
 from genlab.callbacks.preemption import Preemption
+from genlab.callbacks.rng import RNGState
 from genlab.callbacks.samples import SampleLogger, SampleMetrics
 
-__all__ = ["DivergenceGuard", "Preemption", "SampleLogger", "SampleMetrics"]
+__all__ = ["DivergenceGuard", "Preemption", "RNGState", "SampleLogger", "SampleMetrics"]

@@ -251,6 +251,9 @@ class ImageDataModule(SplitDataModule):
         if name not in self.sets:
             raise GenlabError(f"{self.source!r} has no {name} split; set data.{name}_split")
         workers = self.hparams.num_workers
-        return DataLoader(self.sets[name], batch_size=self.hparams.batch_size, shuffle=train,
-                          drop_last=train, num_workers=workers, persistent_workers=workers > 0,
-                          collate_fn=collate, pin_memory=torch.cuda.is_available())
+        data = self.sets[name]
+        return DataLoader(data, batch_size=self.hparams.batch_size, drop_last=train,
+                          sampler=self.train_sampler(len(data)) if train else None,
+                          num_workers=workers, persistent_workers=workers > 0,
+                          collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                          generator=self.loader_rng())

@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
+
+from genlab.data.resumable import ResumableSampler
 
 
 class SplitDataModule(L.LightningDataModule):
     """A ``LightningDataModule`` whose three loaders differ only by split name.
 
     Subclasses implement ``loader(split, train)``; training batches are shuffled and the last
-    incomplete one dropped, evaluation batches come in order.
+    incomplete one dropped, evaluation batches come in order. Training order comes from
+    ``train_sampler``, positioned by the trainer's (checkpointed) progress, so a resumed run sees
+    the same batches as an uninterrupted one.
     """
+
+    def train_sampler(self, size: int) -> ResumableSampler:
+        """The training sampler over ``size`` examples, positioned by the trainer's progress."""
+        return ResumableSampler(size, seed=int(self.hparams.get("seed", 0)),
+                                position=self._position)
+
+    def _position(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None or not trainer.num_training_batches:
+            return 0, 0
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        per_epoch = trainer.num_training_batches
+        if per_epoch == float("inf"):
+            return 0, 0
+        epoch, batches = divmod(done, int(per_epoch))
+        return epoch, batches * int(self.hparams.batch_size)
+
+    def loader_rng(self) -> torch.Generator:
+        """A DataLoader's own generator: starting an epoch then leaves the global RNG alone."""
+        return torch.Generator().manual_seed(int(self.hparams.get("seed", 0)))
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """The DataLoader of ``split``; ``train`` shuffles and drops the last incomplete batch.

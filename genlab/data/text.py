@@ -193,8 +193,9 @@ class TextDataModule(SplitDataModule):
         """The DataLoader of ``split`` (see ``SplitDataModule``)."""
         block = self.hparams.block_size
         blocks = TokenBlocks(self.ids(split), block, stride=1 if train else block)
-        return DataLoader(blocks, batch_size=self.hparams.batch_size, shuffle=train,
-                          drop_last=train, num_workers=self.hparams.num_workers)
+        return DataLoader(blocks, batch_size=self.hparams.batch_size, drop_last=train,
+                          sampler=self.train_sampler(len(blocks)) if train else None,
+                          num_workers=self.hparams.num_workers, generator=self.loader_rng())
 
     def decode(self, tokens: Tensor) -> list[str]:
         """Text of each row of token ids.

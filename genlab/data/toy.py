@@ -99,8 +99,10 @@ class ToyDataModule(SplitDataModule):
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """The DataLoader of ``split`` (see ``SplitDataModule``)."""
-        return DataLoader(self.sets[split], batch_size=self.hparams.batch_size, shuffle=train,
-                          drop_last=train, num_workers=self.hparams.num_workers)
+        data = self.sets[split]
+        return DataLoader(data, batch_size=self.hparams.batch_size, drop_last=train,
+                          sampler=self.train_sampler(len(data)) if train else None,
+                          num_workers=self.hparams.num_workers, generator=self.loader_rng())
 
     def sample_metrics(self) -> dict[str, Metric]:
         """Metrics that ``SampleMetrics`` updates with generated samples at validation end."""
