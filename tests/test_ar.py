@@ -7,6 +7,7 @@ import pytest
 import torch
 from genlab_ar import GPT
 
+from genlab.callbacks.samples import SampleLogger
 from genlab.checkpoint import load_model
 from genlab.data.text import TextDataModule
 from genlab.data.tiny import write_text
@@ -40,8 +41,10 @@ def test_conformance(tmp_path):
 def test_tokenizer_round_trip_from_a_checkpoint(tmp_path, capsys):
     data = text_data(tmp_path)
     model = GPT(vocab_size=data.vocab_size, **TINY)
-    fit = trainer(tmp_path, 2)
+    fit = trainer(tmp_path, 2, callbacks=[SampleLogger(every_n_steps=0, num=2)])
     fit.fit(model, datamodule=data)
+    logged = (tmp_path / "samples" / "step_0000002.txt").read_text(encoding="utf-8")
+    assert set(logged) <= set(TEXT) | {"-"}  # decoded text (from a newline), not token ids
     path = tmp_path / "gpt.ckpt"
     fit.save_checkpoint(path)
     (tmp_path / "corpus.txt").unlink()  # the model must decode without the data
