@@ -100,10 +100,11 @@ def main(argv: list[str] | None = None) -> None:
         for key, r in info["samplers"].items():
             print(f"{name:7s} {key:9s} modes {r['modes_covered']}/{r['modes']}  "
                   f"HQ {r['high_quality_pct']:.1f}%  ({r['sample_seconds']} s sampling, "
-                  f"{info['train_seconds']} s training)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+                  f"{info['train_seconds']} s training)", flush=True)
+        # Written after each data set, so a long run leaves what it has measured.
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":
