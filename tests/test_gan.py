@@ -117,9 +117,16 @@ def test_ema_update_arithmetic():
     with torch.no_grad():
         for p in gen.parameters():
             p.add_(1.0)
-    ema.update_parameters(gen)  # 0.75 * p + 0.25 * (p + 1) = p + 0.25
+    ema.update_parameters(gen)  # warm-up: decay min(0.75, 2 / 11), so p + 9 / 11
     for p_ema, p0 in zip(ema.module.parameters(), before):
-        torch.testing.assert_close(p_ema, p0 + 0.25)
+        torch.testing.assert_close(p_ema, p0 + 9 / 11)
+    ema.n_averaged.fill_(100)  # warmed up: decay 0.75
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(1.0)
+    ema.update_parameters(gen)  # 0.75 * (p + 9/11) + 0.25 * (p + 2)
+    for p_ema, p0 in zip(ema.module.parameters(), before):
+        torch.testing.assert_close(p_ema, p0 + 0.75 * 9 / 11 + 0.25 * 2)
     assert not any(p.requires_grad for p in ema.parameters())  # not trained, not DDP-synced
     assert any(k.startswith("generator_ema.") for k in model.state_dict())  # checkpointed
 
