@@ -98,14 +98,7 @@ class GPT(GenerativeModule):
     ) -> None:
         super().__init__()
         if data_shape is not None:
-            _check(len(data_shape) == 3, f"model.data_shape must be [C, H, W], got {data_shape}")
-            _check(pixel_levels >= 2, f"model.pixel_levels must be >= 2, got {pixel_levels}")
-            vocab_size = pixel_levels + 1 if vocab_size is None else vocab_size
-            _check(vocab_size == pixel_levels + 1, f"model.vocab_size is {vocab_size} but "
-                   f"images need pixel_levels + 1 = {pixel_levels + 1}; set it or leave it null")
-            pixels = math.prod(data_shape)
-            _check(block_size >= pixels, f"model.block_size ({block_size}) must hold the "
-                   f"{pixels} pixels of an image; set model.block_size: {pixels}")
+            vocab_size = self._pixel_vocab(data_shape, pixel_levels, vocab_size, block_size)
             self.data_shape = tuple(data_shape)
             self.modality = "image"
         _check(vocab_size is not None and vocab_size > 0,
@@ -129,6 +122,19 @@ class GPT(GenerativeModule):
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self.val_loss = MeanMetric()
         self.tokenizer: Tokenizer | None = None
+
+    @staticmethod
+    def _pixel_vocab(data_shape: Sequence[int], pixel_levels: int, vocab_size: int | None,
+                     block_size: int) -> int:
+        _check(len(data_shape) == 3, f"model.data_shape must be [C, H, W], got {data_shape}")
+        _check(pixel_levels >= 2, f"model.pixel_levels must be >= 2, got {pixel_levels}")
+        vocab_size = pixel_levels + 1 if vocab_size is None else vocab_size
+        _check(vocab_size == pixel_levels + 1, f"model.vocab_size is {vocab_size} but images "
+               f"need pixel_levels + 1 = {pixel_levels + 1}; set that or leave it null")
+        pixels = math.prod(data_shape)
+        _check(block_size >= pixels, f"model.block_size ({block_size}) must hold the {pixels} "
+               f"pixels of an image; set model.block_size: {pixels}")
+        return vocab_size
 
     @staticmethod
     def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
