@@ -16,7 +16,12 @@ tokens/s counts training tokens (batch x block) per second of training after the
 ``--skip`` steps (compilation and warm-up), synchronised with the GPU.
 Targets: gpu preset (issue 7, reference small-GPT code on one H100, bf16 + compile): val loss
 <= 1.388 at 5,000 steps and >= 64 x 256 tokens / 12 ms = 1.37M tokens/s; cpu preset: val loss
-< 1.9 in a few minutes on 2 cores.
+< 1.9 in a few minutes on 2 cores. On a CPU shared with other jobs pass ``--threads 1``: two
+threads on an oversubscribed machine ran 9x slower per step than one.
+
+Measured (results/ar_shakespeare_cpu*.json, 2-core CPU shared with other jobs, --threads 1):
+cpu preset 1.8105 at 2,000 steps (329 s wall); the same with ``--position rope`` 1.7497 (the
+recipe of configs/ar/shakespeare_char_rope.yaml). The gpu preset is unmeasured so far.
 """
 
 from __future__ import annotations
