@@ -12,10 +12,9 @@ import pytest
 import torch
 from genlab_add import ADD
 from genlab_diffusion import Diffusion
+from torch.utils.data import DataLoader
 
 from genlab.checkpoint import load_model
-from genlab.data.images import ImageDataModule
-from genlab.data.tiny import write_parquet
 from genlab.data.toy import ToyDataModule
 from genlab.errors import GenlabError
 from genlab.sampling import sample_main
@@ -193,21 +192,36 @@ def test_bf16_mixed_training(teacher_ckpt, tmp_path):
 
 
 def test_image_teacher(tmp_path):
-    root = write_parquet(tmp_path / "digits", {"train": 16, "test": 8}, size=(8, 8))
-    data = ImageDataModule(str(root), image_size=8, channels=1, batch_size=8, num_workers=0)
+    images = [{"x": torch.rand(1, 8, 8) * 2 - 1} for _ in range(16)]
+    data = DataLoader(images, batch_size=8)
     teacher = Diffusion(data_shape=[1, 8, 8], channels=8, channel_mults=[1, 2],
                         num_res_blocks=1, attention_levels=[1], num_timesteps=50,
                         sample_steps=4, trajectory_frames=0)
-    fit = trainer(tmp_path, 2)
+    fit = trainer(tmp_path, 1)
     fit.fit(teacher, data)
     fit.save_checkpoint(tmp_path / "teacher.ckpt")
     model = ADD(teacher_ckpt=str(tmp_path / "teacher.ckpt"), **FAST)
-    assert model.modality == "image" and model.features.layers == ["down.0.0", "down.2.1",
-                                                                   "mid.2"]
+    # U-Net features: the end of each level on the way down, and the middle block.
+    assert model.modality == "image"
+    assert model.features.layers == ["down.0.0", "down.2.1", "mid.2"]
     assert [h.net[0].in_channels for h in model.heads.heads] == [8, 16, 16]
     trainer(tmp_path, 2).fit(model, data)
     samples = model.sample_eval(4, steps=4)
     assert samples.shape == (4, 1, 8, 8) and samples.abs().max() <= 1
+
+
+def test_built_by_the_cli_from_a_config(teacher_ckpt, tmp_path, monkeypatch):
+    """LightningCLI builds the model inside a context holding its init args: the teacher loaded
+    in there must still get its own hyperparameters."""
+    from genlab.cli import GenlabCLI
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    config = tmp_path / "add.yaml"
+    config.write_text(f"model:\n  class_path: ADD\n  init_args:\n    teacher_ckpt: {teacher_ckpt}\n"
+                      f"data:\n  class_path: ToyDataModule\ntrainer:\n  logger: false\n")
+    cli = GenlabCLI(args=["--config", str(config), "--run.root", str(tmp_path)], run=False)
+    assert cli.model.hparams.teacher_args["hidden"] == [16, 16]
+    assert cli.model.data_shape == (2,)
 
 
 def test_bad_input(teacher_ckpt, tmp_path):

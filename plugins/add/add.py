@@ -23,6 +23,7 @@ parameter (the discriminator's through an exact zero), so DDP needs no unused-pa
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import importlib
 from functools import partial
@@ -171,7 +172,10 @@ class ADD(GenerativeModule):
         if self.networks_built:
             return
         h = self.hparams
-        teacher = _teacher(self.teacher_source, h.teacher_plugin, h.teacher_args)
+        # In a fresh context: LightningCLI builds this model inside a context variable holding
+        # *its* init args, which the teacher's save_hyperparameters() would otherwise take.
+        teacher = contextvars.Context().run(_teacher, self.teacher_source, h.teacher_plugin,
+                                            h.teacher_args)
         # Saved instead of the path, so the student's checkpoint rebuilds without the file.
         h.teacher_plugin = origin(type(teacher))["plugin"]
         h.teacher_args = {k: v for k, v in teacher.hparams.items() if not k.startswith("_")}
