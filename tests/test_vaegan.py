@@ -2,6 +2,8 @@
 checkpoint and on resume, bf16-mixed, pictures, bad hyperparameters, and the conformance kit
 (2-process CPU DDP included)."""
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
@@ -156,6 +158,14 @@ def test_bf16_mixed(tmp_path):
     fit.fit(model, images(tmp_path))
     assert all(torch.isfinite(v) for v in fit.callback_metrics.values())
     assert torch.isfinite(model.sample_eval(4)).all()
+
+
+def test_fp16_is_refused_with_one_clear_error():
+    # A CPU trainer turns 16-mixed into bf16, so the check is called with a stand-in trainer.
+    model = VAEGAN(**TINY)
+    model._trainer = SimpleNamespace(precision="16-mixed")
+    with pytest.raises(GenlabError, match="bf16-mixed"):
+        model.on_fit_start()
 
 
 def test_pictures_are_written(tmp_path):

@@ -280,6 +280,13 @@ class VAEGAN(GenerativeModule):
         for opt in opts:
             opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
 
+    def on_fit_start(self) -> None:
+        # One backward feeds two optimizer steps (encoder, decoder); fp16's GradScaler may
+        # change its scale between them and unscale the second with the wrong factor.
+        if str(self.trainer.precision).startswith("16"):
+            raise GenlabError("VAEGAN does not train in fp16 (trainer.precision "
+                              f"{self.trainer.precision}); use bf16-mixed or 32-true")
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.hparams.grad_clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
