@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from genlab.cli import GenlabCLI
+from genlab.data.tiny import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "configs" / "sweeps"  # W&B sweep definitions, not fit configs
@@ -14,15 +16,20 @@ CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if SWEEPS not in 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_config_builds(config, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cli = GenlabCLI(args=["--config", str(config), "--run.root", str(tmp_path)], run=False)
+    monkeypatch.chdir(ROOT)
+    args = ["--config", str(config), "--run.root", str(tmp_path)]
+    source = ((yaml.safe_load(config.read_text()).get("data") or {}).get("init_args") or {}).get(
+        "source", "")
+    if source.startswith((".", "/")) and not Path(source).exists():
+        # A local corpus outside the repository (../shared/...): build with a stand-in file.
+        args += ["--data.init_args.source", str(write_text(tmp_path / Path(source).name))]
+    cli = GenlabCLI(args=args, run=False)
     assert cli.model.modality in ("image", "points", "tokens")
     assert cli.trainer.default_root_dir.startswith(str(tmp_path))
 
 
 def test_example_sweep_runs_one_trial_locally(tmp_path, monkeypatch):
     """The sweep's command line, with ${args} as `wandb agent` expands it, is a valid fit."""
-    import yaml
-
     from genlab.cli import main
 
     monkeypatch.setenv("WANDB_MODE", "offline")
