@@ -3,8 +3,8 @@
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
-from genlab.nn.transformer import Transformer, generate
+from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate, next_token
 from genlab.nn.unet import UNet
 
-__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "PointDenoiser", "Transformer", "UNet",
-           "activation", "generate"]
+__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "Transformer", "UNet",
+           "activation", "filter_logits", "generate", "next_token"]
