@@ -184,11 +184,14 @@ def test_resume_continues_from_the_checkpoint(teacher_ckpt, tmp_path):
         assert torch.equal(p, q)  # the teacher came from its file, not the checkpoint
 
 
-def test_bf16_mixed_training(teacher_ckpt, tmp_path):
-    model = ADD(teacher_ckpt=str(teacher_ckpt), **FAST)
-    trainer(tmp_path, 4, precision="bf16-mixed").fit(model, points())
+def test_bf16_mixed_training_with_clipping_and_cosine_schedule(teacher_ckpt, tmp_path):
+    model = ADD(teacher_ckpt=str(teacher_ckpt), grad_clip=0.5, lr_schedule="cosine", **FAST)
+    fit = trainer(tmp_path, 4, precision="bf16-mixed")
+    fit.fit(model, points())
     assert all(torch.isfinite(p).all() for p in model.student.parameters())
     assert torch.isfinite(model.sample_eval(8)).all()
+    # Two batches (four optimizer steps): both learning rates decayed to 0 over the two.
+    assert [opt.param_groups[0]["lr"] for opt in fit.optimizers] == pytest.approx([0, 0])
 
 
 def test_image_teacher(tmp_path):

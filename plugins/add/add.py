@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import importlib
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import torch
 from genlab_add.networks import DiscriminatorHeads, FeatureTaps, default_layers
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlab import GenerativeModule
@@ -44,6 +46,7 @@ from genlab.losses.penalties import r1_penalty
 from genlab.registry import create_model, origin
 
 Weighting = Literal["exponential", "sds", "none"]
+LRSchedule = Literal["constant", "cosine"]
 
 # alpha_bar of the last timestep of Stable Diffusion / SDXL's schedule, where ADD-SDXL's student
 # starts. An eps-predicting student starting much closer to pure noise would divide its output by
@@ -120,6 +123,7 @@ class ADD(GenerativeModule):
         grad_clip: Clip each network's gradient norm to this value; ``None``: no clipping.
         ema_decay: Decay of the EMA of the student's weights, which ``sample`` uses; ``None``:
             sample the raw student.
+        lr_schedule: ``constant``, or ``cosine``: both learning rates decay to zero over the run.
     """
 
     modality = "points"  # set per instance from the teacher
@@ -146,6 +150,7 @@ class ADD(GenerativeModule):
         betas: tuple[float, float] = (0.0, 0.99),
         grad_clip: float | None = None,
         ema_decay: float | None = 0.999,
+        lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
         _check_hparams(student_steps, sample_steps, distill_weight, head_width, r1_gamma, lr,
@@ -315,6 +320,8 @@ class ADD(GenerativeModule):
         fake = self.student_forward(real, labels)  # (B, ...) with the student's graph
         logs = self.discriminator_step(real, fake.detach(), opt_disc)
         logs.update(self.student_step(fake, labels, opt_student))
+        for scheduler in self.lr_schedulers() or []:  # manual optimization: ours to step
+            scheduler.step()
         self.log_dict(logs, prog_bar=True)
 
     def batch_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
@@ -404,10 +411,25 @@ class ADD(GenerativeModule):
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
                                 gradient_clip_algorithm="norm")
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[LRScheduler]]:
         h = self.hparams
-        return [torch.optim.Adam(self.student.parameters(), lr=h.lr, betas=tuple(h.betas)),
+        opts = [torch.optim.Adam(self.student.parameters(), lr=h.lr, betas=tuple(h.betas)),
                 torch.optim.Adam(self.heads.parameters(), lr=h.lr_disc, betas=tuple(h.betas))]
+        if h.lr_schedule == "constant":
+            return opts, []
+        # Returned (not kept privately) so that checkpoints save and resume them.
+        return opts, [CosineAnnealingLR(opt, T_max=self.num_batches()) for opt in opts]
+
+    def num_batches(self) -> int:
+        """Batches the trainer will train on: the horizon of the cosine schedule."""
+        trainer = self.trainer
+        batches = trainer.estimated_stepping_batches
+        if trainer.max_steps != -1:  # max_steps counts optimizer steps: two per batch
+            batches = min(batches, trainer.max_steps // 2)
+        if math.isinf(batches):
+            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
+                              "trainer.max_steps or trainer.max_epochs")
+        return max(int(batches), 1)
 
     # ----------------------------------------------------------------------------- checkpoints
 
