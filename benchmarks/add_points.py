@@ -39,6 +39,8 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "add_points.json"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "add" / "ring8.yaml"),
+                        help="the student's config")
     parser.add_argument("--teacher", default=None, help="teacher checkpoint; default: train one")
     parser.add_argument("--teacher-steps", type=int, default=None, help="default: the config's")
     parser.add_argument("--max-steps", type=int, default=None,
@@ -57,8 +59,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _config(family: str) -> dict:
-    return yaml.safe_load((ROOT / "configs" / family / "ring8.yaml").read_text())
+def _config(path: Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
 
 
 def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path) -> float:
@@ -74,7 +76,7 @@ def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path) 
 
 
 def train_teacher(steps: int | None, workdir: Path) -> tuple[Path, dict]:
-    config = _config("diffusion")
+    config = _config(ROOT / "configs" / "diffusion" / "ring8.yaml")
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     model = get_model_class("diffusion")(**config["model"]["init_args"])
     steps = steps or config["trainer"]["max_steps"]
@@ -84,8 +86,9 @@ def train_teacher(steps: int | None, workdir: Path) -> tuple[Path, dict]:
                                                "model": config["model"]["init_args"]}
 
 
-def train_student(teacher: Path, steps: int | None, workdir: Path) -> tuple[ADD, dict]:
-    config = _config("add")
+def train_student(config_path: str, teacher: Path, steps: int | None,
+                  workdir: Path) -> tuple[ADD, dict]:
+    config = _config(config_path)
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     args = {**config["model"]["init_args"], "teacher_ckpt": str(teacher)}
     model = ADD(**args)
@@ -124,17 +127,18 @@ def main(argv: list[str] | None = None) -> None:
         teacher_path, report["teacher"] = train_teacher(args.teacher_steps, workdir)
     else:
         teacher_path, report["teacher"] = Path(args.teacher), {"checkpoint": args.teacher}
-    student, report["student"] = train_student(teacher_path, args.max_steps, workdir)
+    student, report["student"] = train_student(args.config, teacher_path, args.max_steps,
+                                               workdir)
     teacher = load_model(teacher_path).eval()
     student.eval()
-    data = ToyDataModule(**_config("add")["data"]["init_args"])
+    data = ToyDataModule(**_config(args.config)["data"]["init_args"])
     th = teacher.hparams
     results = {
         f"teacher_{th.sampler}_{th.sample_steps}": score(
             f"teacher {th.sampler} {th.sample_steps}", teacher.sample, data, args.num),
         "teacher_ddim_50": score("teacher ddim 50", lambda n: teacher.sample(
             n, sampler="ddim", steps=50), data, args.num)}
-    for steps in (1, 2, 4):
+    for steps in [s for s in (1, 2, 4) if s <= student.hparams.student_steps]:
         results[f"student_{steps}_step"] = score(
             f"student {steps} step", lambda n, s=steps: student.sample(n, steps=s), data,
             args.num)

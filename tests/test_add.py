@@ -203,7 +203,7 @@ def test_image_teacher(tmp_path):
     fit = trainer(tmp_path, 1)
     fit.fit(teacher, data)
     fit.save_checkpoint(tmp_path / "teacher.ckpt")
-    model = ADD(teacher_ckpt=str(tmp_path / "teacher.ckpt"), **FAST)
+    model = ADD(teacher_ckpt=str(tmp_path / "teacher.ckpt"), **{**FAST, "r1_gamma": 0.0})
     # U-Net features: the end of each level on the way down, and the middle block.
     assert model.modality == "image"
     assert model.features.layers == ["down.0.0", "down.2.1", "mid.2"]
