@@ -4,7 +4,10 @@ from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate, next_token
-from genlab.nn.unet import UNet
+from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
-__all__ = ["MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "Transformer", "UNet",
-           "activation", "filter_logits", "generate", "next_token"]
+__all__ = [
+    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "TimeEmbedding",
+    "Transformer", "UNet", "activation", "filter_logits", "generate", "next_token",
+    "sinusoidal_embedding",
+]
