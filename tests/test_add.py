@@ -213,6 +213,23 @@ def test_image_teacher(tmp_path):
     assert samples.shape == (4, 1, 8, 8) and samples.abs().max() <= 1
 
 
+def test_class_conditional_teacher(tmp_path):
+    examples = [{"x": torch.randn(2), "label": torch.tensor(i % 3)} for i in range(32)]
+    data = DataLoader(examples, batch_size=8)
+    teacher = Diffusion(data_shape=[2], hidden=[16], emb_dim=8, num_timesteps=50,
+                        num_classes=3, sample_steps=4, trajectory_frames=0)
+    fit = trainer(tmp_path, 1)
+    fit.fit(teacher, data)
+    fit.save_checkpoint(tmp_path / "teacher.ckpt")
+    model = ADD(teacher_ckpt=str(tmp_path / "teacher.ckpt"), **FAST)
+    trainer(tmp_path, 4).fit(model, data)
+    labels = torch.tensor([0, 2, 1, 2])
+    samples = model.sample_eval(4, steps=2, labels=labels)
+    assert samples.shape == (4, 2) and torch.isfinite(samples).all()
+    with pytest.raises(GenlabError, match="class ids"):
+        model.sample(2, labels=torch.tensor([0, 3]))
+
+
 def test_built_by_the_cli_from_a_config(teacher_ckpt, tmp_path, monkeypatch):
     """LightningCLI builds the model inside a context holding its init args: the teacher loaded
     in there must still get its own hyperparameters."""
