@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, Literal
 
 import lightning as L
@@ -72,7 +73,8 @@ class GenerativeModule(L.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None and datamodule.hparams:
             data_cls = type(datamodule)
-            init_args = {k: v for k, v in datamodule.hparams.items() if not k.startswith("_")}
+            takes = inspect.signature(data_cls.__init__).parameters
+            init_args = {k: v for k, v in datamodule.hparams.items() if k in takes}
             checkpoint["genlab"]["data"] = {
                 "class_path": f"{data_cls.__module__}.{data_cls.__qualname__}",
                 "init_args": init_args,

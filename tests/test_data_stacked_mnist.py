@@ -57,3 +57,27 @@ def test_needs_digit_labels(tmp_path):
     unlabelled = StackedMNISTDataModule(str(tmp_path / "unlabelled.parquet"), num_workers=0)
     with pytest.raises(GenlabError, match="needs digit labels but .* has no label column"):
         unlabelled.setup("fit")
+
+
+def test_fit_from_yaml_and_evaluate_source_recorded(tmp_path):
+    """Under LightningCLI the subclass records its own arguments; the base still finds its own."""
+    import yaml
+
+    from genlab.cli import main
+
+    root = write_parquet(tmp_path / "digits", {"train": 40, "test": 10}, num_classes=10,
+                         size=(28, 28))
+    config = {"model": {"class_path": "GAN", "init_args": {"image_size": 28, "channels": 3,
+                                                          "width": 8, "latent_dim": 8}},
+              "data": {"class_path": "StackedMNISTDataModule",
+                       "init_args": {"source": str(root), "train_size": 32, "val_size": 8,
+                                     "batch_size": 8, "num_workers": 0}},
+              "trainer": {"max_steps": 2, "logger": False, "enable_progress_bar": False,
+                          "limit_val_batches": 1, "accelerator": "cpu"},
+              "samples": {"every_n_steps": 0, "num": 4}, "sample_metrics": {"num": 0}}
+    path = tmp_path / "stacked.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(path), "--run.root", str(tmp_path / "runs")])
+    ckpt = torch.load(next((tmp_path / "runs").rglob("last.ckpt")), weights_only=True)
+    assert ckpt["genlab"]["data"]["init_args"]["train_size"] == 32
+    assert "channels" not in ckpt["genlab"]["data"]["init_args"]  # not an argument of its class

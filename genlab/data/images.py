@@ -96,6 +96,7 @@ class ImageDataModule(SplitDataModule):
         num_workers: int = 2,
         seed: int = 0,
     ) -> None:
+        settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         _positive(image_size=image_size, center_crop=center_crop, num_classes=num_classes,
                   batch_size=batch_size)
@@ -107,6 +108,10 @@ class ImageDataModule(SplitDataModule):
             raise GenlabError(f"data.num_workers must be >= 0, got {num_workers}")
         check_source(source)
         self.save_hyperparameters(logger=False)  # the CLI logs the whole resolved config
+        for key, value in settings.items():
+            # Under LightningCLI a subclass (Stacked MNIST) records only its own arguments;
+            # this class reads all of its own from hparams.
+            self.hparams.setdefault(key, value)
         self.data_shape: tuple[int, int, int] = (channels, image_size, image_size)
         self._splits: datasets.DatasetDict | None = None
         self._columns: tuple[str, str | None] | None = None
