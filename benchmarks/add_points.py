@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the student's config")
     parser.add_argument("--teacher", default=None, help="teacher checkpoint; default: train one")
     parser.add_argument("--teacher-steps", type=int, default=None, help="default: the config's")
+    parser.add_argument("--student", default=None,
+                        help="score this student checkpoint instead of training one")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="student steps; default: the config's")
     parser.add_argument("--num", type=int, default=2500, help="samples scored")
@@ -101,7 +103,7 @@ def train_student(config_path: str, teacher: Path, steps: int | None,
 def score(name: str, draw, data: ToyDataModule, num: int) -> dict:
     metric = ModeCoverage(data.modes, data.sigma)
     start = time.perf_counter()
-    with fixed_seed(1, "cpu"), torch.no_grad():
+    with fixed_seed(1, torch.device("cpu")), torch.no_grad():
         metric.update(draw(num))
     seconds = time.perf_counter() - start
     values = metric.compute()
@@ -127,8 +129,14 @@ def main(argv: list[str] | None = None) -> None:
         teacher_path, report["teacher"] = train_teacher(args.teacher_steps, workdir)
     else:
         teacher_path, report["teacher"] = Path(args.teacher), {"checkpoint": args.teacher}
-    student, report["student"] = train_student(args.config, teacher_path, args.max_steps,
-                                               workdir)
+    if args.student is None:
+        student, report["student"] = train_student(args.config, teacher_path, args.max_steps,
+                                                   workdir)
+    else:
+        ckpt = torch.load(args.student, map_location="cpu", weights_only=True)
+        student = load_model(args.student)
+        report["student"] = {"checkpoint": args.student, "optimizer_steps": ckpt["global_step"],
+                             "model": dict(student.hparams)}
     teacher = load_model(teacher_path).eval()
     student.eval()
     data = ToyDataModule(**_config(args.config)["data"]["init_args"])
