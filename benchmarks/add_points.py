@@ -100,6 +100,13 @@ def train_student(config_path: str, teacher: Path, steps: int | None,
     return model, {"train_steps": steps, "train_seconds": seconds, "model": args}
 
 
+def _describe(path: str) -> dict:
+    """What a given checkpoint is: its path, optimizer steps and hyperparameters."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return {"checkpoint": path, "optimizer_steps": ckpt["global_step"],
+            "model": {k: v for k, v in ckpt["hyper_parameters"].items() if k != "teacher_args"}}
+
+
 def score(name: str, draw, data: ToyDataModule, num: int) -> dict:
     metric = ModeCoverage(data.modes, data.sigma)
     start = time.perf_counter()
@@ -128,15 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.teacher is None:
         teacher_path, report["teacher"] = train_teacher(args.teacher_steps, workdir)
     else:
-        teacher_path, report["teacher"] = Path(args.teacher), {"checkpoint": args.teacher}
+        teacher_path, report["teacher"] = Path(args.teacher), _describe(args.teacher)
     if args.student is None:
         student, report["student"] = train_student(args.config, teacher_path, args.max_steps,
                                                    workdir)
     else:
-        ckpt = torch.load(args.student, map_location="cpu", weights_only=True)
-        student = load_model(args.student)
-        report["student"] = {"checkpoint": args.student, "optimizer_steps": ckpt["global_step"],
-                             "model": dict(student.hparams)}
+        student, report["student"] = load_model(args.student), _describe(args.student)
     teacher = load_model(teacher_path).eval()
     student.eval()
     data = ToyDataModule(**_config(args.config)["data"]["init_args"])
