@@ -54,12 +54,13 @@ DEFAULT_CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 # Each preset: networks, budget (training batches, the same for both models), evaluation size.
 PRESETS: dict[str, dict] = {
     "cpu": {"latent_dim": 32, "width": 16, "batch_size": 64, "batches": 800, "lr": 5e-4,
-            "gamma": 0.01, "ema_decay": 0.99, "num": 2000, "device": "cpu", "workers": 0,
-            "threads": 1},
+            "gamma": 0.1, "beta": 0.1, "ema_decay": 0.99, "num": 2000, "device": "cpu",
+            "workers": 0, "threads": 1},
     "gpu": {"latent_dim": 32, "width": 64, "batch_size": 128, "batches": 20_000, "lr": 2e-4,
-            "gamma": 0.01, "ema_decay": 0.999, "num": 10_000, "device": "cuda", "workers": 8,
-            "threads": 0},
+            "gamma": 0.1, "beta": 0.1, "ema_decay": 0.999, "num": 10_000, "device": "cuda",
+            "workers": 8, "threads": 0},
 }
+
 RECON_TARGET = 0.90
 
 
@@ -70,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER))
     parser.add_argument("--batches", type=int, help="training batches per model")
     parser.add_argument("--gamma", type=float, help="the VAE-GAN's γ")
+    parser.add_argument("--beta", type=float, help="the VAE-GAN's KL weight β")
     parser.add_argument("--num", type=int, help="samples and test images of the FID")
     parser.add_argument("--device", help="cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
@@ -86,15 +88,16 @@ def settings(args: argparse.Namespace) -> dict:
     overrides = {"batches": args.batches, "num": args.num, "device": args.device}
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     cfg["reduced"] = any(v is not None for v in overrides.values())  # a smaller budget
-    if args.gamma is not None:  # a model choice, not a budget: recorded in the settings
-        cfg["gamma"] = args.gamma
+    for key in ("gamma", "beta"):  # model choices, not a budget: recorded in the settings
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
     return cfg
 
 
 def models(cfg: dict) -> dict[str, tuple[L.LightningModule, int]]:
     """Name -> (untrained model, optimizer steps per batch), same latent size and widths."""
     vaegan = VAEGAN(image_size=28, channels=1, latent_dim=cfg["latent_dim"], width=cfg["width"],
-                    gamma=cfg["gamma"], lr=cfg["lr"], ema_decay=cfg["ema_decay"],
+                    gamma=cfg["gamma"], beta=cfg["beta"], lr=cfg["lr"], ema_decay=cfg["ema_decay"],
                     pictures=False)
     vae = create_model("vae", data_shape=(1, 28, 28), latent_dim=cfg["latent_dim"],
                        network="conv", conv_width=cfg["width"], likelihood="bernoulli",
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     data.setup("fit")
     data.setup("test")
     load_before, rows, trained, samples = os.getloadavg(), [], {}, {}
+    L.seed_everything(args.seed, verbose=False)  # the initial weights of both models
     for name, (model, per_batch) in models(cfg).items():
         seconds = train(model, per_batch, data, cfg, args.seed)
         scores, samples[name] = evaluate(model, data, classifier, cfg, args.seed)
