@@ -62,11 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         cfg = yaml.safe_load(path.read_text())["model"]
         model = instantiate(GenerativeModule, cfg).to(device).eval()
         variants = [{"steps": s} for s in a.steps] or [{}]
-        for options in variants:
+        if a.steps:
             try:
-                check_options(model, options)
-            except Exception:
-                options = {}
+                check_options(model, variants[0])
+            except Exception:  # a one-pass family: steps do not apply
+                variants = [{}]
+        for options in variants:
             with torch.no_grad():
                 rate = samples_per_second(model, a.num, a.batch_size, options)
             rows.append({"config": str(path.relative_to(ROOT) if path.is_absolute() else path),
