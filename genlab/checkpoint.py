@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import pickle
 import zipfile
@@ -73,7 +74,11 @@ def load_model(path: str | Path, trust: bool = False,
     """Rebuild the model of a checkpoint, in eval mode on ``device``."""
     ckpt = read_checkpoint(path, trust)
     cls = model_class(ckpt)
-    model = cls.load_from_checkpoint(path, map_location=device, weights_only=not trust)
+    # A fresh context: inside LightningCLI's model instantiation (a plugin loading another
+    # model, e.g. a distillation teacher) its context variable would hand the outer model's
+    # arguments to this one's save_hyperparameters.
+    model = contextvars.Context().run(cls.load_from_checkpoint, path, map_location=device,
+                                      weights_only=not trust)
     return model.eval()
 
 
