@@ -43,7 +43,6 @@ from genlab.losses.adversarial import (
     g_wasserstein,
 )
 from genlab.losses.penalties import gradient_penalty, r1_penalty
-from genlab.noise import noise_generator
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
@@ -254,9 +253,20 @@ class GAN(GenerativeModule):
     def _latents(self, num: int) -> Tensor:
         """Training noise ``(num, latent_dim)`` from the module's own, checkpointed generator."""
         if self._noise is None or self._noise.device != self.device:
-            self._noise = noise_generator(self, self._noise_state)
+            self._noise = self._make_noise_generator()
         return torch.randn(num, self.hparams.latent_dim, device=self.device,
                            generator=self._noise)
+
+    def _make_noise_generator(self) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        rank = self.global_rank if self._trainer is not None else 0
+        if self._noise_state is not None:  # resuming: continue the saved stream
+            gen.set_state(self._noise_state)
+            if rank > 0:  # the checkpoint holds rank 0's stream; other ranks branch off it
+                gen.manual_seed(int(torch.randint(2**62, (), generator=gen)) + rank)
+        else:  # derived from the global seed (seed_everything), different on every rank
+            gen.manual_seed(int(torch.randint(2**62, ())) + rank)
+        return gen
 
     # ----------------------------------------------------------------------------- checkpoints
 
