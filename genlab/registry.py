@@ -8,6 +8,7 @@ error instead of breaking the others.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -38,6 +39,18 @@ class Plugin:
         if self.error is not None:
             return f"error: {self.error}"
         return "ok" if self.cls is not None else "not loaded"
+
+    @property
+    def module(self) -> str:
+        """The module named by the entry point's target (``package.module:Class``)."""
+        return self.target.split(":", 1)[0]
+
+    def module_found(self) -> bool:
+        """Whether the plugin's module can be found, without importing it (fast)."""
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):  # a missing parent package
+            return False
 
 
 def _distribution(ep: EntryPoint) -> tuple[str, str]:

@@ -1,6 +1,8 @@
 """`genlab` end to end on toy data: run directories, config, samples, W&B offline, errors."""
 
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -99,10 +101,20 @@ def test_offline_reason_when_host_unreachable(monkeypatch):
 
 
 def test_list_shows_plugins(capsys):
-    main(["list"])
+    main(["list", "--check"])
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if re.search(r"\bgan\b", line))
     assert "genlab_gan:GAN" in row and "genlab" in row and "ok" in row
+
+
+def test_help_and_list_do_not_import_lightning():
+    # Start-up time: `genlab --help` and `genlab list` must not pay for importing Lightning.
+    code = ("import sys; from genlab.cli import main; main(['--help']); main(['list']); "
+            "print('HEAVY', sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "fit" in out and "new-plugin" in out and "genlab_gan:GAN" in out and "installed" in out
+    assert "HEAVY []" in out
 
 
 BAD_INPUT = [

@@ -1,0 +1,311 @@
+"""``genlab fit|validate|test|predict``: LightningCLI with plugins loaded, one directory per run.
+
+W&B falls back to offline, and user mistakes get one-line errors. Imported only for these
+subcommands, because Lightning takes seconds to import (``genlab.cli`` dispatches).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pydoc
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from jsonargparse import ArgumentError, Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from rich.console import Console
+
+from genlab.callbacks import DivergenceGuard, Preemption, RNGState, SampleLogger, SampleMetrics
+from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
+from genlab.errors import GenlabError, explain_parse_error
+from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
+from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
+from genlab.run_dir import claim_run_dir, latest_checkpoint, run_dir_of
+from genlab.tracking import offline_message, offline_reason, run_metadata
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DESCRIPTION = (
+    "genlab: generative models on PyTorch Lightning. Models are plugins chosen by class name "
+    "(`model: {class_path: GAN}`); `genlab list` shows the installed ones. "
+    "`genlab sample --ckpt PATH` draws samples from a checkpoint, `genlab evaluate --ckpt PATH` "
+    "scores it, `genlab classifier --source DATA` trains the offline FID extractor, "
+    "`genlab new-plugin NAME` writes a model-plugin package to start from."
+)
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Write ``config.yaml`` into the run directory and send the resolved config to the loggers."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Log the resolved config and the run's metadata (versions, commit, hardware)."""
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        metadata = run_metadata(pl_module)
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": resolved, "genlab": metadata})
+
+
+def _class_name(logger_cfg: Any) -> str:
+    return str(getattr(logger_cfg, "class_path", "")).rsplit(".", 1)[-1]
+
+
+def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
+                      resume_id: str | None) -> Namespace:
+    """Point a logger's files at the run directory; make a W&B logger go offline when it must."""
+    args = cfg.init_args
+    kind = _class_name(cfg)
+    if kind in ("CSVLogger", "TensorBoardLogger"):
+        args.save_dir, args.name, args.version = str(run_dir), "", ""
+    elif kind == "WandbLogger":
+        args.save_dir = str(run_dir)
+        if args.get("name") is None:
+            args.name = f"{run_name}/{run_dir.name}"
+        if args.get("id") is None and resume_id is not None:
+            args.id = resume_id  # a resumed fit continues the checkpoint's W&B run
+        reason = "offline=true in the config" if args.get("offline") else offline_reason()
+        if reason is not None:
+            # wandb.init's own mode, not Lightning's offline flag: Lightning refuses log_model
+            # offline, while wandb queues offline artifacts for `wandb sync`.
+            args.offline, args.mode = False, "offline"
+            if args.get("settings") is None:
+                args.settings = {"silent": True}  # our one line replaces wandb's banner
+            if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+                console.print(offline_message(reason, str(run_dir)))
+    return cfg
+
+
+def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str,
+                       resume_id: str | None = None) -> None:
+    logger = trainer_cfg.get("logger")
+    if logger is False:
+        return
+    if logger in (None, True):  # Lightning's default logger, but inside the run directory
+        logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace())
+    loggers = logger if isinstance(logger, list) else [logger]
+    configured = [_configure_logger(lg, run_dir, run_name, resume_id) for lg in loggers]
+    trainer_cfg.logger = configured if isinstance(logger, list) else configured[0]
+
+
+def _resolve_checkpoint(cfg: Namespace, run_name: str) -> dict[str, Any]:
+    """Vet ``--ckpt_path`` (``last``: the config's newest ``last.ckpt``) before Lightning reads it.
+
+    Returns the checkpoint's genlab record; a ``GenlabError`` for a missing, corrupt, untrusted or
+    foreign checkpoint.
+    """
+    if cfg.ckpt_path == "last":
+        found = latest_checkpoint(cfg.run.root, run_name)
+        if found is None:
+            raise GenlabError(f"--ckpt_path last: no run under {cfg.run.root}/{run_name}/ has "
+                              f"checkpoints/last.ckpt; start one without --ckpt_path")
+        cfg.ckpt_path = str(found)
+    saved = read_checkpoint(cfg.ckpt_path)
+    record = saved.get("genlab", {})
+    written_by = saved.get("hyper_parameters", {}).get("_class_path") or record.get("class_path")
+    wanted = cfg.model.get("class_path") if cfg.get("model") else None
+    if written_by and wanted and written_by != wanted:
+        raise GenlabError(f"{cfg.ckpt_path} was written by {written_by.rsplit('.', 1)[-1]} but "
+                          f"the config trains {wanted.rsplit('.', 1)[-1]}; resume with the "
+                          f"config of the run that wrote it")
+    return record
+
+
+def _run_name(cfg: Namespace) -> str:
+    if cfg.get("run") and cfg.run.get("name"):
+        return cfg.run.name
+    configs = cfg.get("config") or []
+    if configs:
+        return Path(str(configs[-1])).stem
+    return _class_name(cfg.model).lower() or "run"
+
+
+def _vocab_from_data(cfg: Namespace) -> None:
+    """A model's ``vocab_size`` left null takes the data module's (e.g. a char vocabulary)."""
+    init = cfg.model.get("init_args")
+    if init is None or "vocab_size" not in init or init.vocab_size is not None:
+        return
+    data = cfg.get("data")
+    if data is None or data.get("class_path") is None:
+        return
+    datamodule = pydoc.locate(data.class_path)(**data.init_args.as_dict())
+    init.vocab_size = getattr(datamodule, "vocab_size", None)
+
+
+def _finish_wandb(ok: bool) -> None:
+    """Close the W&B run of this process (rank 0 holds the only one), on success or failure."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=0 if ok else 1)
+
+
+def _drop_adverts(record: logging.LogRecord) -> bool:
+    """Lightning's tips about its cloud products are noise in every run's output."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """Remove a run directory that holds no file (its sub-directories empty), after a failure."""
+    if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+        shutil.rmtree(run_dir)
+        if not any(run_dir.parent.iterdir()):
+            run_dir.parent.rmdir()  # the run name's directory, if this was its only version
+
+
+class GenlabCLI(LightningCLI):
+    """LightningCLI over every registered ``GenerativeModule`` and ``LightningDataModule``.
+
+    Adds ``run.name`` / ``run.root`` / ``run.version`` (a run gets ``<root>/<name>/version_<n>``),
+    the ``samples`` (``SampleLogger``) and ``sample_metrics`` (``SampleMetrics``) callbacks, and
+    the resolved config in the loggers.
+    """
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_adverts)
+        load_plugins()  # short class names resolve only for classes imported before parsing
+        kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION})
+        super().__init__(
+            GenerativeModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=SaveRunConfig,
+            save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Parsers raise instead of exiting, so that ``main`` can print one line."""
+        return super().init_parser(exit_on_error=False, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, turning jsonargparse's nested reports into a one-line ``GenlabError``."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise GenlabError(explain_parse_error(str(err), _installed_classes)) from None
+
+    def _parse_ckpt_path(self) -> None:
+        """Vet ``--ckpt_path`` first; LightningCLI then takes the model's hparams from it."""
+        self._checkpoint_record: dict[str, Any] = {}
+        subcommand = self.config.get("subcommand")
+        cfg = self.config[subcommand] if subcommand else None
+        if cfg is not None and cfg.get("ckpt_path"):
+            self._checkpoint_record = _resolve_checkpoint(cfg, _run_name(cfg))
+        try:
+            super()._parse_ckpt_path()
+        except (ArgumentError, ValueError, TypeError) as err:
+            raise GenlabError(f"the hyperparameters in {cfg.ckpt_path} do not fit the config: "
+                              f"{str(err).splitlines()[0]}") from None
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Run-directory options and the sample callbacks."""
+        parser.add_argument("--run.name", type=str | None, default=None,
+                            help="Run name; default: the config file's stem.")
+        parser.add_argument("--run.root", type=str, default="runs",
+                            help="Directory holding all runs.")
+        parser.add_argument("--run.version", type=str | None, default=None,
+                            help="Reuse this version directory instead of a fresh version_<n>.")
+        parser.add_lightning_class_args(SampleLogger, "samples")
+        parser.add_lightning_class_args(SampleMetrics, "sample_metrics")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
+
+    def before_instantiate_classes(self) -> None:
+        """Claim the run directory and point the trainer and its loggers at it."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        run_name = _run_name(cfg)
+        resume_dir = run_dir_of(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+        resume_id = self._checkpoint_record.get("wandb", {}).get("id")
+        if self.subcommand == "fit" and resume_dir is not None and cfg.run.version is None:
+            self.run_dir = claim_run_dir(resume_dir.parent.parent, resume_dir.parent.name,
+                                         resume_dir.name)
+        else:
+            self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version)
+            resume_id = resume_id if self.subcommand == "fit" else None
+        cfg.trainer.default_root_dir = str(self.run_dir)
+        _configure_loggers(cfg.trainer, self.run_dir, run_name, resume_id)
+        _vocab_from_data(cfg)
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer, check they fit; a ``GenlabError`` surfaces unwrapped."""
+        try:
+            super().instantiate_classes()
+            check_data_shape(self.model, self.datamodule)
+        except Exception as err:
+            _discard_if_empty(self.run_dir)
+            if isinstance(err, MisconfigurationException):
+                raise GenlabError(f"trainer: {str(err).splitlines()[0]} (check --trainer."
+                                  f"accelerator / devices / strategy)") from None
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, GenlabError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a failure before anything was written (e.g. bad data) leaves no empty run.
+
+        SIGTERM / SIGUSR1 end a fit with a checkpoint and one line saying how to resume; the
+        W&B run is finished whatever happens, so no process hangs at exit on logging.
+        """
+        ok = False
+        try:
+            super()._run_subcommand(subcommand)
+            ok = True
+        except GenlabError:
+            _discard_if_empty(self.run_dir)
+            raise
+        except SIGTERMException:
+            saved = self.preemption.saved
+            console.print(f"stopped by a signal at step {self.trainer.global_step}; "
+                          f"{f'saved {saved}' if saved else 'no checkpoint written'}. Resume "
+                          f"with the same command and --ckpt_path last")
+            ok = saved is not None
+        finally:
+            _finish_wandb(ok)
+
+    def before_fit(self) -> None:
+        """Check labels and vocabulary against the model (this reads the data, so not earlier)."""
+        check_model_and_data(self.model, self.datamodule)
+
+    before_validate = before_test = before_fit
+
+    def after_instantiate_classes(self) -> None:
+        """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``; add preemption."""
+        super().after_instantiate_classes()
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
+        self.trainer.callbacks += [self.preemption, RNGState()]
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(self.run_dir / "checkpoints")
+                if callback.save_last is None:
+                    callback.save_last = True
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
+                # Lightning always passes anonymous=None, which wandb>=0.19 warns about.
+                logger._wandb_init.pop("anonymous")
+
+    def after_fit(self) -> None:
+        """Make ``checkpoints/last.ckpt`` the final state, even when training stopped mid-epoch."""
+        if self.trainer.state.status == "finished" and self.trainer.checkpoint_callbacks:
+            self.trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt",
+                                         weights_only=False)
+
+
+def _installed_classes(section: str) -> list[str]:
+    group = {"model": MODEL_GROUP, "data": DATA_GROUP}.get(section)
+    if group is None:
+        return []
+    return [p.target.rsplit(":", 1)[-1] for p in plugins(group) if p.cls is not None]
