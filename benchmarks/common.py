@@ -1,0 +1,118 @@
+"""What every benchmark records next to its figures: hardware, commit, date; and the JSON writer.
+
+One place for it, so that every result file describes the machine the same way and the results
+table (``python -m benchmarks table``) can say which hardware produced each figure.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DATA = ROOT.parent / "shared" / "data"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (e.g. ``AMD EPYC``), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str | torch.device | None = None) -> dict[str, Any]:
+    """The machine a figure came from: CPU model and cores, torch threads, GPU name if any.
+
+    Args:
+        device: The device the figure was measured on; a CUDA device adds its name.
+    """
+    device = torch.device(device) if device is not None else None
+    gpu = None
+    if torch.cuda.is_available() and (device is None or device.type == "cuda"):
+        gpu = torch.cuda.get_device_name(device if device is not None else 0)
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+            "machine": platform.machine(), "gpu": gpu,
+            "device": str(device) if device is not None else ("cuda" if gpu else "cpu")}
+
+
+def describe(hw: dict[str, Any] | str | None) -> str:
+    """One short line for a table cell: ``H100 80GB HBM3`` or ``AMD EPYC, 2 cores, 1 thread``."""
+    if hw is None:
+        return "unknown"
+    if isinstance(hw, str):
+        return hw
+    if hw.get("gpu") and str(hw.get("device", "cuda")).startswith("cuda"):
+        return str(hw["gpu"])
+    cpu = hw.get("cpu") or hw.get("cpu_model") or hw.get("machine") or "CPU"
+    parts = [str(cpu)]
+    if hw.get("cpu_count") or hw.get("cores"):
+        parts.append(f"{hw.get('cpu_count') or hw.get('cores')} cores")
+    if hw.get("threads"):
+        parts.append(f"{hw['threads']} thread{'s' if hw['threads'] != 1 else ''}")
+    return ", ".join(parts)
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """Short hash of HEAD, or of the last commit that touched ``path``; ``None`` outside git.
+
+    A ``-dirty`` suffix on HEAD says the working tree had uncommitted changes.
+    """
+    try:
+        if path is not None:
+            out = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(path)], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=10)
+            return out.stdout.strip() or None
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        return (head + ("-dirty" if dirty.strip() else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def command(module: str, argv: list[str] | None = None) -> str:
+    """The command line that reproduces a run of ``python -m <module>``."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", "-m", module, *args])
+
+
+def software() -> dict[str, str]:
+    """Python, torch and Lightning versions."""
+    import lightning
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "lightning": lightning.__version__}
+
+
+def stamp(device: str | torch.device | None = None) -> dict[str, Any]:
+    """The record every result JSON carries: hardware, software, commit, date, load average."""
+    return {"hardware": hardware(device), "software": software(), "commit": git_commit(),
+            "date": now(), "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
+
+
+def write_result(result: dict[str, Any], out: str | Path) -> Path:
+    """Write ``result`` as indented JSON to ``out`` (parents made); returns the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"-> {out}")
+    return out

@@ -1,0 +1,472 @@
+"""Run every family's benchmark at a preset's size and keep one results table.
+
+    python -m benchmarks run --preset cpu                 # every family, sized for a 2-core CPU
+    python -m benchmarks run --preset cpu --only gan,vae  # a few families (others' rows are kept)
+    python -m benchmarks run --preset gpu                 # the plugin issues' sizes, one GPU
+    python -m benchmarks run --preset gpu --smoke         # the GPU preset at toy size, on a CPU
+    python -m benchmarks table                            # rebuild RESULTS.md, no training
+
+Each family's script runs as a subprocess (``python -m benchmarks.<script> ... --out <json>``),
+so a crash, a leaked thread setting or a CUDA context stays inside it; its JSON goes to
+``runs/benchmarks/<preset>/`` and its figures, one row each (family, figure, value, target,
+anchor, hardware, date, commit, command), to ``benchmarks/results/summary_<preset>.json``.
+``RESULTS.md`` holds those rows and the figures of the full per-family runs committed under
+``benchmarks/results/*.json``, each with the date, commit and hardware read from its own file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, ROOT, describe, git_commit, hardware, now, write_result
+
+Row = dict[str, Any]
+MNIST = str(ROOT.parent / "shared" / "data" / "mnist")
+CLASSIFIER = str(ROOT / "classifiers" / "mnist.pt")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family's benchmark script and its command line under each preset.
+
+    ``cpu`` is sized to fit the harness's 30-minute budget on 2 cores, so its figures are
+    ``reduced`` unless ``cpu_full``; ``gpu`` is the size the plugin issue names; ``smoke`` is the
+    GPU preset shrunk to run on a CPU in seconds (proof that the GPU command line works).
+    """
+
+    name: str
+    script: str
+    cpu: tuple[str, ...]
+    gpu: tuple[str, ...]
+    smoke: tuple[str, ...]
+    out_flag: str = "--out"
+    cpu_full: bool = False
+    timeout_s: int = 1800
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("gan", "gan_modes",
+           cpu=("--data", "ring8", "--seeds", "1", "--max-steps", "1000", "--num", "1000",
+                "--threads", "1"),
+           gpu=("--seeds", "5"),
+           smoke=("--data", "ring8", "--seeds", "1", "--max-steps", "20", "--num", "200",
+                  "--threads", "1")),
+    Family("vae", "vae_nll",
+           cpu=("--preset", "cpu", "--epochs", "0.5", "--k", "100", "--test-examples", "200",
+                "--rows", "VAE (ELBO)"),
+           gpu=("--preset", "gpu"),
+           smoke=("--preset", "gpu", "--device", "cpu", "--epochs", "0.005", "--k", "10",
+                  "--test-examples", "20")),
+    Family("ar", "ar_shakespeare",
+           cpu=("--preset", "cpu", "--steps", "300", "--val-batches", "50", "--threads", "1"),
+           gpu=("--preset", "gpu"),
+           smoke=("--preset", "gpu", "--device", "cpu", "--steps", "6", "--skip", "2",
+                  "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+                  "--batch-size", "4", "--val-batches", "2", "--compile", "false",
+                  "--threads", "1")),
+    Family("diffusion", "diffusion_points",
+           cpu=("--data", "ring8", "--max-steps", "500", "--num", "1000", "--threads", "1"),
+           gpu=(),
+           smoke=("--data", "ring8", "--max-steps", "10", "--num", "100", "--threads", "1")),
+    Family("diffusion_mnist", "diffusion_mnist",
+           cpu=("--cpu-small", "--batch-size", "4", "--threads", "1",
+                "--root", "runs/benchmarks/cpu/diffusion_mnist_runs"),
+           gpu=("--extractor", CLASSIFIER, "--root", "runs/benchmarks/gpu/diffusion_mnist_runs"),
+           smoke=("--cpu-small", "--batch-size", "2", "--threads", "1",
+                  "--root", "runs/benchmarks/gpu-smoke/diffusion_mnist_runs")),
+    Family("add", "add_points",
+           cpu=("--teacher-steps", "300", "--max-steps", "200", "--num", "500",
+                "--threads", "1", "--workdir", "runs/benchmarks/cpu/add_points"),
+           gpu=("--workdir", "runs/benchmarks/gpu/add_points"),
+           smoke=("--teacher-steps", "10", "--max-steps", "6", "--num", "100", "--threads",
+                  "1", "--workdir", "runs/benchmarks/gpu-smoke/add_points")),
+    Family("add_mnist", "add_mnist",
+           cpu=("--cpu-small", "--batch-size", "4", "--threads", "1",
+                "--root", "runs/benchmarks/cpu/add_mnist_runs"),
+           gpu=("--extractor", CLASSIFIER, "--root", "runs/benchmarks/gpu/add_mnist_runs"),
+           smoke=("--cpu-small", "--batch-size", "2", "--threads", "1",
+                  "--root", "runs/benchmarks/gpu-smoke/add_mnist_runs")),
+    Family("vaegan", "vaegan_mnist",
+           cpu=("--preset", "cpu", "--batches", "100", "--num", "500"),
+           gpu=("--preset", "gpu"),
+           smoke=("--preset", "gpu", "--device", "cpu", "--batches", "3", "--num", "64")),
+    Family("sampling", "sampling_speed",
+           cpu=("--config", "configs/gan/mnist.yaml", "--config", "configs/vae/mnist.yaml",
+                "--num", "64", "--batch-size", "64", "--threads", "1"),
+           gpu=(),
+           smoke=("--config", "configs/gan/mnist.yaml", "--num", "8", "--batch-size", "8",
+                  "--threads", "1"),
+           cpu_full=True),
+    Family("data", "data_throughput",
+           cpu=("--workers", "0", "--warmup", "5", "--batches", "20", "--repeats", "3"),
+           gpu=("--workers", "8"),
+           smoke=("--workers", "0", "--warmup", "1", "--batches", "2", "--repeats", "1")),
+    Family("classifier", "reference_classifier",
+           cpu=("--epochs", "1", "--floor-num", "1000",
+                "--out", "runs/benchmarks/cpu/classifier.pt"),
+           gpu=("--out", "runs/benchmarks/gpu/classifier.pt"),
+           smoke=("--epochs", "1", "--floor-num", "100",
+                  "--out", "runs/benchmarks/gpu-smoke/classifier.pt"),
+           out_flag="--results"),
+    Family("overhead", "overhead",
+           cpu=("--preset", "cpu"), gpu=("--preset", "gpu"),
+           smoke=("--preset", "gpu", "--device", "cpu", "--tiny"), cpu_full=True),
+    Family("speed", "speed_options",
+           cpu=("--preset", "cpu"), gpu=("--preset", "gpu"),
+           smoke=("--preset", "gpu", "--device", "cpu", "--tiny"), cpu_full=True),
+)
+BY_NAME = {f.name: f for f in FAMILIES}
+
+
+def parse_only(only: str | None) -> list[Family]:
+    """The families named in ``--only`` (comma separated), in harness order; all when empty."""
+    if not only:
+        return list(FAMILIES)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise SystemExit(f"--only: unknown famil{'ies' if len(unknown) > 1 else 'y'} "
+                         f"{', '.join(unknown)}; choose from {', '.join(BY_NAME)}")
+    return [f for f in FAMILIES if f.name in names]
+
+
+def argv_for(family: Family, preset: str, smoke: bool) -> list[str]:
+    """The script's arguments for a preset (``smoke``: the GPU preset at toy size)."""
+    return list(family.smoke if smoke else family.cpu if preset == "cpu" else family.gpu)
+
+
+# ------------------------------------------------------------------------ figures from JSON
+# Each extractor turns one result file of a family into rows {figure, value, target, anchor}.
+
+
+def _gan(d: dict) -> list[Row]:
+    rows = []
+    for data, v in d.get("data", {}).items():
+        seeds = len(v.get("runs", []))
+        modes, hq = v.get("target", (None, None))
+        anchors = "; ".join(f"{k} {a[0]} modes / {a[1]}%" for k, a in v.get("anchors", {}).items())
+        rows += [_row(f"{data}: modes covered (mean of {seeds} seeds)", v["mean_modes"],
+                      f">= {modes}", anchors),
+                 _row(f"{data}: high-quality samples % (mean of {seeds} seeds)",
+                      v["mean_high_quality_pct"], f">= {hq}", anchors)]
+    return rows
+
+
+def _diffusion_points(d: dict) -> list[Row]:
+    rows = []
+    for data, v in d.get("results", {}).items():
+        for sampler, s in v.get("samplers", {}).items():
+            rows.append(_row(f"{data} {sampler}: modes / HQ %",
+                             f"{s['modes_covered']}/{s['modes']} / {s['high_quality_pct']}"))
+    return rows
+
+
+def _add_points(d: dict) -> list[Row]:
+    rows = []
+    for name, s in d.get("results", {}).items():
+        if isinstance(s, dict):
+            target = ">= 90% HQ, 8/8 modes" if name == "student_1_step" else ""
+            rows.append(_row(f"ring8 {name}: modes / HQ %",
+                             f"{s['modes_covered']}/{s['modes']} / {s['high_quality_pct']}",
+                             target))
+    if "speedup_1_step_vs_ddim_50" in d.get("results", {}):
+        rows.append(_row("1-step student speed-up vs DDIM-50",
+                         d["results"]["speedup_1_step_vs_ddim_50"]))
+    return rows
+
+
+def _vae(d: dict) -> list[Row]:
+    gpu = d.get("preset") == "gpu"  # the issue's targets are for the GPU preset's budget
+    targets = {"VAE (ELBO)": "<= 86.0", "IWAE (k=50)": "<= 84.5"} if gpu else {}
+    k = d.get("protocol", {}).get("importance_samples")
+    return [_row(f"{r['model']}: test NLL nats (k={k}, {r['test_examples']} images)",
+                 r["test_nll"], targets.get(r["model"], ""),
+                 "IWAE paper: VAE 86.76, IWAE k=50 84.78") for r in d.get("rows", [])]
+
+
+def _ar(d: dict) -> list[Row]:
+    r, t = d.get("result", {}), d.get("targets", {})
+    return [_row("val loss nats/char", r.get("val_loss"),
+                 f"<= {t['val_loss']}" if "val_loss" in t else "", "nanoGPT char: 1.4697"),
+            _row("training tokens/s", r.get("tokens_per_s"),
+                 f">= {t['tokens_per_s']:,.0f}" if "tokens_per_s" in t else "")]
+
+
+def _vaegan(d: dict) -> list[Row]:
+    target = d.get("target", {})
+    rows = []
+    for r in d.get("rows", []):
+        rows += [_row(f"{r['model']}: FID (classifier features)", r["fid"],
+                      target.get("fid", "") if r["model"] == "VAE-GAN" else ""),
+                 _row(f"{r['model']}: reconstructions recognised", r["recon_accuracy"],
+                      target.get("recon_accuracy", "") if r["model"] == "VAE-GAN" else "")]
+    return rows
+
+
+def _image_speed_fid(d: dict) -> list[Row]:
+    rows = [_row(f"samples/s {k}", v) for k, v in d.get("samples_per_second", {}).items()]
+    rows += [_row(f"FID {k}", round(v, 2)) for k, v in (d.get("fid") or {}).items()
+             if v is not None]
+    targets = d.get("targets", {})
+    for key in ("speedup_1_step", "fid_ratio_1_step", "fid_ratio_4_step", "fid_ratio_50_250"):
+        if d.get(key) is not None:
+            want = targets.get(key)
+            sign = ">=" if key.startswith("speedup") else "<="
+            rows.append(_row(key, d[key], f"{sign} {want}" if want is not None else ""))
+    return rows
+
+
+def _sampling(d: dict) -> list[Row]:
+    return [_row(f"{r['config']} {r['model']}"
+                 + (f" {r['steps']} steps" if "steps" in r else "") + ": samples/s",
+                 r["samples_per_second"]) for r in d.get("rows", [])]
+
+
+def _data(d: dict) -> list[Row]:
+    s = d.get("settings", {})
+    return [_row(f"train DataLoader images/s ({s.get('workers')} workers, batch "
+                 f"{s.get('batch_size')})", d.get("images_per_second"))]
+
+
+def _classifier(d: dict) -> list[Row]:
+    return [_row("reference classifier test accuracy", d.get("accuracy"),
+                 f">= {d.get('target')}"),
+            _row(f"FID floor, real train vs test ({d.get('fid_floor_num')} images)",
+                 round(d["fid_floor"], 3) if d.get("fid_floor") is not None else None)]
+
+
+def _overhead(d: dict) -> list[Row]:
+    rows = []
+    for name, r in d.get("models", {}).items():
+        rows += [_row(f"{name}: genlab / plain PyTorch steps/s", r["ratio"],
+                      f">= {d['targets']['ratio']}"),
+                 _row(f"{name}: max |loss genlab - loss plain| over {r['steps']} steps",
+                      r["max_loss_diff"], f"<= {d['targets']['loss_diff']}")]
+    for name, r in d.get("cli", {}).items():
+        rows.append(_row(f"CLI start-up `{name}` s (best of {r['repeats']})", r["seconds"],
+                         "< 3"))
+    return rows
+
+
+def _speed(d: dict) -> list[Row]:
+    rows = []
+    for r in d.get("rows", []):
+        value = r.get("steps_per_s", r.get("note"))
+        speedup = f" ({r['speedup']:.2f}x)" if r.get("speedup") else ""
+        rows.append(_row(f"{r['model']} {r['option']}: steps/s{speedup}", value))
+    return rows
+
+
+def _row(figure: str, value: Any, target: str = "", anchor: str = "") -> Row:
+    return {"figure": figure, "value": value, "target": target, "anchor": anchor}
+
+
+# file-name prefix -> (family, extractor); the longest matching prefix wins
+EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
+    "gan_modes": ("gan", _gan), "vae_nll": ("vae", _vae), "ar_shakespeare": ("ar", _ar),
+    "diffusion_points": ("diffusion", _diffusion_points),
+    "diffusion_mnist": ("diffusion_mnist", _image_speed_fid),
+    "add_points": ("add", _add_points), "add_mnist": ("add_mnist", _image_speed_fid),
+    "vaegan_mnist": ("vaegan", _vaegan), "sampling_speed": ("sampling", _sampling),
+    "data_throughput": ("data", _data), "reference_classifier": ("classifier", _classifier),
+    "overhead": ("overhead", _overhead), "speed_options": ("speed", _speed),
+}
+SCRIPT_PREFIX = {f.name: f.script for f in FAMILIES}
+
+
+def extract(prefix: str, data: dict) -> list[Row]:
+    """Rows of one result file, by its script's name; none for an unknown kind of file."""
+    if prefix not in EXTRACTORS:
+        return []
+    family, fn = EXTRACTORS[prefix]
+    try:
+        rows = fn(data)
+    except (KeyError, TypeError, ValueError) as err:  # a file of another shape: say so
+        rows = [_row(f"(could not read figures: {type(err).__name__} {err})", None)]
+    return [{"family": family, **r} for r in rows]
+
+
+def _prefix(name: str) -> str | None:
+    found = [p for p in EXTRACTORS if name == p or name.startswith(p + "_")]
+    return max(found, key=len) if found else None
+
+
+def _hardware_of(d: dict) -> str:
+    hw = d.get("hardware")
+    if isinstance(hw, dict):
+        if "cuda" in hw and "gpu" not in hw and isinstance(hw["cuda"], str):
+            hw = {**hw, "gpu": hw["cuda"], "device": "cuda"}
+        return describe(hw)
+    if isinstance(hw, str):  # older files: "x86_64" and the device apart
+        return f"{d.get('device', 'cpu')} ({hw})"
+    if d.get("cpu"):  # gan_modes / reference_classifier: flat keys
+        return describe({"cpu": d["cpu"], "cpu_count": d.get("cores"),
+                         "threads": d.get("threads")})
+    if d.get("device"):
+        return str(d["device"])
+    return "unknown"
+
+
+def committed_rows(results: Path = RESULTS) -> list[Row]:
+    """Rows of every per-family result file under ``results`` (not the harness's summaries)."""
+    rows = []
+    for path in sorted(results.glob("*.json")):
+        prefix = _prefix(path.stem)
+        if prefix is None:
+            continue
+        d = json.loads(path.read_text())
+        reduced = d.get("reduced") or "small" in path.stem or "reduced" in str(
+            d.get("preset", ""))
+        for r in extract(prefix, d):
+            rows.append({**r, "hardware": _hardware_of(d), "date": str(d.get("date", "")),
+                         "commit": d.get("commit") or git_commit(path) or "",
+                         "command": d.get("command", ""), "reduced": bool(reduced),
+                         "source": f"benchmarks/results/{path.name}"})
+    return rows
+
+
+# ------------------------------------------------------------------------ running
+
+
+def run_family(family: Family, preset: str, smoke: bool, workdir: Path,
+               device_note: str | None = None) -> dict[str, Any]:
+    """Run one family's script as a subprocess; returns its status, wall time, JSON and rows."""
+    out = workdir / f"{family.script}.json"
+    out.unlink(missing_ok=True)
+    argv = argv_for(family, preset, smoke) + [family.out_flag, str(out)]
+    cmd = [sys.executable, "-m", f"benchmarks.{family.script}", *argv]
+    shown = " ".join(["python", "-m", f"benchmarks.{family.script}", *argv])
+    print(f"\n== {family.name}: {shown}", flush=True)
+    log = workdir / f"{family.script}.log"
+    start = time.perf_counter()
+    with log.open("w") as fh:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                  timeout=family.timeout_s)
+            status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+        except subprocess.TimeoutExpired:
+            status = f"timed out after {family.timeout_s} s"
+    seconds = round(time.perf_counter() - start, 1)
+    data = json.loads(out.read_text()) if out.exists() else None
+    if data is None and status == "ok":
+        status = "no JSON written"
+    print(f"   {status} in {seconds} s (log {log})", flush=True)
+    if status != "ok":
+        print("   " + "\n   ".join(log.read_text().splitlines()[-15:]), flush=True)
+    reduced = smoke or (preset == "cpu" and not family.cpu_full)
+    stamp = {"hardware": _hardware_of(data) if data else describe(hardware()), "date": now(),
+             "commit": git_commit() or "", "command": shown, "reduced": reduced,
+             "source": f"harness --preset {preset}{' --smoke' if smoke else ''}"}
+    rows = [{**r, **stamp} for r in extract(family.script, data)] if data else []
+    return {"family": family.name, "status": status, "seconds": seconds, "command": shown,
+            "rows": rows, "result": data}
+
+
+def run(preset: str, only: str | None = None, smoke: bool = False,
+        results: Path = RESULTS, workroot: Path = ROOT / "runs" / "benchmarks") -> dict:
+    """Run the chosen families at ``preset``; update the summary JSON and RESULTS.md."""
+    families = parse_only(only)
+    tag = f"{preset}-smoke" if smoke else preset
+    workdir = workroot / tag
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary_path = results / f"summary_{tag}.json"
+    old = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    runs = {r["family"]: r for r in old.get("families", [])}  # kept when --only skips them
+    start = time.perf_counter()
+    for family in families:
+        runs[family.name] = run_family(family, preset, smoke, workdir)
+    total = round(time.perf_counter() - start, 1)
+    ordered = [runs[f.name] for f in FAMILIES if f.name in runs]
+    summary = {
+        "preset": preset, "smoke": smoke, "date": now(), "commit": git_commit(),
+        "hardware": hardware(), "command": "python -m benchmarks run --preset " + preset
+        + (" --smoke" if smoke else "") + (f" --only {only}" if only else ""),
+        "families_run_now": [f.name for f in families], "wall_seconds_this_run": total,
+        "families": [{k: v for k, v in r.items() if k != "result"} for r in ordered],
+        "rows": [row for r in ordered for row in r["rows"]],
+    }
+    write_result(summary, summary_path)
+    print(f"\n{len(families)} families in {total:.0f} s: "
+          + ", ".join(f"{r['family']} {r['status']} ({r['seconds']:.0f} s)"
+                      for r in ordered if r["family"] in summary["families_run_now"]))
+    write_table(results)
+    return summary
+
+
+# ------------------------------------------------------------------------ the table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: Iterable[Row], columns: tuple[str, ...]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            if c == "figure" and r.get("reduced"):
+                v = f"{v} *(reduced)*"
+            cells.append(f"`{_cell(v)}`" if c == "command" and v else _cell(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def build_table(results: Path = RESULTS) -> str:
+    """RESULTS.md's text: harness summaries, then committed per-family runs, then GPU status."""
+    columns = ("family", "figure", "value", "target", "anchor", "hardware", "date", "commit",
+               "command")
+    lines = ["# Benchmark results", "",
+             "Built by `python -m benchmarks table` from the JSON under `benchmarks/results/` "
+             "(do not edit by hand). *(reduced)* marks a figure measured at a smaller size "
+             "than its benchmark's full preset: it shows the run works, not the family's "
+             "quality. CPU figures come from a 2-core CPU shared with other jobs, so speeds "
+             "are indicative.", ""]
+    for path in sorted(results.glob("summary_*.json")):
+        s = json.loads(path.read_text())
+        lines += [f"## Harness: `{s['command']}`", "",
+                  f"{path.name}: {s['date']}, commit {s['commit']}, "
+                  f"{describe(s['hardware'])}; last run took {s['wall_seconds_this_run']:.0f} s "
+                  f"for {', '.join(s['families_run_now'])}.", ""]
+        status = [f"{r['family']}: {r['status']} ({r['seconds']:.0f} s)" for r in s["families"]]
+        lines += ["Families: " + "; ".join(status) + ".", ""]
+        lines += _table(s["rows"], columns) + [""]
+    lines += ["## Full per-family runs (committed JSON)", "",
+              "Each row's date, commit (of the JSON file when the file names none) and hardware "
+              "come from its own file.", ""]
+    lines += _table(committed_rows(results), columns + ("source",)) + [""]
+    if not (results / "summary_gpu.json").exists():
+        lines += ["## GPU preset", "",
+                  "Unmeasured: no GPU has run `python -m benchmarks run --preset gpu` yet. "
+                  "Its command lines (proved runnable at toy size on a CPU with `--smoke`):", "",
+                  "| family | command |", "|---|---|"]
+        lines += [f"| {f.name} | `python -m benchmarks.{f.script} {' '.join(f.gpu)}` |"
+                  for f in FAMILIES]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_table(results: Path = RESULTS) -> Path:
+    """Write ``results/RESULTS.md`` from the JSON there."""
+    out = results / "RESULTS.md"
+    out.write_text(build_table(results))
+    print(f"-> {out}")
+    return out
+
+
+__all__ = ["FAMILIES", "Family", "build_table", "committed_rows", "extract", "parse_only",
+           "run", "write_table"]
