@@ -245,7 +245,8 @@ def _classifier(d: dict) -> list[Row]:
 def _overhead(d: dict) -> list[Row]:
     rows = []
     for name, r in d.get("models", {}).items():
-        rows += [_row(f"{name}: genlab / plain PyTorch steps/s", r["ratio"],
+        basis = r.get("ratio_basis", "steps/s").replace("steps per ", "per ")
+        rows += [_row(f"{name}: genlab / plain PyTorch throughput ({basis})", r["ratio"],
                       f">= {d['targets']['ratio']}"),
                  _row(f"{name}: max |loss genlab - loss plain| over {r['steps']} steps",
                       r["max_loss_diff"], f"<= {d['targets']['loss_diff']}")]

@@ -1,0 +1,114 @@
+"""The benchmark harness: results table from JSON, --only parsing, the overhead parity loops."""
+
+import json
+
+import pytest
+import torch
+
+from benchmarks.__main__ import parse_args
+from benchmarks.harness import FAMILIES, build_table, committed_rows, extract, parse_only
+from benchmarks.overhead import (
+    compare,
+    gan_model,
+    gpt_model,
+    max_loss_diff,
+    plain_gan,
+    plain_gpt,
+)
+
+GAN_JSON = {
+    "benchmark": "gan_modes", "command": "python -m benchmarks.gan_modes --data ring8",
+    "date": "2026-01-02T03:04:05+00:00", "cpu": "Test CPU", "threads": 1,
+    "data": {"ring8": {"runs": [{"seed": 0}, {"seed": 1}], "mean_modes": 7.5,
+                       "mean_high_quality_pct": 91.25, "target": [8, 95.0],
+                       "anchors": {"PacGAN4": [7.8, 95.9]}}},
+}
+VAE_JSON = {
+    "preset": "cpu", "reduced": True, "command": "python -m benchmarks.vae_nll --epochs 1",
+    "date": "2026-01-01", "hardware": {"cpu_count": 2, "machine": "x86_64", "cuda": None},
+    "protocol": {"importance_samples": 10},
+    "rows": [{"model": "VAE (ELBO)", "test_nll": 123.4, "test_examples": 20}],
+}
+
+
+def _write(path, data):
+    path.write_text(json.dumps(data))
+
+
+def test_table_from_fake_json(tmp_path):
+    _write(tmp_path / "gan_modes_ring8.json", GAN_JSON)
+    _write(tmp_path / "vae_nll_cpu.json", VAE_JSON)
+    _write(tmp_path / "unrelated.json", {"x": 1})  # not a benchmark's file: ignored
+    summary = {"command": "python -m benchmarks run --preset cpu --only gan", "preset": "cpu",
+               "date": "2026-01-03", "commit": "abc1234", "hardware": {"cpu": "Test CPU"},
+               "wall_seconds_this_run": 12.0, "families_run_now": ["gan"],
+               "families": [{"family": "gan", "status": "ok", "seconds": 12.0}],
+               "rows": [{"family": "gan", "figure": "ring8: modes covered", "value": 8,
+                         "target": ">= 8", "anchor": "", "hardware": "Test CPU",
+                         "date": "2026-01-03", "commit": "abc1234", "reduced": True,
+                         "command": "python -m benchmarks.gan_modes --seeds 1"}]}
+    _write(tmp_path / "summary_cpu.json", summary)
+
+    rows = committed_rows(tmp_path)
+    assert {r["family"] for r in rows} == {"gan", "vae"}
+    gan = [r for r in rows if r["family"] == "gan"]
+    assert [r["value"] for r in gan] == [7.5, 91.25]
+    assert gan[0]["target"] == ">= 8" and "PacGAN4" in gan[0]["anchor"]
+    assert gan[0]["hardware"].startswith("Test CPU") and gan[0]["date"].startswith("2026-01-02")
+    vae = [r for r in rows if r["family"] == "vae"][0]
+    assert vae["reduced"] and vae["target"] == ""  # the 86-nat target is the GPU preset's
+
+    text = build_table(tmp_path)
+    assert "## Harness: `python -m benchmarks run --preset cpu --only gan`" in text
+    assert "ring8: modes covered *(reduced)* | 8 | >= 8" in text
+    assert "VAE (ELBO): test NLL nats (k=10, 20 images) *(reduced)* | 123.4" in text
+    assert "Unmeasured" in text  # no GPU summary yet
+    assert all(line.count("|") >= 2 for line in text.splitlines() if line.startswith("|"))
+
+
+def test_extract_survives_a_file_of_another_shape():
+    rows = extract("gan_modes", {"data": {"ring8": {"oops": 1}}})
+    assert len(rows) == 1 and rows[0]["value"] is None and "could not" in rows[0]["figure"]
+
+
+def test_only_parsing():
+    assert [f.name for f in parse_only(None)] == [f.name for f in FAMILIES]
+    assert [f.name for f in parse_only("vae, gan")] == ["gan", "vae"]  # harness order
+    with pytest.raises(SystemExit, match="unknown family nope"):
+        parse_only("gan,nope")
+    args = parse_args(["run", "--preset", "gpu", "--only", "ar", "--smoke"])
+    assert (args.preset, args.only, args.smoke) == ("gpu", "ar", True)
+
+
+@pytest.fixture
+def deterministic():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.set_num_threads(threads)
+
+
+def test_gan_parity_loop_matches_genlab(deterministic, tmp_path):
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    model, trainer_args = gan_model(tiny=True, device=device)
+    batches = [{"x": torch.rand(8, 1, 28, 28) * 2 - 1} for _ in range(4)]
+    result = compare(model, batches, 1, device, plain_gan, ("train/loss_d", "train/loss_g"), 2,
+                     trainer_args, repeats=1)
+    assert result["max_loss_diff"] <= 1e-6 and result["max_loss_diff_bare"] <= 1e-6
+    assert set(result["steps_per_s"]) == {"plain", "genlab", "genlab_bare"}
+
+
+def test_gpt_parity_loop_matches_genlab(deterministic):
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    model, trainer_args = gpt_model(tiny=True, total_steps=4)
+    batches = [{"x": torch.randint(81, (4, 17))} for _ in range(4)]
+    clip = trainer_args["gradient_clip_val"]
+    result = compare(model, batches, 1, device,
+                     lambda m, b, w, d: plain_gpt(m, b, w, d, clip), ("train/loss",), 1,
+                     trainer_args, repeats=1)
+    assert result["max_loss_diff"] <= 1e-6
+    assert max_loss_diff([torch.ones(1)], [torch.ones(1), torch.ones(1)]) == float("inf")
