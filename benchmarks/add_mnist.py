@@ -21,15 +21,14 @@ Results go to benchmarks/results/add_mnist[_cpu_small].json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import stamp, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
@@ -130,9 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     batch = args.batch_size or (8 if device == "cpu" else 256)
     report: dict = {"benchmark": "ADD on MNIST: teacher 50-step DDIM vs 1/2/4-step student",
                     "command": "python -m benchmarks.add_mnist " + " ".join(sys.argv[1:]),
-                    "date": datetime.date.today().isoformat(), "device": device,
-                    "hardware": torch.cuda.get_device_name() if device == "cuda"
-                    else platform.processor() or platform.machine(),
+                    "device": device, **stamp(device),
                     "preset": "cpu-small (reduced size; not a quality figure)" if args.cpu_small
                     else "gpu", "torch": torch.__version__}
     teacher, student = train(args, report)
@@ -165,9 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     report["targets"] = TARGETS
     suffix = "_cpu_small" if args.cpu_small else ""
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"add_mnist{suffix}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(report, out)
 
 
 if __name__ == "__main__":

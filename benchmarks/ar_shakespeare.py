@@ -27,10 +27,8 @@ recipe of configs/ar/shakespeare_char_rope.yaml). The gpu preset is unmeasured s
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,6 +38,7 @@ import lightning as L
 import torch
 from genlab_ar import GPT
 
+from benchmarks.common import stamp
 from genlab.data.text import TextDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,14 +195,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "tokens_per_s": f"training steps after the first {cfg['skip']}"},
         "settings": cfg,
         "command": "python -m benchmarks.ar_shakespeare " + " ".join(sys.argv[1:]),
-        "hardware": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                     "note": "CPU shared with other jobs" if cfg["device"] == "cpu" else ""},
+        **stamp(cfg["device"]),
         "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
                                     "after": [round(x, 2) for x in os.getloadavg()]},
-        "software": {"python": platform.python_version(), "torch": torch.__version__,
-                     "lightning": L.__version__},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     default = ROOT / "benchmarks" / "results" / f"ar_shakespeare_{args.preset}.json"
     out = Path(args.out) if args.out else default

@@ -12,19 +12,17 @@ the machine used meanwhile (from /proc), and the median over quiet repeats is re
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import datasets
-import torch
 import torchvision
 
+from benchmarks.common import software, stamp
 from genlab.data.images import ImageDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON file for the results")
     return parser.parse_args(argv)
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _busy_seconds() -> float:
@@ -120,14 +111,12 @@ def main(argv: list[str] | None = None) -> dict:
         "images_per_second_repeats": [round(r) for r in rates],
         "command": "python -m benchmarks.data_throughput " + " ".join(sys.argv[1:]),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "hardware": {"cpu_count": os.cpu_count(), "cpu_model": _cpu_model(),
-                     "machine": platform.machine(), "cuda": torch.cuda.is_available()},
+        **stamp("cpu"),
         "cores_used_by_other_processes_per_repeat": [round(max(o, 0.0), 2) for o in others],
         "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
                                     "after": [round(x, 2) for x in os.getloadavg()]},
-        "software": {"python": platform.python_version(), "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "datasets": datasets.__version__},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "software": {**software(), "torchvision": torchvision.__version__,
+                     "datasets": datasets.__version__},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

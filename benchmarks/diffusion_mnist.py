@@ -19,15 +19,14 @@ Results go to benchmarks/results/diffusion_mnist[_cpu_small].json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import stamp, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
@@ -115,9 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     batch = args.batch_size or (8 if device == "cpu" else 256)
     report: dict = {"benchmark": "diffusion on MNIST: DDIM samples/s at 10/50/250 steps, FID",
                     "command": "python -m benchmarks.diffusion_mnist " + " ".join(sys.argv[1:]),
-                    "date": datetime.date.today().isoformat(), "device": device,
-                    "hardware": torch.cuda.get_device_name() if device == "cuda"
-                    else platform.processor() or platform.machine(),
+                    "device": device, **stamp(device),
                     "preset": "cpu-small (reduced size; not a quality figure)" if args.cpu_small
                     else "gpu", "torch": torch.__version__}
     if args.ckpt:
@@ -138,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"ratio {ratio:.2f} (target <= 1.2)")
     suffix = "_cpu_small" if args.cpu_small else ""
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"diffusion_mnist{suffix}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(report, out)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,12 @@ SHA-256 in every report) and the figures to benchmarks/results/reference_classif
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import command, stamp, write_result
 from genlab.data.images import ImageDataModule
 from genlab.evaluation import fid_between, take
 from genlab.metrics.classifier import ChannelFeatures, load_classifier
@@ -53,15 +51,15 @@ def main(argv: list[str] | None = None) -> None:
     done["fid_floor"] = floor(a.source, a.out, a.floor_num)
     done["fid_floor_num"] = a.floor_num
     done.update(target=TARGET, met=done["accuracy"] >= TARGET, torch=torch.__version__,
-                cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
-                threads=torch.get_num_threads(), date=datetime.date.today().isoformat())
+                cores=os.cpu_count(), threads=torch.get_num_threads(),
+                command=command("benchmarks.reference_classifier", argv), **stamp())
     print(f"reference classifier: {done['split']} accuracy {done['accuracy']:.4f} "
           f"(target >= {TARGET}) {'MET' if done['met'] else 'NOT MET'}; "
           f"trained {a.epochs} epochs in {done['train_seconds']:.0f} s on {done['cores']} cores; "
           f"sha256:{done['hash']}")
     print(f"FID floor on its features, real train vs real test, {a.floor_num} vs {a.floor_num} "
           f"images: {done['fid_floor']:.3f}")
-    Path(a.results).write_text(json.dumps(done, indent=2) + "\n")
+    write_result(done, a.results)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,19 @@
     python -m benchmarks.sampling_speed --config configs/diffusion/mnist.yaml --steps 10 50 250
 
 Models are built from their configs with fresh weights: speed does not depend on training.
-Figures go to benchmarks/results/sampling_speed_<device>.json.
+Figures go to benchmarks/results/sampling_speed_<device>.json (another file with ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
+from benchmarks.common import command, stamp, write_result
 from genlab.evaluation import instantiate
 from genlab.module import GenerativeModule
 from genlab.sampling import check_options, draw
@@ -54,7 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, nargs="*", default=[],
                         help="sampling steps to try, for models whose sample() takes steps")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", help="JSON (default benchmarks/results/sampling_speed_<device>)")
     a = parser.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     configs = [Path(c) for c in a.config] if a.config else image_configs()
     rows = []
@@ -75,14 +77,10 @@ def main(argv: list[str] | None = None) -> None:
                          "samples_per_second": round(rate, 1)})
             print(f"{rows[-1]['config']:40s} {rows[-1]['model']:12s} "
                   f"{str(options or ''):14s} {rate:10.1f} samples/s")
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        platform.processor() or platform.machine())
-    out = ROOT / f"benchmarks/results/sampling_speed_{device.type}.json"
-    out.write_text(json.dumps({"device": hardware, "threads": torch.get_num_threads(),
-                               "torch": torch.__version__, "num": a.num,
-                               "batch_size": a.batch_size,
-                               "date": datetime.date.today().isoformat(), "rows": rows},
-                              indent=2) + "\n")
+    out = a.out or ROOT / f"benchmarks/results/sampling_speed_{device.type}.json"
+    write_result({"benchmark": "samples per second of image models (fresh weights)",
+                  "device": device.type, "num": a.num, "batch_size": a.batch_size, "rows": rows,
+                  "command": command("benchmarks.sampling_speed", argv), **stamp(device)}, out)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,9 @@ Targets (issue 6, GPU preset): ELBO <= 86.0 nats, IWAE k=50 <= 84.5 nats at k = 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import lightning as L
 import torch
 from genlab_vae import VAE
 
+from benchmarks.common import stamp
 from genlab.data.images import ImageDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,13 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
                      "encoder_decoder": f"MLP {cfg['act']} {cfg['hidden']}"},
         "settings": {k: v for k, v in cfg.items() if k != "rows"},
         "command": "python -m benchmarks.vae_nll " + " ".join(sys.argv[1:]),
-        "hardware": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        **stamp(cfg["device"]),
         "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
                                     "after": [round(x, 2) for x in os.getloadavg()]},
-        "software": {"python": platform.python_version(), "torch": torch.__version__,
-                     "lightning": L.__version__},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     default = ROOT / "benchmarks" / "results" / f"vae_nll_{args.preset}.json"
     out = Path(args.out) if args.out else default

@@ -25,10 +25,8 @@ VAE-GAN reconstructions, VAE reconstructions) plus both models' samples to ``--p
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from genlab_vaegan import VAEGAN
 from genlab_vaegan.pictures import reconstructions
 from torch import Tensor
 
+from benchmarks.common import stamp
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
 from genlab.evaluation import fid_between, take
@@ -216,13 +215,9 @@ def main(argv: list[str] | None = None) -> dict:
                             "samples = mean images", "vaegan_samples": "EMA decoder"},
         "settings": cfg, "pictures": files,
         "command": "python -m benchmarks.vaegan_mnist " + " ".join(sys.argv[1:]),
-        "hardware": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        **stamp(cfg["device"]),
         "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
                                     "after": [round(x, 2) for x in os.getloadavg()]},
-        "software": {"python": platform.python_version(), "torch": torch.__version__,
-                     "lightning": L.__version__},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     default = ROOT / "benchmarks" / "results" / f"vaegan_mnist_{args.preset}.json"
     out = Path(args.out) if args.out else default
