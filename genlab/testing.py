@@ -13,6 +13,7 @@ Each check fails with a ``ConformanceError`` that says what to fix.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab.callbacks.rng import RNGState
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.module import MODALITIES, GenerativeModule, check_model_and_data
@@ -141,16 +143,92 @@ def check_sample_command(path: Path, root: Path) -> None:
     _expect(any(root.glob("sampled*")), "`genlab sample` wrote nothing")
 
 
+def _fresh(datamodule: L.LightningDataModule) -> L.LightningDataModule:
+    """A copy of the data module with no trainer and unplayed samplers, for a separate fit."""
+    datamodule.trainer = None  # a deepcopy (or spawn's pickle) must not drag an earlier fit along
+    return copy.deepcopy(datamodule)
+
+
+def _seeded_fit(cls: type[GenerativeModule], init_args: dict[str, Any],
+                datamodule: L.LightningDataModule, root: Path, steps: int,
+                ckpt_path: Path | None = None, **trainer_kwargs: Any) -> L.Trainer:
+    """Build the model from seed 0 and fit it for ``steps`` on a fresh copy of the data."""
+    L.seed_everything(0, verbose=False)
+    model = build(cls, init_args)
+    trainer = _trainer(root, steps, **trainer_kwargs)
+    trainer.fit(model, datamodule=_fresh(datamodule), ckpt_path=ckpt_path)
+    return trainer
+
+
+def _optimizer_tensors(trainer: L.Trainer) -> dict[str, Tensor]:
+    out = {}
+    for i, optimizer in enumerate(trainer.optimizers):
+        for param, state in optimizer.state_dict()["state"].items():
+            for name, value in state.items():
+                if isinstance(value, Tensor):
+                    out[f"optimizer {i} param {param} {name}"] = value
+    return out
+
+
+def check_exact_resume(cls: type[GenerativeModule], init_args: dict[str, Any],
+                       datamodule: L.LightningDataModule, root: Path, steps: int) -> None:
+    """A fit stopped after ``steps`` and resumed to ``2 * steps`` equals an uninterrupted one.
+
+    Bitwise: weights, buffers (EMA, counters), optimizer states and learning-rate schedules, with
+    genlab's ``RNGState`` callback and the data module's resumable sampler, as ``genlab fit``
+    runs them (validation off: it is not training state).
+    """
+    options = {"callbacks": [RNGState()], "limit_val_batches": 0}
+    whole = _seeded_fit(cls, init_args, datamodule, root / "whole", 2 * steps, **options)
+    part = _seeded_fit(cls, init_args, datamodule, root / "part", steps, **options)
+    path = root / "part" / "stopped.ckpt"
+    part.save_checkpoint(path, weights_only=False)
+    options["callbacks"] = [RNGState()]
+    resumed = _seeded_fit(cls, init_args, datamodule, root / "resumed", 2 * steps,
+                          ckpt_path=path, **options)
+    _expect(resumed.global_step == whole.global_step,
+            f"the resumed fit stopped at step {resumed.global_step}, the uninterrupted one at "
+            f"{whole.global_step}: is global_step restored from the checkpoint?")
+    pairs = [(whole.lightning_module.state_dict(), resumed.lightning_module.state_dict()),
+             (_optimizer_tensors(whole), _optimizer_tensors(resumed))]
+    for want, got in pairs:
+        for key, value in want.items():
+            _expect(key in got and torch.equal(value, got[key]),
+                    f"after resuming, {key!r} differs from the uninterrupted run: keep every "
+                    f"piece of training state (EMA, noise generators, counters) in the "
+                    f"state_dict or on_save_checkpoint, and draw training noise from torch's "
+                    f"RNG or a generator saved there")
+    for a, b in zip(whole.lr_scheduler_configs, resumed.lr_scheduler_configs):
+        _expect(a.scheduler.state_dict() == b.scheduler.state_dict(),
+                "after resuming, a learning-rate scheduler's state differs: return it from "
+                "configure_optimizers so Lightning saves it")
+
+
+def check_precision(cls: type[GenerativeModule], init_args: dict[str, Any],
+                    datamodule: L.LightningDataModule, root: Path, steps: int,
+                    precision: str = "bf16-mixed") -> None:
+    """A CPU fit under ``precision`` runs and leaves finite, changed parameters."""
+    L.seed_everything(0, verbose=False)
+    model = build(cls, init_args)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    _trainer(root, steps, precision=precision).fit(model, datamodule=_fresh(datamodule))
+    params = dict(model.named_parameters())
+    bad = [k for k, v in params.items() if not torch.isfinite(v).all()]
+    _expect(not bad, f"{precision} training made {bad[:3]} NaN/Inf: compute losses in float32 "
+                     f"(autocast off) where they need range")
+    _expect(any(not torch.equal(params[k].detach(), v) for k, v in before.items()),
+            f"{steps} {precision} training steps changed no parameter")
+
+
 def check_ddp(cls: type[GenerativeModule], init_args: dict[str, Any],
               datamodule: L.LightningDataModule, root: Path, steps: int) -> None:
     """A 2-process CPU DDP fit (gloo) runs, and both processes end with the same weights."""
     from lightning.pytorch.strategies import DDPStrategy
 
     model = build(cls, init_args)
-    datamodule.trainer = None  # spawn pickles the data module: not the earlier fit with it
     trainer = _trainer(root, steps, devices=2, callbacks=[SameWeightsOnAllRanks()],
                        strategy=DDPStrategy(process_group_backend="gloo", start_method="spawn"))
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=_fresh(datamodule))
 
 
 class SameWeightsOnAllRanks(L.Callback):
@@ -168,7 +246,8 @@ class SameWeightsOnAllRanks(L.Callback):
 
 def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDataModule,
                  tmp_path: str | Path, init_args: dict[str, Any] | None = None,
-                 steps: int = 4, num: int = 8, ddp: bool = False) -> None:
+                 steps: int = 4, num: int = 8, ddp: bool = False, resume: bool = True,
+                 precisions: tuple[str, ...] = ("bf16-mixed",)) -> None:
     """Run every contract check on a model plugin; raises ``ConformanceError`` on the first miss.
 
     Args:
@@ -179,6 +258,8 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
         steps: Training steps (optimizer steps) of the short fit.
         num: Samples drawn by the sampling checks.
         ddp: Also run a 2-process CPU DDP fit.
+        resume: Check that a stopped and resumed fit is bitwise the uninterrupted one.
+        precisions: Lightning precisions a short CPU fit must run under.
     """
     root = Path(tmp_path)
     cls = resolve(model)
@@ -190,5 +271,9 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
     check_samples(instance, instance.sample_eval(num), num, data_shape)
     path = check_checkpoint_round_trip(instance, trainer, root, num)
     check_sample_command(path, root)
+    if resume:
+        check_exact_resume(cls, init_args, datamodule, root / "resume", steps)
+    for precision in precisions:
+        check_precision(cls, init_args, datamodule, root / precision, steps, precision)
     if ddp:
         check_ddp(cls, init_args, datamodule, root / "ddp", steps)

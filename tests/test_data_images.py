@@ -71,11 +71,18 @@ def test_channels_are_converted(tmp_path):
 def test_dynamic_binarization_draws_afresh(tmp_path):
     root = write_parquet(tmp_path / "pq", {"train": 10}, num_classes=10, size=(16, 16))
     dm = module(str(root), image_size=16, channels=1, binarize=True, val_fraction=0.5)
-    first, second = dm.sets["train"][:4]["x"], dm.sets["train"][:4]["x"]
+    train = dm.sets["train"]
+    n = len(train)
+
+    def epoch(e):  # the first 4 examples as a keyed sampler serves them in epoch e
+        return train.__getitems__([e * n + i for i in range(4)])["x"]
+
+    first, second = epoch(0), epoch(1)
     assert set(first.unique().tolist()) <= {-1.0, 1.0}
-    assert not torch.equal(first, second)
+    assert not torch.equal(first, second)  # a fresh draw each epoch...
+    assert torch.equal(first, epoch(0))  # ...that a resumed run draws again
     # p = intensity: the mean of many draws approaches the gray level
-    means = torch.stack([dm.sets["train"][:4]["x"] for _ in range(200)]).add(1).div(2)
+    means = torch.stack([epoch(e) for e in range(200)]).add(1).div(2)
     expected = torch.tensor([intensity(k) / 255 for k in dm.sets["train"][:4]["label"]])
     assert torch.allclose(means.mean((0, 2, 3, 4)), expected, atol=0.02)
 
@@ -91,7 +98,8 @@ def test_flip_only_in_training(tmp_path):
     data.to_parquet(str(tmp_path / "train.parquet"))
     dm = module(str(tmp_path / "train.parquet"), image_size=8, channels=1, hflip=True,
                 val_fraction=0.5, batch_size=2)
-    lefts = {dm.sets["train"][0]["x"][0, 0, 0].item() for _ in range(30)}
+    train = dm.sets["train"]
+    lefts = {train[e * len(train)]["x"][0, 0, 0].item() for e in range(30)}  # 30 epochs
     assert lefts == {-1.0, 1.0}
     assert {dm.sets["val"][0]["x"][0, 0, 0].item() for _ in range(10)} == {1.0}
     assert "label" not in dm.sets["train"][0] and dm.num_classes is None
@@ -186,3 +194,12 @@ def test_shape_mismatch_with_model_names_both_shapes(parquet):
     model.data_shape = (1, 28, 28)
     with pytest.raises(GenlabError, match=r"\(3, 32, 32\).*\(1, 28, 28\)"):
         check_data_shape(model, ImageDataModule(parquet))
+
+
+def test_serving_batches_leaves_the_global_rng_alone(tmp_path):
+    # Training noise must not depend on what the data pipeline drew (exact resume, DDP ranks).
+    root = write_parquet(tmp_path / "pq", {"train": 16}, size=(8, 8))
+    dm = module(str(root), image_size=8, channels=1, binarize=True, hflip=True, batch_size=4)
+    state = torch.get_rng_state()
+    batches = [b["x"] for b in dm.train_dataloader()]
+    assert torch.equal(torch.get_rng_state(), state) and len(batches) >= 2

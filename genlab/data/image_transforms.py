@@ -8,6 +8,8 @@ for the whole set at start-up.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,26 +72,43 @@ class BatchFetch(Dataset):
     ``datasets`` would split the transformed batch into examples for the DataLoader to stack
     again; ``__getitems__`` hands the batch over as it is (see ``collate``).
 
+    The transform's random draws (flips, dynamic binarization) are seeded by the batch's keys
+    (``epoch * len + index`` from a keyed ``ResumableSampler``, or plain indices), not taken
+    from the global RNG: a resumed run, a DDP rank or a DataLoader worker serves the same batch
+    an uninterrupted run would, and training noise is left undisturbed.
+
     Args:
         data: A ``datasets.Dataset`` with a batch transform (``with_transform``).
+        seed: Mixed into the per-batch seed.
     """
 
-    def __init__(self, data: Any) -> None:
-        self.data = data
+    def __init__(self, data: Any, seed: int = 0) -> None:
+        self.data, self.seed = data, seed
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return self.data[index]
+    def __getitem__(self, key: int | slice) -> dict[str, Tensor]:
+        if isinstance(key, slice):
+            return self.__getitems__(list(range(len(self.data)))[key])
+        with self._seeded(key):
+            return self.data[key % len(self.data)]
 
-    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
-        """One batch: the transform applied once to the rows ``indices``.
+    def __getitems__(self, keys: list[int]) -> dict[str, Tensor]:
+        """One batch: the transform applied once to the rows ``keys`` point to.
 
         Args:
-            indices: Row indices chosen by the sampler.
+            keys: Row indices, or ``epoch * len + index`` keys, chosen by the sampler.
         """
-        return self.data[indices]
+        with self._seeded(keys[0]):
+            return self.data[[key % len(self.data) for key in keys]]
+
+    @contextmanager
+    def _seeded(self, key: int) -> Iterator[None]:
+        # A batch is determined by its first key (batches are fixed runs of the sampler's order).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + key)
+            yield
 
 
 def collate(data: dict[str, Tensor] | list[dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -72,7 +72,8 @@ class ImageDataModule(SplitDataModule):
         val_fraction: Share of train carved out for validation when there is no validation split.
         batch_size: Images per batch.
         num_workers: DataLoader worker processes (they decode and transform).
-        seed: Seed of the validation carve-out.
+        seed: Seed of the validation carve-out and of the per-batch random draws (flips,
+            binarization).
     """
 
     def __init__(
@@ -240,7 +241,7 @@ class ImageDataModule(SplitDataModule):
 
     def build_sets(self) -> dict[str, torch.utils.data.Dataset]:
         """What the DataLoaders serve: each split formatted, fetched a batch at a time."""
-        return {name: BatchFetch(self.formatted(split, name == "train"))
+        return {name: BatchFetch(self.formatted(split, name == "train"), seed=self.hparams.seed)
                 for name, split in self.raw_splits().items()}
 
     def setup(self, stage: str | None = None) -> None:
@@ -258,7 +259,7 @@ class ImageDataModule(SplitDataModule):
         workers = self.hparams.num_workers
         data = self.sets[name]
         return DataLoader(data, batch_size=self.hparams.batch_size, drop_last=train,
-                          sampler=self.train_sampler(len(data)) if train else None,
+                          sampler=self.train_sampler(len(data), keyed=True) if train else None,
                           num_workers=workers, persistent_workers=workers > 0,
                           collate_fn=collate, pin_memory=torch.cuda.is_available(),
                           generator=self.loader_rng())

@@ -16,22 +16,29 @@ class ResumableSampler(Sampler[int]):
     the interrupted epoch's permutation at the example where it stopped, and the global RNG is
     never touched, so the data order is that of an uninterrupted run.
 
+    With ``keyed``, it yields *keys* ``epoch * size + index`` instead of indices, for datasets
+    whose per-example randomness (augmentation, dynamic binarization) must be a function of
+    (example, epoch) rather than of the global RNG: see ``genlab.data.image_transforms.BatchFetch``.
+
     Args:
         size: Number of examples.
         seed: Seed of the permutations.
         position: Returns ``(epoch, examples_done)``; ``None``: count epochs from 0.
+        keyed: Yield ``epoch * size + index`` keys.
     """
 
     def __init__(self, size: int, seed: int = 0,
-                 position: Callable[[], tuple[int, int]] | None = None) -> None:
-        self.size, self.seed, self.position = size, seed, position
+                 position: Callable[[], tuple[int, int]] | None = None,
+                 keyed: bool = False) -> None:
+        self.size, self.seed, self.position, self.keyed = size, seed, position, keyed
         self._epochs = 0
 
     def __iter__(self) -> Iterator[int]:
         epoch, start = self.position() if self.position else (self._epochs, 0)
         self._epochs += 1
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return iter(torch.randperm(self.size, generator=gen)[start:].tolist())
+        order = torch.randperm(self.size, generator=gen)[start:]
+        return iter((order + epoch * self.size if self.keyed else order).tolist())
 
     def __len__(self) -> int:
         return self.size

@@ -18,10 +18,15 @@ class SplitDataModule(L.LightningDataModule):
     the same batches as an uninterrupted one.
     """
 
-    def train_sampler(self, size: int) -> ResumableSampler:
-        """The training sampler over ``size`` examples, positioned by the trainer's progress."""
+    def train_sampler(self, size: int, keyed: bool = False) -> ResumableSampler:
+        """The training sampler over ``size`` examples, positioned by the trainer's progress.
+
+        Args:
+            size: Number of training examples.
+            keyed: Yield ``epoch * size + index`` keys (see ``ResumableSampler``).
+        """
         return ResumableSampler(size, seed=int(self.hparams.get("seed", 0)),
-                                position=self._position)
+                                position=self._position, keyed=keyed)
 
     def _position(self) -> tuple[int, int]:
         trainer = self.trainer
