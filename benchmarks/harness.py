@@ -116,11 +116,12 @@ FAMILIES: tuple[Family, ...] = (
                   "--out", "runs/benchmarks/gpu-smoke/classifier.pt"),
            out_flag="--results"),
     Family("overhead", "overhead",
-           cpu=("--preset", "cpu"), gpu=("--preset", "gpu"),
-           smoke=("--preset", "gpu", "--device", "cpu", "--tiny"), cpu_full=True),
+           cpu=("--preset", "cpu", "--steps", "30", "--warmup", "5", "--repeats", "2"),
+           gpu=("--preset", "gpu"),
+           smoke=("--preset", "gpu", "--device", "cpu", "--tiny")),
     Family("speed", "speed_options",
-           cpu=("--preset", "cpu"), gpu=("--preset", "gpu"),
-           smoke=("--preset", "gpu", "--device", "cpu", "--tiny"), cpu_full=True),
+           cpu=("--preset", "cpu", "--steps", "8"), gpu=("--preset", "gpu"),
+           smoke=("--preset", "gpu", "--device", "cpu", "--tiny")),
 )
 BY_NAME = {f.name: f for f in FAMILIES}
 
