@@ -51,6 +51,11 @@ class Diffusion(GenerativeModule):
         num_classes: Number of classes for a class-conditional model, ``None`` otherwise.
         hidden: Hidden widths of the point denoiser's MLP.
         emb_dim: Width of the point denoiser's time embedding.
+        fourier_features: Random Fourier features of the noisy point fed to the point
+            denoiser (0: none). Tight modes need them: without, a plain MLP blurs samples
+            between modes (see ``genlab.nn.point_denoiser``).
+        fourier_scale: Standard deviation of those frequencies, in cycles per unit of the
+            diffusion space (data divided by ``data_scale``).
         channels: Base width of the U-Net.
         channel_mults: Width multiplier of each U-Net level (the side must be divisible by
             ``2 ** (len(channel_mults) - 1)``).
@@ -90,6 +95,8 @@ class Diffusion(GenerativeModule):
         num_classes: int | None = None,
         hidden: Sequence[int] = (256, 256, 256),
         emb_dim: int = 128,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
         channels: int = 64,
         channel_mults: Sequence[int] = (1, 2, 2),
         num_res_blocks: int = 2,
@@ -142,7 +149,9 @@ class Diffusion(GenerativeModule):
         h = self.hparams
         if len(self.data_shape) == 1:
             return PointDenoiser(self.data_shape[0], h.hidden, h.emb_dim,
-                                 num_classes=h.num_classes)
+                                 num_classes=h.num_classes,
+                                 fourier_features=h.fourier_features,
+                                 fourier_scale=h.fourier_scale)
         c, height, width = self.data_shape
         factor = 2 ** (len(h.channel_mults) - 1)
         _check(height % factor == 0 and width % factor == 0,
