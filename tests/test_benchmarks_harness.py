@@ -72,7 +72,9 @@ def test_extract_survives_a_file_of_another_shape():
 
 
 def test_only_parsing():
-    assert [f.name for f in parse_only(None)] == [f.name for f in FAMILIES]
+    assert [f.name for f in parse_only(None)] == [f.name for f in FAMILIES if f.default]
+    assert "classifier" not in [f.name for f in parse_only(None)]
+    assert [f.name for f in parse_only("classifier")] == ["classifier"]
     assert [f.name for f in parse_only("vae, gan")] == ["gan", "vae"]  # harness order
     with pytest.raises(SystemExit, match="unknown family nope"):
         parse_only("gan,nope")
