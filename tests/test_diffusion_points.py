@@ -55,3 +55,32 @@ def test_fourier_points_model_reloads_to_identical_samples(tmp_path):
         with fixed_seed(3, loaded.device):
             b = loaded.sample_eval(4, **options)
         assert a.shape == (4, 2) and torch.equal(a, b)
+
+
+def _staircase_error(fourier_features: int, steps: int = 300) -> float:
+    """MSE of a point denoiser fitted to "snap to the nearest grid-25 mode" (spacing 2)."""
+    torch.manual_seed(0)
+    net = PointDenoiser(hidden=(64, 64), emb_dim=8, fourier_features=fourier_features,
+                        fourier_scale=0.5)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    t = torch.zeros(256, dtype=torch.long)
+    for _ in range(steps):
+        x = torch.rand(256, 2) * 10 - 5
+        loss = (net(x, t) - (x / 2).round() * 2).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.rand(2000, 2) * 10 - 5
+    with torch.no_grad():
+        return (net(x, t[:1].expand(2000)) - (x / 2).round() * 2).pow(2).mean().item()
+
+
+def test_fourier_features_fit_the_low_noise_denoiser_of_tight_modes():
+    # Near clean data the grid-25 denoiser is a staircase; a plain MLP fits it ~3x worse in
+    # the same steps (0.30 vs 0.11 here), which left grid-25 samples between modes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only add overhead on a shared CPU
+    try:
+        assert _staircase_error(16) < 0.6 * _staircase_error(0)
+    finally:
+        torch.set_num_threads(threads)
