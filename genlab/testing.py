@@ -221,14 +221,46 @@ def check_precision(cls: type[GenerativeModule], init_args: dict[str, Any],
 
 
 def check_ddp(cls: type[GenerativeModule], init_args: dict[str, Any],
-              datamodule: L.LightningDataModule, root: Path, steps: int) -> None:
-    """A 2-process CPU DDP fit (gloo) runs, and both processes end with the same weights."""
+              datamodule: L.LightningDataModule, root: Path, steps: int,
+              tolerance: float | None = 1e-3) -> None:
+    """2-process CPU DDP (gloo) ends with the same weights as 1 process on the same global batch.
+
+    Both processes must end with the same weights, and those must agree with a 1-process fit
+    whose batch is twice the per-process batch.
+
+    Agreement holds when the data module shards like genlab's (``SplitDataModule``) and the
+    plugin draws training noise through ``genlab.noise``; it is measured as the distance between
+    the two runs' weights relative to how far training moved them, and must stay under
+    ``tolerance`` (``None``: not compared, e.g. for networks with batch norm, whose statistics
+    are per process unless ``sync_batchnorm`` is on).
+    """
     from lightning.pytorch.strategies import DDPStrategy
 
-    model = build(cls, init_args)
-    trainer = _trainer(root, steps, devices=2, callbacks=[SameWeightsOnAllRanks()],
-                       strategy=DDPStrategy(process_group_backend="gloo", start_method="spawn"))
-    trainer.fit(model, datamodule=_fresh(datamodule))
+    strategy = DDPStrategy(process_group_backend="gloo", start_method="spawn")
+    two = _seeded_fit(cls, init_args, datamodule, root / "two", steps, devices=2,
+                      strategy=strategy, callbacks=[SameWeightsOnAllRanks(), RNGState()],
+                      limit_val_batches=0)
+    if tolerance is None:
+        return
+    one_data = _fresh(datamodule)
+    _expect("batch_size" in getattr(one_data, "hparams", {}),
+            "check_ddp needs datamodule.hparams.batch_size (the per-process batch) to build the "
+            "1-process run; pass ddp_tolerance=None to skip the comparison")
+    one_data.hparams.batch_size *= 2
+    one = _seeded_fit(cls, init_args, one_data, root / "one", steps, callbacks=[RNGState()],
+                      limit_val_batches=0)
+    L.seed_everything(0, verbose=False)
+    start = build(cls, init_args).state_dict()
+    a, b = two.lightning_module.state_dict(), one.lightning_module.state_dict()
+    keys = [k for k, v in start.items() if v.is_floating_point()]
+    gap = sum((a[k].float() - b[k].float()).pow(2).sum() for k in keys).sqrt().item()
+    moved = sum((b[k].float() - start[k].float()).pow(2).sum() for k in keys).sqrt().item()
+    _expect(gap <= tolerance * max(moved, 1e-12),
+            f"2-process DDP and a 1-process run on the same global batch end {gap:.3g} apart, "
+            f"{gap / max(moved, 1e-12):.3g} of how far training moved the weights "
+            f"(tolerance {tolerance}): draw training noise with genlab.noise (batch_randn, "
+            f"...) so each process gets its share of the global batch's noise, and reduce "
+            f"losses by mean")
 
 
 class SameWeightsOnAllRanks(L.Callback):
@@ -247,7 +279,8 @@ class SameWeightsOnAllRanks(L.Callback):
 def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDataModule,
                  tmp_path: str | Path, init_args: dict[str, Any] | None = None,
                  steps: int = 4, num: int = 8, ddp: bool = False, resume: bool = True,
-                 precisions: tuple[str, ...] = ("bf16-mixed",)) -> None:
+                 precisions: tuple[str, ...] = ("bf16-mixed",),
+                 ddp_tolerance: float | None = 1e-3) -> None:
     """Run every contract check on a model plugin; raises ``ConformanceError`` on the first miss.
 
     Args:
@@ -257,7 +290,9 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
         init_args: The model's constructor arguments, as in a config's ``init_args``.
         steps: Training steps (optimizer steps) of the short fit.
         num: Samples drawn by the sampling checks.
-        ddp: Also run a 2-process CPU DDP fit.
+        ddp: Also run a 2-process CPU DDP fit and compare it with a 1-process one.
+        ddp_tolerance: How far apart (relative to the weights' change) the 2-process and the
+            1-process runs may end; ``None``: only check that the processes agree.
         resume: Check that a stopped and resumed fit is bitwise the uninterrupted one.
         precisions: Lightning precisions a short CPU fit must run under.
     """
@@ -276,4 +311,4 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
     for precision in precisions:
         check_precision(cls, init_args, datamodule, root / precision, steps, precision)
     if ddp:
-        check_ddp(cls, init_args, datamodule, root / "ddp", steps)
+        check_ddp(cls, init_args, datamodule, root / "ddp", steps, ddp_tolerance)

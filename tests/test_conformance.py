@@ -29,15 +29,15 @@ def test_conditional_conv_gan_on_images(tmp_path):
         "image_size": 28, "channels": 1, "width": 8, "latent_dim": 8, "num_classes": 3})
 
 
-def test_vae_on_binarized_images(tmp_path):
-    check_plugin("vae", images(tmp_path, 8, binarize=True), tmp_path, init_args={
+def test_vae_on_binarized_images_with_ddp(tmp_path):
+    check_plugin("vae", images(tmp_path, 8, binarize=True), tmp_path, ddp=True, init_args={
         "data_shape": [1, 8, 8], "hidden": [16], "latent_dim": 2, "val_samples": 2,
         "eval_samples": 4, "eval_chunk": 4})
 
 
-def test_gpt_on_text(tmp_path):
+def test_gpt_on_text_with_ddp(tmp_path):
     data = TextDataModule(str(write_text(tmp_path / "t.txt")), block_size=16, batch_size=4)
-    check_plugin("ar", data, tmp_path, init_args={
+    check_plugin("ar", data, tmp_path, ddp=True, init_args={
         "vocab_size": data.vocab_size, "block_size": 16, "n_layer": 1, "n_head": 2,
         "n_embd": 16, "dropout": 0.0, "max_new_tokens": 8})
 

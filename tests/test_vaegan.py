@@ -193,5 +193,6 @@ def test_bad_hyperparameters_raise_one_clear_error(bad):
 
 
 def test_conformance_with_ddp(tmp_path):
-    check_plugin("vaegan", images(tmp_path), tmp_path, init_args={**TINY, "grad_clip": 1.0},
-                 ddp=True)
+    # Without batch norm, whose statistics are per process, 2-process DDP matches 1 process.
+    check_plugin("vaegan", images(tmp_path), tmp_path, ddp=True, init_args={
+        **TINY, "grad_clip": 1.0, "decoder_norm": "none"})

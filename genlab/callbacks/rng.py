@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -16,6 +17,11 @@ class RNGState(L.Callback):
     Lightning does not: a resumed GAN or diffusion model would otherwise draw other noise than
     the uninterrupted run. The state is put back just before the first batch after resuming,
     once the data loaders have been built (building them consumes random numbers).
+
+    A fresh fit with a global seed (``seed_everything``) starts its noise from that seed:
+    Lightning re-seeds DDP processes after the model was built, while a 1-process run would
+    keep the state model initialisation left, so runs on different numbers of processes would
+    draw different noise (``genlab.noise`` then deals each process its share of it).
     """
 
     def __init__(self) -> None:
@@ -31,6 +37,15 @@ class RNGState(L.Callback):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Seed the training noise from the run's seed, the same on any number of processes."""
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None:
+            seed = int(seed) + 1  # not the stream that initialised the weights
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep the state until training resumes."""

@@ -1,15 +1,13 @@
-"""Image decoding and transforms, run per batch by ``datasets`` inside DataLoader workers.
+"""Image decoding and transforms, run per batch inside DataLoader workers.
 
-``ImageTransform`` is given to ``Dataset.with_transform``: a DataLoader worker fetches a batch of
-rows (``Dataset.__getitems__``), the transform decodes and transforms them, and nothing is done
-for the whole set at start-up.
+``BatchFetch`` serves a ``datasets.Dataset`` of undecoded rows: a DataLoader worker fetches a
+batch of rows (``__getitems__``), ``ImageTransform`` decodes and transforms them, and nothing is
+done for the whole set at start-up.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,48 +65,40 @@ def decode(item: dict[str, Any] | bytes | str, channels: int) -> Tensor:
 
 
 class BatchFetch(Dataset):
-    """Serve a formatted ``datasets.Dataset`` a whole batch per call, as the transform made it.
+    """Serve rows of a ``datasets.Dataset`` a whole batch per call, through ``transform``.
 
-    ``datasets`` would split the transformed batch into examples for the DataLoader to stack
-    again; ``__getitems__`` hands the batch over as it is (see ``collate``).
-
-    The transform's random draws (flips, dynamic binarization) are seeded by the batch's keys
-    (``epoch * len + index`` from a keyed ``ResumableSampler``, or plain indices), not taken
-    from the global RNG: a resumed run, a DDP rank or a DataLoader worker serves the same batch
-    an uninterrupted run would, and training noise is left undisturbed.
+    Returning the transformed batch as it is saves the DataLoader from stacking examples again
+    (see ``collate``). The transform's random draws (flips, dynamic binarization) come from one
+    generator per example seeded by the example's key (``epoch * len + index`` from a keyed
+    ``ResumableSampler``, or its plain index), never from the global RNG: a resumed run, any
+    number of DDP processes and any number of workers serve an example exactly as an
+    uninterrupted 1-process run does, and training noise is left undisturbed.
 
     Args:
-        data: A ``datasets.Dataset`` with a batch transform (``with_transform``).
-        seed: Mixed into the per-batch seed.
+        data: Undecoded rows (``datasets.Image(decode=False)`` images).
+        transform: Turns a batch of rows and their keys into tensors.
+        seed: Mixed into every example's seed.
     """
 
-    def __init__(self, data: Any, seed: int = 0) -> None:
-        self.data, self.seed = data, seed
+    def __init__(self, data: Any, transform: ImageTransform, seed: int = 0) -> None:
+        self.data, self.transform, self.seed = data, transform, seed
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, key: int | slice) -> dict[str, Tensor]:
-        if isinstance(key, slice):
-            return self.__getitems__(list(range(len(self.data)))[key])
-        with self._seeded(key):
-            return self.data[key % len(self.data)]
+        keys = list(range(len(self.data)))[key] if isinstance(key, slice) else [key]
+        batch = self.__getitems__(keys)
+        return batch if isinstance(key, slice) else {k: v[0] for k, v in batch.items()}
 
     def __getitems__(self, keys: list[int]) -> dict[str, Tensor]:
-        """One batch: the transform applied once to the rows ``keys`` point to.
+        """One batch: the rows ``keys`` point to, transformed together.
 
         Args:
             keys: Row indices, or ``epoch * len + index`` keys, chosen by the sampler.
         """
-        with self._seeded(keys[0]):
-            return self.data[[key % len(self.data) for key in keys]]
-
-    @contextmanager
-    def _seeded(self, key: int) -> Iterator[None]:
-        # A batch is determined by its first key (batches are fixed runs of the sampler's order).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 1_000_003 + key)
-            yield
+        rows = self.data[[key % len(self.data) for key in keys]]
+        return self.transform(rows, [self.seed * 1_000_003 + key for key in keys])
 
 
 def collate(data: dict[str, Tensor] | list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -146,13 +136,14 @@ class ImageTransform:
         if resize:
             geometry += [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
         self.geometry = v2.Compose(geometry) if geometry else None
-        self.flip = v2.RandomHorizontalFlip() if hflip else None
+        self.hflip = hflip
 
-    def image(self, item: dict[str, Any]) -> Tensor:
+    def image(self, item: dict[str, Any], rng: torch.Generator | None = None) -> Tensor:
         """One decoded, cropped, resized and maybe flipped uint8 image ``(C, S, S)``.
 
         Args:
             item: One stored image.
+            rng: The example's own generator (flips); ``None``: torch's global one.
         """
         x = decode(item, self.channels)
         size = self.image_size
@@ -164,17 +155,24 @@ class ImageTransform:
                 f"{(self.channels, size, size)}; set data.resize: true or "
                 f"data.image_size: {x.shape[1]}"
             )
-        return self.flip(x) if self.flip is not None else x
+        if self.hflip and torch.rand((), generator=rng) < 0.5:
+            x = x.flip(-1)
+        return x
 
-    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, Tensor]:
+    def __call__(self, batch: dict[str, list[Any]],
+                 seeds: list[int] | None = None) -> dict[str, Tensor]:
         """Turn a batch of rows into ``{"x": (B, C, S, S) float, "label": (B,) long}``.
 
         Args:
             batch: Columns of the rows fetched, as lists.
+            seeds: One seed per row for its random draws; ``None``: torch's global generator.
         """
-        x = torch.stack([self.image(item) for item in batch[self.image_column]])
+        items = batch[self.image_column]
+        rngs = [torch.Generator().manual_seed(s) for s in seeds] if seeds else [None] * len(items)
+        x = torch.stack([self.image(item, rng) for item, rng in zip(items, rngs)])
         x = x.float().div_(255)  # (B, C, S, S) in [0, 1]
-        x = torch.bernoulli(x) if self.binarize else x
+        if self.binarize:
+            x = torch.stack([torch.bernoulli(xi, generator=rng) for xi, rng in zip(x, rngs)])
         out = {"x": x.mul_(2).sub_(1)}
         if self.label_column is not None:
             out["label"] = torch.as_tensor(batch[self.label_column], dtype=torch.long)

@@ -44,7 +44,7 @@ def _holds_images(feature: object) -> bool:
 class ImageDataModule(SplitDataModule):
     """Images as ``{"x": (B, C, S, S) in [-1, 1], "label": (B,) long}`` batches.
 
-    Decoding and transforms run per batch in the DataLoader workers (``Dataset.with_transform``).
+    Decoding and transforms run per batch in the DataLoader workers (``BatchFetch``).
     ``data_shape`` is ``(channels, image_size, image_size)`` from the start; ``num_classes`` is
     read from the label column (a ``ClassLabel``'s names, else the largest label + 1).
 
@@ -213,17 +213,15 @@ class ImageDataModule(SplitDataModule):
         return ImageTransform(image, label, h.channels, h.image_size, h.resize,
                               h.center_crop, hflip=h.hflip and train, binarize=h.binarize)
 
-    def formatted(self, split: datasets.Dataset, train: bool) -> datasets.Dataset:
-        """``split`` reduced to its image (and label) column and served through ``transform``.
+    def formatted(self, split: datasets.Dataset) -> datasets.Dataset:
+        """``split`` reduced to its image (and label) column, images left undecoded.
 
         Args:
             split: A split of the source.
-            train: Whether random flips apply.
         """
         image, label = self.columns()
         split = split.select_columns([image] + ([label] if label else []))
-        split = split.cast_column(image, datasets.Image(decode=False))
-        return split.with_transform(self.transform(train))
+        return split.cast_column(image, datasets.Image(decode=False))
 
     def raw_splits(self) -> dict[str, datasets.Dataset]:
         """Train, validation (carved from train when missing) and test splits, unformatted."""
@@ -241,7 +239,8 @@ class ImageDataModule(SplitDataModule):
 
     def build_sets(self) -> dict[str, torch.utils.data.Dataset]:
         """What the DataLoaders serve: each split formatted, fetched a batch at a time."""
-        return {name: BatchFetch(self.formatted(split, name == "train"), seed=self.hparams.seed)
+        return {name: BatchFetch(self.formatted(split), self.transform(name == "train"),
+                                 seed=self.hparams.seed)
                 for name, split in self.raw_splits().items()}
 
     def setup(self, stage: str | None = None) -> None:

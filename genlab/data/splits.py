@@ -25,8 +25,10 @@ class SplitDataModule(L.LightningDataModule):
             size: Number of training examples.
             keyed: Yield ``epoch * size + index`` keys (see ``ResumableSampler``).
         """
+        trainer = self.trainer
+        share = {"num_replicas": trainer.world_size, "rank": trainer.global_rank} if trainer else {}
         return ResumableSampler(size, seed=int(self.hparams.get("seed", 0)),
-                                position=self._position, keyed=keyed)
+                                position=self._position, keyed=keyed, **share)
 
     def _position(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -29,7 +29,8 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: torch.Generator | None = None,
+                     weights: Tensor | None = None) -> Tensor:
     """WGAN-GP: ``E (||∇ D(x̂)|| - 1)²`` at random interpolates ``x̂`` of real and fake examples.
 
     Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", eq. 3 and algorithm 1; the
@@ -41,12 +42,15 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
         fake: A generated batch of the same shape, detached from the generator.
         generator: Random-number generator of the interpolation weights; ``None``: torch's
             global one.
+        weights: The interpolation weights, ``(B, 1, ...)`` in [0, 1], instead of drawing them
+            (e.g. from ``genlab.noise.batch_rand``, the same on any number of processes).
 
     Returns:
         A scalar that keeps its graph, so backpropagating it trains the critic.
     """
     shape = (len(real), *([1] * (real.dim() - 1)))  # one weight per example
-    eps = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+    eps = weights if weights is not None else torch.rand(
+        shape, device=real.device, dtype=real.dtype, generator=generator)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

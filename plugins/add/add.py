@@ -43,6 +43,7 @@ from genlab.diffusion import NoiseSchedule
 from genlab.errors import GenlabError
 from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
+from genlab.noise import batch_randint, batch_randn
 from genlab.registry import create_model, origin
 
 Weighting = Literal["exponential", "sds", "none"]
@@ -335,8 +336,8 @@ class ADD(GenerativeModule):
     def student_forward(self, real: Tensor, labels: Tensor | None) -> Tensor:
         """``x̂_θ``: real examples noised to random student timesteps, denoised in one call."""
         grid = torch.tensor(self.student_timesteps, device=self.device)
-        s = grid[torch.randint(len(grid), (len(real),), device=self.device)]
-        x_s = self.schedule.q_sample(real, s, torch.randn_like(real))
+        s = grid[batch_randint(self, 0, len(grid), (len(real),))]
+        x_s = self.schedule.q_sample(real, s, batch_randn(self, real.shape, dtype=real.dtype))
         return self.x0(self.student, x_s, s, labels)
 
     def discriminator_step(self, real: Tensor, fake: Tensor,
@@ -372,8 +373,9 @@ class ADD(GenerativeModule):
     def distillation_loss(self, x0: Tensor, labels: Tensor | None) -> Tensor:
         """``E_t c(t) ||x̂_θ - sg(x̂_ψ(x̂_θ,t, t))||²`` over ``t`` uniform in
         ``0 … max_timestep`` (squared error averaged over the example's entries)."""
-        t = torch.randint(0, self.max_timestep + 1, (len(x0),), device=self.device)
-        target = self.distillation_target(x0, t, torch.randn_like(x0), labels)
+        t = batch_randint(self, 0, self.max_timestep + 1, (len(x0),))
+        target = self.distillation_target(x0, t, batch_randn(self, x0.shape, dtype=x0.dtype),
+                                          labels)
         err = (x0 - target).pow(2).flatten(1).mean(1)  # (B,)
         return (self.distillation_weight(t) * err).mean()
 

@@ -27,6 +27,7 @@ from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
 from genlab.errors import GenlabError
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
+from genlab.noise import batch_rand, batch_randint, batch_randn
 from genlab.visualize import image_grid, scatter_plot
 
 SamplerName = Literal["ddpm", "ddim", "heun"]
@@ -165,8 +166,8 @@ class Diffusion(GenerativeModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         x0 = batch["x"].float() / self.hparams.data_scale
         labels = self.training_labels(batch)
-        t = self.schedule.sample_timesteps(len(x0), device=self.device)
-        noise = torch.randn_like(x0)
+        t = batch_randint(self, 0, self.schedule.num_timesteps, (len(x0),))
+        noise = batch_randn(self, x0.shape, dtype=x0.dtype)
         x_t = self.schedule.q_sample(x0, t, noise)
         target = self.schedule.target(x0, noise, t, self.hparams.prediction)
         err = (self.denoiser(x_t, t, labels) - target).pow(2).flatten(1).mean(1)  # (B,)
@@ -185,7 +186,7 @@ class Diffusion(GenerativeModule):
             raise GenlabError("model.num_classes is set but the batches have no labels; set "
                               "data.label_column, or model.num_classes: null")
         labels = batch["label"].long()
-        drop = torch.rand(len(labels), device=labels.device) < self.hparams.label_dropout
+        drop = batch_rand(self, (len(labels),)) < self.hparams.label_dropout
         return torch.where(drop, torch.full_like(labels, classes), labels)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

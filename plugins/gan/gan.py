@@ -43,6 +43,7 @@ from genlab.losses.adversarial import (
     g_wasserstein,
 )
 from genlab.losses.penalties import gradient_penalty, r1_penalty
+from genlab.noise import batch_rand, batch_randn
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
@@ -217,8 +218,10 @@ class GAN(GenerativeModule):
         loss = d_loss(real_logits, self.discriminator(fake, labels))
         logs = {"train/loss_d": loss.detach()}
         if h.loss == "wgan-gp":
+            weights = batch_rand(self, (len(real),) + (1,) * (real.dim() - 1),
+                                 generator=self._noise, dtype=real.dtype)
             gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake,
-                                  generator=self._noise)
+                                  weights=weights)
             loss = loss + h.gp_lambda * gp
             logs["train/gp"] = gp.detach()
         if lazy_r1:
@@ -254,18 +257,15 @@ class GAN(GenerativeModule):
         """Training noise ``(num, latent_dim)`` from the module's own, checkpointed generator."""
         if self._noise is None or self._noise.device != self.device:
             self._noise = self._make_noise_generator()
-        return torch.randn(num, self.hparams.latent_dim, device=self.device,
-                           generator=self._noise)
+        return batch_randn(self, (num, self.hparams.latent_dim), generator=self._noise)
 
     def _make_noise_generator(self) -> torch.Generator:
+        # The same stream on every rank: genlab.noise deals each process its share of it.
         gen = torch.Generator(device=self.device)
-        rank = self.global_rank if self._trainer is not None else 0
         if self._noise_state is not None:  # resuming: continue the saved stream
             gen.set_state(self._noise_state)
-            if rank > 0:  # the checkpoint holds rank 0's stream; other ranks branch off it
-                gen.manual_seed(int(torch.randint(2**62, (), generator=gen)) + rank)
-        else:  # derived from the global seed (seed_everything), different on every rank
-            gen.manual_seed(int(torch.randint(2**62, ())) + rank)
+        else:  # derived from the global seed (seed_everything)
+            gen.manual_seed(int(torch.randint(2**62, ())))
         return gen
 
     # ----------------------------------------------------------------------------- checkpoints

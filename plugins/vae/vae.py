@@ -30,6 +30,7 @@ from genlab.losses.likelihoods import (
     log_mean_exp,
 )
 from genlab.nn.mlp import Activation
+from genlab.noise import batch_randn
 
 Likelihood = Literal["bernoulli", "gaussian", "discretized_logistic", "discretized_gaussian"]
 Network = Literal["mlp", "conv"]
@@ -197,7 +198,7 @@ class VAE(GenerativeModule):
         ``s = kl_scale`` is 1 for the true importance weights, β_t during warm-up.
         """
         mu, logvar = self.encode(x, labels)
-        eps = torch.randn(k, *mu.shape, device=mu.device, dtype=mu.dtype)
+        eps = batch_randn(self, (k, *mu.shape), dim=1, dtype=mu.dtype)
         z = mu + (0.5 * logvar).exp() * eps  # (k, B, Z), reparameterized
         return self.log_weights_at(x, labels, z, mu, logvar, kl_scale)
 
@@ -258,7 +259,7 @@ class VAE(GenerativeModule):
             bound = log_mean_exp(self.log_weights(x, labels, h.train_samples, beta_t)).mean()
             return -bound, {"train/iwae": bound}
         mu, logvar = self.encode(x, labels)
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        z = mu + (0.5 * logvar).exp() * batch_randn(self, mu.shape, dtype=mu.dtype)
         rec = self.log_px(x, self.decoder(z, labels)).mean()
         kl_dims = kl_std_normal_per_dim(mu, logvar).mean(0)  # (Z,) batch-mean KL per dimension
         kl = kl_dims.sum()

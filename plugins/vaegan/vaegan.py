@@ -44,6 +44,7 @@ from genlab.errors import GenlabError
 from genlab.losses.adversarial import d_hinge, d_nonsaturating, g_hinge, g_nonsaturating
 from genlab.losses.likelihoods import kl_std_normal
 from genlab.nn.conv import ConvDecoder, Norm, conv_layout
+from genlab.noise import batch_randn
 
 Loss = Literal["nonsaturating", "hinge"]
 
@@ -249,19 +250,17 @@ class VAEGAN(GenerativeModule):
         """
         if self._noise_gen is None or self._noise_gen.device != self.device:
             self._noise_gen = self._make_noise_generator()
-        z = torch.randn(2, num, self.hparams.latent_dim, device=self.device,
+        z = batch_randn(self, (2, num, self.hparams.latent_dim), dim=1,
                         generator=self._noise_gen)
         return z[0], z[1]
 
     def _make_noise_generator(self) -> torch.Generator:
+        # The same stream on every rank: genlab.noise deals each process its share of it.
         gen = torch.Generator(device=self.device)
-        rank = self.global_rank if self._trainer is not None else 0
         if self._noise_state is not None:  # resuming: continue the saved stream
             gen.set_state(self._noise_state)
-            if rank > 0:  # the checkpoint holds rank 0's stream; other ranks branch off it
-                gen.manual_seed(int(torch.randint(2**62, (), generator=gen)) + rank)
-        else:  # derived from the global seed (seed_everything), different on every rank
-            gen.manual_seed(int(torch.randint(2**62, ())) + rank)
+        else:  # derived from the global seed (seed_everything)
+            gen.manual_seed(int(torch.randint(2**62, ())))
         return gen
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
