@@ -7,8 +7,8 @@ hanging or prompting, and says so in one line (with the ``wandb sync`` command f
 from __future__ import annotations
 
 import os
-import socket
-from urllib.parse import urlparse
+import urllib.error
+import urllib.request
 
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
 DEFAULT_HOST = "https://api.wandb.ai"
@@ -25,12 +25,14 @@ def _has_credentials() -> bool:
 
 
 def _reachable(url: str, timeout: float) -> bool:
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    # An HTTP answer, not just a TCP connection: a proxy or firewall that accepts connections
+    # and never replies would otherwise let wandb.init hang for its 90 s before failing.
     try:
-        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:  # any HTTP status is an answer
+        return True
+    except (OSError, ValueError):  # refused, timed out, unresolvable, malformed URL
         return False
 
 

@@ -100,6 +100,26 @@ def test_offline_reason_when_host_unreachable(monkeypatch):
     assert tracking.offline_reason() == "WANDB_MODE=offline"
 
 
+def test_a_host_that_never_answers_means_offline_after_a_bounded_wait(monkeypatch):
+    import socket
+    import time
+
+    from genlab import tracking
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never replies
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(tracking, "_has_credentials", lambda: True)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    start = time.monotonic()
+    try:
+        assert "not reachable" in tracking.offline_reason(timeout=1)
+    finally:
+        silent.close()
+    assert time.monotonic() - start < 10  # bounded by the probe's timeout, not wandb's 90 s
+
+
 def test_list_shows_plugins(capsys):
     main(["list", "--check"])
     out = capsys.readouterr().out
