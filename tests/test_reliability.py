@@ -1,5 +1,6 @@
 """Checkpoints are complete or absent, even when the process dies while writing one."""
 
+import lightning as L
 import pytest
 import torch
 
@@ -50,3 +51,39 @@ def test_stopped_and_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, stop
         for param, state in want["state"].items():
             for name, tensor in state.items():
                 assert torch.equal(tensor, got["state"][param][name]), (param, name)
+
+
+class SaveAtEnd(L.Callback):
+    """Save a checkpoint inside the (spawned) DDP processes, where the loops' state lives."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)
+
+
+def test_ddp_run_resumed_mid_epoch_is_bitwise_the_uninterrupted_one(tmp_path):
+    # Lightning used to wrap genlab's sampler in one of its own, which failed (IndexError) on
+    # a mid-epoch resume under DDP; each rank now skips exactly the examples it served.
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from genlab.callbacks.rng import RNGState
+    from genlab.data.toy import ToyDataModule
+    from genlab.testing import _seeded_fit, resolve
+
+    gan, args = resolve("gan"), {"hidden": [16], "latent_dim": 2}
+    data = ToyDataModule(train_size=256, val_size=32, batch_size=32)  # 4 batches a rank
+
+    def fit(name, steps, ckpt=None, *callbacks):
+        strategy = DDPStrategy(process_group_backend="gloo", start_method="spawn")
+        return _seeded_fit(gan, args, data, tmp_path / name, steps, ckpt_path=ckpt,
+                           devices=2, strategy=strategy, callbacks=[RNGState(), *callbacks],
+                           limit_val_batches=0)
+
+    whole = fit("whole", 12)  # 6 batches: one epoch and a half
+    # stopped after 3 of the first epoch's 4 batches
+    fit("part", 6, None, SaveAtEnd(tmp_path / "part.ckpt"))
+    resumed = fit("resumed", 12, tmp_path / "part.ckpt")
+    for key, value in whole.lightning_module.state_dict().items():
+        assert torch.equal(value, resumed.lightning_module.state_dict()[key]), key
