@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlab import GenerativeModule
 from genlab.callbacks.samples import fixed_seed
@@ -24,6 +23,7 @@ from genlab.diffusion import SAMPLERS, NoiseSchedule, classifier_free_guidance
 from genlab.diffusion import sample as run_sampler
 from genlab.diffusion.samplers import Denoiser
 from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
+from genlab.ema import ema_model
 from genlab.errors import GenlabError
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
@@ -140,9 +140,7 @@ class Diffusion(GenerativeModule):
         self.modality = "points" if len(data_shape) == 1 else "image"
         self.denoiser = self.build_denoiser()
         # EMA copy of the denoiser: a submodule, so checkpoints save it; sample() uses it.
-        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
-                                 use_buffers=True)
-        self.ema.requires_grad_(False)  # never trained: DDP must not wait for its gradients
+        self.ema = ema_model(self.denoiser, ema_decay)
         self.schedule = NoiseSchedule(schedule, num_timesteps)
 
     def build_denoiser(self) -> nn.Module:
