@@ -8,6 +8,8 @@ from genlab.data.tiny import write_parquet, write_text
 from genlab.data.toy import ToyDataModule
 from genlab.testing import check_plugin
 
+BOTH = ("bf16-mixed", "16-mixed")  # fp16 with its GradScaler, where the family allows it
+
 
 def points():
     return ToyDataModule(train_size=128, val_size=32, batch_size=32)
@@ -21,7 +23,7 @@ def images(tmp_path, size, **options):
 
 def test_gan_on_points_with_ddp(tmp_path):
     check_plugin("gan", points(), tmp_path, init_args={"hidden": [16], "latent_dim": 2},
-                 ddp=True)
+                 ddp=True, precisions=BOTH)
 
 
 def test_conditional_conv_gan_on_images(tmp_path):
@@ -30,14 +32,15 @@ def test_conditional_conv_gan_on_images(tmp_path):
 
 
 def test_vae_on_binarized_images_with_ddp(tmp_path):
-    check_plugin("vae", images(tmp_path, 8, binarize=True), tmp_path, ddp=True, init_args={
+    check_plugin("vae", images(tmp_path, 8, binarize=True), tmp_path, ddp=True,
+                 precisions=BOTH, init_args={
         "data_shape": [1, 8, 8], "hidden": [16], "latent_dim": 2, "val_samples": 2,
         "eval_samples": 4, "eval_chunk": 4})
 
 
 def test_gpt_on_text_with_ddp(tmp_path):
     data = TextDataModule(str(write_text(tmp_path / "t.txt")), block_size=16, batch_size=4)
-    check_plugin("ar", data, tmp_path, ddp=True, init_args={
+    check_plugin("ar", data, tmp_path, ddp=True, precisions=BOTH, init_args={
         "vocab_size": data.vocab_size, "block_size": 16, "n_layer": 1, "n_head": 2,
         "n_embd": 16, "dropout": 0.0, "max_new_tokens": 8})
 
@@ -50,5 +53,5 @@ def test_diffusion(tmp_path, kind):
         data = images(tmp_path, 8)
         args = {"data_shape": [1, 8, 8], "channels": 8, "channel_mults": [1, 2],
                 "num_res_blocks": 1, "attention_levels": [1]}
-    check_plugin("diffusion", data, tmp_path, ddp=kind == "points",
+    check_plugin("diffusion", data, tmp_path, ddp=kind == "points", precisions=BOTH,
                  init_args={**args, "num_timesteps": 50, "sample_steps": 4})
