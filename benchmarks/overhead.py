@@ -201,6 +201,16 @@ def plain_gan(model: Any, batches: Batches, warmup: int,
     return losses, _rates(len(batches) - warmup, start, _now(device))
 
 
+def first_batches(data: Any, num: int) -> list[dict[str, torch.Tensor]]:
+    """The first ``num`` training batches of a set-up data module, read once."""
+    out = []
+    for batch in data.train_dataloader():
+        out.append({"x": batch["x"].clone()})
+        if len(out) == num:
+            return out
+    raise SystemExit(f"{type(data).__name__} has fewer than {num} training batches")
+
+
 def mnist_batches(num: int, batch_size: int) -> Batches:
     """The first ``num`` training batches of MNIST (the config's data settings), seeded."""
     from genlab.data.images import ImageDataModule
@@ -210,12 +220,7 @@ def mnist_batches(num: int, batch_size: int) -> Batches:
                            batch_size=batch_size, num_workers=0)
     data.prepare_data()
     data.setup("fit")
-    out = []
-    for batch in data.train_dataloader():
-        out.append({"x": batch["x"].clone()})
-        if len(out) == num:
-            return out
-    raise SystemExit(f"MNIST has fewer than {num} batches of {batch_size}")
+    return first_batches(data, num)
 
 
 # ------------------------------------------------------------------------ the GPT
@@ -268,12 +273,7 @@ def text_batches(num: int, block_size: int, batch_size: int) -> Batches:
     data = TextDataModule(str(DATA / "shakespeare" / "plays.txt"), tokenizer="char",
                           block_size=block_size, batch_size=batch_size, num_workers=0)
     data.setup("fit")
-    out = []
-    for batch in data.train_dataloader():
-        out.append({"x": batch["x"].clone()})
-        if len(out) == num:
-            return out
-    raise SystemExit(f"the text has fewer than {num} batches")
+    return first_batches(data, num)
 
 
 # ------------------------------------------------------------------------ comparison
