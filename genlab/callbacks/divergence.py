@@ -64,9 +64,9 @@ class DivergenceGuard(L.Callback):
         if getattr(trainer.precision_plugin, "scaler", None) is not None:
             return  # fp16's GradScaler skips non-finite steps itself and lowers its scale
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        # One fused reduction and one host sync per step, not one per tensor; the max norm
-        # cannot overflow, and NaN propagates through it.
-        if not grads or torch.isfinite(get_total_norm(grads, norm_type=float("inf"))):
+        # One fused norm (foreach) and one host sync per step, not one per tensor; NaN and Inf
+        # propagate into it (a norm past float range, ~1e19 per element, counts as divergence).
+        if not grads or torch.isfinite(get_total_norm(grads)):
             self._consecutive = 0
             return
         if self.on_divergence == "stop":
