@@ -27,7 +27,6 @@ import contextvars
 import copy
 import importlib
 import math
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,11 +34,13 @@ import torch
 from genlab_add.networks import DiscriminatorHeads, FeatureTaps, default_layers
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from genlab import GenerativeModule
 from genlab.checkpoint import load_model
 from genlab.diffusion import NoiseSchedule
+from genlab.distributed import zero_through
+from genlab.ema import ema_model
 from genlab.errors import GenlabError
 from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
@@ -56,16 +57,6 @@ TERMINAL_ALPHA_BAR = 0.0047
 
 # Frozen submodules: rebuilt from the teacher (and feature network) arguments, never saved.
 FROZEN = ("teacher.", "features.")
-
-
-def _ema_update(decay: float, ema: list[Tensor], current: list[Tensor], n: Tensor) -> None:
-    # get_ema_multi_avg_fn's closure behind a picklable partial (DDP's spawn pickles the model)
-    get_ema_multi_avg_fn(decay)(ema, current, n)
-
-
-def _zero_through(module: nn.Module) -> Tensor:
-    """An exact zero whose backward reaches every parameter of ``module`` (for DDP's reducer)."""
-    return sum(p.reshape(-1)[0] for p in module.parameters()) * 0.0
 
 
 def _frozen(module: nn.Module) -> nn.Module:
@@ -202,10 +193,7 @@ class ADD(GenerativeModule):
         self.student = copy.deepcopy(self.teacher).requires_grad_(True).train()
         self.student_ema: AveragedModel | None = None
         if h.ema_decay is not None:
-            # A submodule, so checkpoints hold it; no gradients, so DDP does not wrap it.
-            self.student_ema = AveragedModel(self.student, use_buffers=True,
-                                             multi_avg_fn=partial(_ema_update, h.ema_decay))
-            self.student_ema.requires_grad_(False)
+            self.student_ema = ema_model(self.student, h.ema_decay)
         self.features = self.build_features(h.feature_network, h.feature_network_args,
                                             h.feature_layers, h.feature_timestep)
         self.heads = DiscriminatorHeads(self.feature_shapes(), h.head_width, h.spectral_norm)
@@ -405,7 +393,7 @@ class ADD(GenerativeModule):
     def optimize(self, opt: torch.optim.Optimizer, loss: Tensor, other: nn.Module) -> None:
         """One step of ``opt`` on ``loss``; the backward also reaches ``other`` (for DDP)."""
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss + _zero_through(other))
+        self.manual_backward(loss + zero_through(other))
         opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -11,8 +11,8 @@ stay Lightning's job:
   other network's ``requires_grad`` off) leaves a bucket unreduced, and the next step fails with
   "Expected to have finished reduction in the prior iteration" (Lightning: "parameters that were
   not used"). So every backward here also reaches the other network, through an exact zero
-  (``_zero_through``), instead of toggling it off: DDP's hooks fire for every parameter, each
-  step all-reduces normally, and no ``find_unused_parameters`` graph search is needed.
+  (``genlab.distributed.zero_through``), instead of toggling it off: DDP's hooks fire for every
+  parameter, each step all-reduces normally, and no ``find_unused_parameters`` search is needed.
 - Gradient clipping runs in ``on_before_optimizer_step``, which Lightning calls after the AMP
   scaler has unscaled the gradients (clipping before ``opt.step()`` would clip scaled ones).
 - The training noise comes from the module's own ``torch.Generator``, saved in checkpoints, so a
@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any, Literal
 
 import torch
 from genlab_gan.networks import Discriminator, Generator
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from genlab import GenerativeModule
+from genlab.distributed import zero_through
+from genlab.ema import ema_model
 from genlab.errors import GenlabError
 from genlab.losses.adversarial import (
     d_hinge,
@@ -54,26 +55,6 @@ LOSSES: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], T
     "hinge": (d_hinge, g_hinge),
     "wgan-gp": (d_wasserstein, g_wasserstein),
 }
-
-
-def _ema_update(decay: float, ema: list[Tensor], current: list[Tensor], n: Tensor) -> None:
-    """One EMA step with the decay warmed up as ``min(decay, (1 + n) / (10 + n))``.
-
-    Without the warm-up the average keeps a share ``decay ** n`` of the random initial weights
-    (still 5% after 3,000 steps at 0.999), enough to miss modes of width 0.01. A module-level
-    function behind ``partial``, unlike get_ema_multi_avg_fn's closure, pickles (DDP's spawn).
-    """
-    n = int(n)
-    get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(ema, current, n)
-
-
-def _zero_through(module: nn.Module) -> Tensor:
-    """An exact zero whose backward reaches every parameter of ``module`` (with zero gradient).
-
-    Added to a loss, it makes DDP's reducer see a gradient for every parameter it wraps, at the
-    cost of one scalar per parameter tensor (see the module docstring).
-    """
-    return sum(p.reshape(-1)[0] for p in module.parameters()) * 0.0
 
 
 class GAN(GenerativeModule):
@@ -151,10 +132,9 @@ class GAN(GenerativeModule):
                                            spectral_norm)
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
-            # A submodule, so checkpoints hold it; no gradients, so DDP does not wrap it.
-            self.generator_ema = AveragedModel(self.generator, use_buffers=True,
-                                               multi_avg_fn=partial(_ema_update, ema_decay))
-            self.generator_ema.requires_grad_(False)
+            # Warmed up: a plain average keeps a share decay ** n of the random initial weights,
+            # enough to miss modes of width 0.01.
+            self.generator_ema = ema_model(self.generator, ema_decay, warmup=True)
         # Discriminator steps taken: decides when G steps and when lazy R1 runs; resumes with it.
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         self._noise: torch.Generator | None = None
@@ -245,7 +225,7 @@ class GAN(GenerativeModule):
     def _optimize(self, opt: torch.optim.Optimizer, loss: Tensor, other: nn.Module) -> None:
         """One step of ``opt`` on ``loss``; the backward also reaches ``other`` (for DDP)."""
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss + _zero_through(other))
+        self.manual_backward(loss + zero_through(other))
         opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

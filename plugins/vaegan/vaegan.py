@@ -17,9 +17,10 @@ optimization with three optimizers; DDP-safe without ``find_unused_parameters``:
 - Lightning wraps the whole module in one ``DistributedDataParallel``, whose reducer expects a
   gradient for every parameter at every ``manual_backward``. The discriminator step's fakes are
   drawn without a graph, so its loss adds an exact zero that reaches the encoder and decoder
-  (``_zero_through``); the autoencoder step reaches all three networks by itself (its losses go
-  through the discriminator). Gradients a step leaves on another network's parameters are
-  discarded by that network's own ``zero_grad`` before its next backward.
+  (``genlab.distributed.zero_through``); the autoencoder step reaches all three networks by
+  itself (its losses go through the discriminator). Gradients a step leaves on another
+  network's parameters are discarded by that network's own ``zero_grad`` before its next
+  backward.
 - The encoder and decoder weight L_llike differently (1 and γ) although it reaches both through
   the same decoder pass, and the GAN term must not reach the encoder. One backward does it:
   the decoder runs on ``[scale_grad(z, 1/γ), z.detach(), z_p]``. γ·L_llike on the first third
@@ -30,16 +31,16 @@ optimization with three optimizers; DDP-safe without ``find_unused_parameters``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from genlab_vaegan.networks import Discriminator, Encoder
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from genlab import GenerativeModule
+from genlab.distributed import zero_through
+from genlab.ema import ema_model
 from genlab.errors import GenlabError
 from genlab.losses.adversarial import d_hinge, d_nonsaturating, g_hinge, g_nonsaturating
 from genlab.losses.likelihoods import kl_std_normal
@@ -77,22 +78,6 @@ def feature_reconstruction(real: Tensor, fake: Tensor) -> Tensor:
     Larsen et al. 2016, eq. 6, on discriminator features ``Dis_l`` of ``(B, F)``.
     """
     return 0.5 * (fake - real).square().flatten(1).sum(1)
-
-
-def _ema_update(decay: float, ema: list[Tensor], current: list[Tensor], n: Tensor) -> None:
-    # get_ema_multi_avg_fn's closure, behind a picklable partial (DDP's spawn pickles the model)
-    get_ema_multi_avg_fn(decay)(ema, current, n)
-
-
-def _ema(net: nn.Module, decay: float) -> AveragedModel:
-    # A submodule, so checkpoints hold it; no gradients, so DDP does not wrap it.
-    ema = AveragedModel(net, use_buffers=True, multi_avg_fn=partial(_ema_update, decay))
-    return ema.requires_grad_(False)
-
-
-def _zero_through(*modules: nn.Module) -> Tensor:
-    """An exact zero whose backward reaches every parameter of ``modules`` (zero gradient)."""
-    return sum(p.reshape(-1)[0] for m in modules for p in m.parameters()) * 0.0
 
 
 class VAEGAN(GenerativeModule):
@@ -148,8 +133,8 @@ class VAEGAN(GenerativeModule):
         self.decoder = ConvDecoder(latent_dim, channels, image_size, width, norm=decoder_norm,
                                    out_act="tanh")
         self.discriminator = Discriminator(channels, image_size, width)
-        self.encoder_ema = _ema(self.encoder, ema_decay) if ema_decay is not None else None
-        self.decoder_ema = _ema(self.decoder, ema_decay) if ema_decay is not None else None
+        self.encoder_ema = ema_model(self.encoder, ema_decay) if ema_decay is not None else None
+        self.decoder_ema = ema_model(self.decoder, ema_decay) if ema_decay is not None else None
         self._noise_gen: torch.Generator | None = None
         self._noise_state: Tensor | None = None
 
@@ -234,7 +219,7 @@ class VAEGAN(GenerativeModule):
         opt_enc, opt_dec, opt_dis = self.optimizers()
         x = batch["x"]
         loss, logs = self.discriminator_loss(x, *self._noise(len(x)))
-        self._optimize([opt_dis], loss + _zero_through(self.encoder, self.decoder))
+        self._optimize([opt_dis], loss + zero_through(self.encoder, self.decoder))
         loss, ae_logs = self.autoencoder_loss(x, *self._noise(len(x)))
         self._optimize([opt_enc, opt_dec], loss)  # reaches all three nets by itself
         if self.decoder_ema is not None:

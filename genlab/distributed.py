@@ -1,0 +1,24 @@
+"""Manual optimization under DDP: every backward must reach every parameter DDP wraps.
+
+Lightning wraps the whole module in one ``DistributedDataParallel``, whose reducer waits, at each
+``manual_backward``, for a gradient of *every* parameter it wraps. A GAN-style step that trains
+one network and leaves the other out (``toggle_optimizer`` turns its ``requires_grad`` off, or its
+input is drawn without a graph) leaves a bucket unreduced, and the next step fails with
+"Expected to have finished reduction in the prior iteration". Adding ``zero_through(other)`` to
+the loss fixes it without ``find_unused_parameters``: an exact zero, so no update changes.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def zero_through(*modules: nn.Module) -> Tensor:
+    """An exact zero whose backward reaches every parameter of ``modules``, with zero gradient.
+
+    Costs one scalar per parameter tensor.
+
+    Args:
+        modules: The networks the step does not train but DDP wraps.
+    """
+    return sum(p.reshape(-1)[0] for m in modules for p in m.parameters()) * 0.0
