@@ -1,10 +1,19 @@
+import os
 import textwrap
 from pathlib import Path
 
-import pytest
+# The tests' models are tiny: a second intra-op thread only adds synchronisation, and on a busy
+# 2-core machine OpenMP's spinning threads made a 128-wide MLP step ~40x slower. Subprocesses
+# (CLI runs, DDP workers) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from genlab import registry
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from genlab import registry  # noqa: E402
 from genlab.data.tiny import isolate_hf
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
