@@ -3,7 +3,7 @@
     python -m benchmarks.add_points                          # trains the teacher, then the student
     python -m benchmarks.add_points --teacher path/to/teacher.ckpt --max-steps 500
 
-Trains the teacher with the model and data settings of ``configs/diffusion/ring8.yaml`` (unless
+Trains the teacher with the model and data settings of ``configs/add/ring8_teacher.yaml`` (unless
 ``--teacher`` names a checkpoint), then the student with those of ``configs/add/ring8.yaml``, on
 plain CPU Trainers (no logger). Draws 2,500 samples (the VEEGAN / PacGAN protocol) from the teacher
 (its configured sampler, and 50-step DDIM) and from the student at 1, 2 and 4 steps, and scores
@@ -78,7 +78,7 @@ def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path) 
 
 
 def train_teacher(steps: int | None, workdir: Path) -> tuple[Path, dict]:
-    config = _config(ROOT / "configs" / "diffusion" / "ring8.yaml")
+    config = _config(ROOT / "configs" / "add" / "ring8_teacher.yaml")
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     model = get_model_class("diffusion")(**config["model"]["init_args"])
     steps = steps or config["trainer"]["max_steps"]
