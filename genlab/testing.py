@@ -160,6 +160,12 @@ def _seeded_fit(cls: type[GenerativeModule], init_args: dict[str, Any],
     return trainer
 
 
+def _initial_state(cls: type[GenerativeModule], init_args: dict[str, Any]) -> dict[str, Tensor]:
+    """The weights ``_seeded_fit`` starts from."""
+    L.seed_everything(0, verbose=False)
+    return build(cls, init_args).state_dict()
+
+
 def _optimizer_tensors(trainer: L.Trainer) -> dict[str, Tensor]:
     out = {}
     for i, optimizer in enumerate(trainer.optimizers):
@@ -178,14 +184,14 @@ def check_exact_resume(cls: type[GenerativeModule], init_args: dict[str, Any],
     genlab's ``RNGState`` callback and the data module's resumable sampler, as ``genlab fit``
     runs them (validation off: it is not training state).
     """
-    options = {"callbacks": [RNGState()], "limit_val_batches": 0}
-    whole = _seeded_fit(cls, init_args, datamodule, root / "whole", 2 * steps, **options)
-    part = _seeded_fit(cls, init_args, datamodule, root / "part", steps, **options)
+    def fit(name: str, num: int, ckpt_path: Path | None = None) -> L.Trainer:
+        return _seeded_fit(cls, init_args, datamodule, root / name, num, ckpt_path,
+                           callbacks=[RNGState()], limit_val_batches=0)
+
+    whole = fit("whole", 2 * steps)
     path = root / "part" / "stopped.ckpt"
-    part.save_checkpoint(path, weights_only=False)
-    options["callbacks"] = [RNGState()]
-    resumed = _seeded_fit(cls, init_args, datamodule, root / "resumed", 2 * steps,
-                          ckpt_path=path, **options)
+    fit("part", steps).save_checkpoint(path, weights_only=False)
+    resumed = fit("resumed", 2 * steps, path)
     _expect(resumed.global_step == whole.global_step,
             f"the resumed fit stopped at step {resumed.global_step}, the uninterrupted one at "
             f"{whole.global_step}: is global_step restored from the checkpoint?")
@@ -208,15 +214,13 @@ def check_precision(cls: type[GenerativeModule], init_args: dict[str, Any],
                     datamodule: L.LightningDataModule, root: Path, steps: int,
                     precision: str = "bf16-mixed") -> None:
     """A CPU fit under ``precision`` runs and leaves finite, changed parameters."""
-    L.seed_everything(0, verbose=False)
-    model = build(cls, init_args)
-    before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    _trainer(root, steps, precision=precision).fit(model, datamodule=_fresh(datamodule))
-    params = dict(model.named_parameters())
+    before = _initial_state(cls, init_args)
+    trainer = _seeded_fit(cls, init_args, datamodule, root, steps, precision=precision)
+    params = dict(trainer.lightning_module.named_parameters())
     bad = [k for k, v in params.items() if not torch.isfinite(v).all()]
     _expect(not bad, f"{precision} training made {bad[:3]} NaN/Inf: compute losses in float32 "
                      f"(autocast off) where they need range")
-    _expect(any(not torch.equal(params[k].detach(), v) for k, v in before.items()),
+    _expect(any(not torch.equal(v.detach(), before[k]) for k, v in params.items()),
             f"{steps} {precision} training steps changed no parameter")
 
 
@@ -249,8 +253,7 @@ def check_ddp(cls: type[GenerativeModule], init_args: dict[str, Any],
     one_data.hparams.batch_size *= 2
     one = _seeded_fit(cls, init_args, one_data, root / "one", steps, callbacks=[RNGState()],
                       limit_val_batches=0)
-    L.seed_everything(0, verbose=False)
-    start = build(cls, init_args).state_dict()
+    start = _initial_state(cls, init_args)
     a, b = two.lightning_module.state_dict(), one.lightning_module.state_dict()
     keys = [k for k, v in start.items() if v.is_floating_point()]
     gap = sum((a[k].float() - b[k].float()).pow(2).sum() for k in keys).sqrt().item()
