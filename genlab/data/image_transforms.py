@@ -138,12 +138,12 @@ class ImageTransform:
         self.geometry = v2.Compose(geometry) if geometry else None
         self.hflip = hflip
 
-    def image(self, item: dict[str, Any], rng: torch.Generator | None = None) -> Tensor:
+    def image(self, item: dict[str, Any], rng: torch.Generator) -> Tensor:
         """One decoded, cropped, resized and maybe flipped uint8 image ``(C, S, S)``.
 
         Args:
             item: One stored image.
-            rng: The example's own generator (flips); ``None``: torch's global one.
+            rng: The example's own generator (flips).
         """
         x = decode(item, self.channels)
         size = self.image_size
@@ -159,16 +159,15 @@ class ImageTransform:
             x = x.flip(-1)
         return x
 
-    def __call__(self, batch: dict[str, list[Any]],
-                 seeds: list[int] | None = None) -> dict[str, Tensor]:
+    def __call__(self, batch: dict[str, list[Any]], seeds: list[int]) -> dict[str, Tensor]:
         """Turn a batch of rows into ``{"x": (B, C, S, S) float, "label": (B,) long}``.
 
         Args:
             batch: Columns of the rows fetched, as lists.
-            seeds: One seed per row for its random draws; ``None``: torch's global generator.
+            seeds: One seed per row for its random draws.
         """
+        rngs = [torch.Generator().manual_seed(s) for s in seeds]
         items = batch[self.image_column]
-        rngs = [torch.Generator().manual_seed(s) for s in seeds] if seeds else [None] * len(items)
         x = torch.stack([self.image(item, rng) for item, rng in zip(items, rngs)])
         x = x.float().div_(255)  # (B, C, S, S) in [0, 1]
         if self.binarize:
