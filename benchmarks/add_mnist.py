@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import stamp, write_result
+from benchmarks.common import mnist_preset, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
@@ -123,15 +122,8 @@ def train(args: argparse.Namespace, report: dict) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = "cpu" if args.cpu_small or not torch.cuda.is_available() else "cuda"
-    batch = args.batch_size or (8 if device == "cpu" else 256)
-    report: dict = {"benchmark": "ADD on MNIST: teacher 50-step DDIM vs 1/2/4-step student",
-                    "command": "python -m benchmarks.add_mnist " + " ".join(sys.argv[1:]),
-                    "device": device, **stamp(device),
-                    "preset": "cpu-small (reduced size; not a quality figure)" if args.cpu_small
-                    else "gpu", "torch": torch.__version__}
+    title = "ADD on MNIST: teacher 50-step DDIM vs 1/2/4-step student"
+    device, batch, report = mnist_preset(args, title, "benchmarks.add_mnist")
     teacher, student = train(args, report)
     report["checkpoints"] = {"teacher": str(teacher), "student": str(student)}
     rates = {f"teacher_ddim_{TEACHER_STEPS}": samples_per_second(

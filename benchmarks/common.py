@@ -109,6 +109,22 @@ def stamp(device: str | torch.device | None = None) -> dict[str, Any]:
             "date": now(), "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
 
 
+def mnist_preset(args: Any, title: str, module: str) -> tuple[str, int, dict[str, Any]]:
+    """Device, batch size and report header of an MNIST GPU-preset benchmark run.
+
+    ``args`` carries ``threads``, ``cpu_small`` (the reduced CPU run) and ``batch_size``; the
+    device is the CPU for ``cpu_small`` or without CUDA.
+    """
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cpu" if args.cpu_small or not torch.cuda.is_available() else "cuda"
+    batch = args.batch_size or (8 if device == "cpu" else 256)
+    preset = "cpu-small (reduced size; not a quality figure)" if args.cpu_small else "gpu"
+    report = {"benchmark": title, "command": command(module), "device": device, **stamp(device),
+              "preset": preset, "torch": torch.__version__}
+    return device, batch, report
+
+
 def write_result(result: dict[str, Any], out: str | Path) -> Path:
     """Write ``result`` as indented JSON to ``out`` (parents made); returns the path."""
     out = Path(out)

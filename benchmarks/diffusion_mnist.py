@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import stamp, write_result
+from benchmarks.common import mnist_preset, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
@@ -108,15 +107,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = "cpu" if args.cpu_small or not torch.cuda.is_available() else "cuda"
-    batch = args.batch_size or (8 if device == "cpu" else 256)
-    report: dict = {"benchmark": "diffusion on MNIST: DDIM samples/s at 10/50/250 steps, FID",
-                    "command": "python -m benchmarks.diffusion_mnist " + " ".join(sys.argv[1:]),
-                    "device": device, **stamp(device),
-                    "preset": "cpu-small (reduced size; not a quality figure)" if args.cpu_small
-                    else "gpu", "torch": torch.__version__}
+    title = "diffusion on MNIST: DDIM samples/s at 10/50/250 steps, FID"
+    device, batch, report = mnist_preset(args, title, "benchmarks.diffusion_mnist")
     if args.ckpt:
         ckpt = Path(args.ckpt)
     else:
