@@ -21,13 +21,12 @@ Results go to benchmarks/results/add_mnist[_cpu_small].json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import mnist_preset, write_result
+from benchmarks.common import evaluated_fid, mnist_preset, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
@@ -89,17 +88,7 @@ def fid(ckpt: Path, args: argparse.Namespace, device: str, name: str,
     out = ckpt.with_name(f"eval_{name}.json")
     genlab_main(["evaluate", "--ckpt", str(ckpt), "--extractor", args.extractor, "--num",
                  str(args.fid_num), "--device", device, "--out", str(out), *options])
-    found = [v for k, v in _flatten(json.loads(out.read_text())).items()
-             if k.endswith("fid") and "floor" not in k]
-    return float(found[0]) if found else None
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    flat = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        flat.update(_flatten(v, key + "/") if isinstance(v, dict) else {key: v})
-    return flat
+    return evaluated_fid(out)
 
 
 def train(args: argparse.Namespace, report: dict) -> tuple[Path, Path]:
