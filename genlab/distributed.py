@@ -1,6 +1,7 @@
-"""Manual optimization under DDP: every backward must reach every parameter DDP wraps.
+"""What genlab does so that training under DDP works and ends cleanly.
 
-Lightning wraps the whole module in one ``DistributedDataParallel``, whose reducer waits, at each
+Manual optimization: every backward must reach every parameter DDP wraps. Lightning wraps the
+whole module in one ``DistributedDataParallel``, whose reducer waits, at each
 ``manual_backward``, for a gradient of *every* parameter it wraps. A GAN-style step that trains
 one network and leaves the other out (``toggle_optimizer`` turns its ``requires_grad`` off, or its
 input is drawn without a graph) leaves a bucket unreduced, and the next step fails with
@@ -10,6 +11,9 @@ the loss fixes it without ``find_unused_parameters``: an exact zero, so no updat
 
 from __future__ import annotations
 
+import atexit
+
+import torch.distributed as dist
 from torch import Tensor, nn
 
 
@@ -22,3 +26,19 @@ def zero_through(*modules: nn.Module) -> Tensor:
         modules: The networks the step does not train but DDP wraps.
     """
     return sum(p.reshape(-1)[0] for m in modules for p in m.parameters()) * 0.0
+
+
+def _destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def destroy_process_group_at_exit() -> None:
+    """Destroy this process's process group when the interpreter exits, whatever the backend.
+
+    Lightning does this for NCCL only. A gloo group left to interpreter finalization aborts the
+    process now and then ("terminate called without an active exception", SIGABRT): its worker
+    threads still hold tensors when Python is torn down. Registering twice is harmless.
+    """
+    atexit.unregister(_destroy_process_group)
+    atexit.register(_destroy_process_group)

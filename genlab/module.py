@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from genlab.distributed import destroy_process_group_at_exit
 from genlab.errors import GenlabError
 
 Modality = Literal["image", "points", "tokens"]
@@ -55,6 +56,10 @@ class GenerativeModule(L.LightningModule):
     def has_log_likelihood(self) -> bool:
         """Whether this model overrides ``log_likelihood``."""
         return type(self).log_likelihood is not GenerativeModule.log_likelihood
+
+    def setup(self, stage: str) -> None:
+        """Under DDP, have the process group torn down at exit; overrides call ``super()``."""
+        destroy_process_group_at_exit()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record which plugin wrote the checkpoint and on what data; overrides call ``super()``.

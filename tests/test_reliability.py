@@ -87,3 +87,24 @@ def test_ddp_run_resumed_mid_epoch_is_bitwise_the_uninterrupted_one(tmp_path):
     resumed = fit("resumed", 12, tmp_path / "part.ckpt")
     for key, value in whole.lightning_module.state_dict().items():
         assert torch.equal(value, resumed.lightning_module.state_dict()[key]), key
+
+
+def test_a_models_setup_closes_the_process_group_at_exit(tmp_path):
+    """Lightning destroys only NCCL groups at exit; a gloo group left to interpreter shutdown
+    aborts a DDP process now and then (SIGABRT), so every model's setup arranges the teardown."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import atexit, torch.distributed as dist
+        from genlab.module import GenerativeModule
+        dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}",
+                                rank=0, world_size=1)
+        GenerativeModule().setup("fit")
+        atexit._run_exitfuncs()
+        print("still initialized" if dist.is_initialized() else "destroyed")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "destroyed", done.stderr[-2000:]

@@ -240,6 +240,7 @@ class GPT(GenerativeModule):
 
     def setup(self, stage: str) -> None:
         """Take the data module's tokenizer (e.g. a char vocabulary), to decode and encode."""
+        super().setup(stage)
         get_tokenizer = getattr(getattr(self.trainer, "datamodule", None), "get_tokenizer", None)
         if callable(get_tokenizer):
             self.tokenizer = get_tokenizer()
