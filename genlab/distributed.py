@@ -12,7 +12,10 @@ the loss fixes it without ``find_unused_parameters``: an exact zero, so no updat
 from __future__ import annotations
 
 import atexit
+from collections.abc import Sequence
 
+import lightning as L
+import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
@@ -26,6 +29,27 @@ def zero_through(*modules: nn.Module) -> Tensor:
         modules: The networks the step does not train but DDP wraps.
     """
     return sum(p.reshape(-1)[0] for m in modules for p in m.parameters()) * 0.0
+
+
+def manual_step(module: L.LightningModule, optimizers: Sequence[torch.optim.Optimizer],
+                loss: Tensor, reach: Sequence[nn.Module] = ()) -> None:
+    """One manual-optimization step: zero the gradients, backward ``loss``, step each optimizer.
+
+    Gradient clipping belongs in the module's ``on_before_optimizer_step``, which Lightning
+    calls inside ``step`` after mixed precision unscales the gradients.
+
+    Args:
+        module: The module being trained (its ``manual_backward`` runs the backward).
+        optimizers: The optimizers this loss trains.
+        loss: The scalar loss.
+        reach: Networks DDP wraps that ``loss`` does not train; the backward reaches them
+            through ``zero_through``.
+    """
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    module.manual_backward(loss + zero_through(*reach) if reach else loss)
+    for opt in optimizers:
+        opt.step()
 
 
 def _destroy_process_group() -> None:

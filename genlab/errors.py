@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class GenlabError(Exception):
@@ -12,6 +12,16 @@ class GenlabError(Exception):
     The CLI prints these as a single line without a traceback, so the message must name the
     problem and the fix.
     """
+
+
+def raise_first(problems: Iterable[tuple[bool, str]]) -> None:
+    """Raise ``GenlabError`` with the message of the first ``(bad, message)`` pair that is bad.
+
+    Lets a plugin validate its hyperparameters as one readable table of conditions.
+    """
+    for bad, message in problems:
+        if bad:
+            raise GenlabError(message)
 
 
 # Lines of jsonargparse's nested union reports that explain nothing on their own.

@@ -11,6 +11,7 @@ batch, and on one process they are plain ``torch.randn`` / ``rand`` / ``randint`
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -64,3 +65,40 @@ def batch_randint(module: L.LightningModule, low: int, high: int, shape: Sequenc
     """Integers in ``[low, high)`` of ``shape``, this process's share (see ``batch_randn``)."""
     return _share(module, shape, dim, lambda s: torch.randint(
         low, high, s, generator=generator, device=module.device))
+
+
+class NoiseStream:
+    """A plugin's own training-noise generator, saved in checkpoints and continued on resume.
+
+    Seeded from torch's global RNG when first used (so ``seed_everything`` fixes it), on the
+    module's device. Every rank draws the same stream; ``batch_randn`` and friends deal each
+    process its share. A resumed fit draws the noise an uninterrupted one would have.
+
+    Args:
+        key: The checkpoint entry holding the generator's state, e.g. ``"gan_noise_state"``.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._generator: torch.Generator | None = None
+        self._state: Tensor | None = None  # loaded from a checkpoint, not yet drawn from
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The generator on ``device``: continued from the checkpoint, else freshly seeded."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            if self._state is not None:
+                self._generator.set_state(self._state)
+            else:
+                self._generator.manual_seed(int(torch.randint(2**62, ())))
+        return self._generator
+
+    def save(self, checkpoint: dict[str, Any]) -> None:
+        """Add the generator's state to ``checkpoint`` (from ``on_save_checkpoint``)."""
+        if self._generator is not None:
+            checkpoint[self.key] = self._generator.get_state()
+
+    def load(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from the state in ``checkpoint`` (from ``on_load_checkpoint``)."""
+        self._state = checkpoint.get(self.key)
+        self._generator = None

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import torch
 
 from genlab.data.resumable import ResumableSampler
-from genlab.noise import batch_rand, batch_randint, batch_randn
+from genlab.noise import NoiseStream, batch_rand, batch_randint, batch_randn
 
 
 def on_process(rank, world):
@@ -63,3 +63,26 @@ def test_outside_a_fit_it_is_plain_torch_randn():
     want = torch.randn(4, 2)
     torch.manual_seed(0)
     assert torch.equal(batch_randn(module, (4, 2)), want)
+
+
+def test_a_noise_stream_is_seeded_globally_and_continues_from_its_checkpoint():
+    cpu = torch.device("cpu")
+    torch.manual_seed(5)
+    stream = NoiseStream("my_noise")
+    first = torch.randn(3, generator=stream.generator(cpu))
+    checkpoint = {}
+    stream.save(checkpoint)
+    uninterrupted = torch.randn(3, generator=stream.generator(cpu))
+
+    resumed = NoiseStream("my_noise")
+    resumed.load(checkpoint)
+    assert torch.equal(torch.randn(3, generator=resumed.generator(cpu)), uninterrupted)
+    torch.manual_seed(5)
+    again = torch.randn(3, generator=NoiseStream("my_noise").generator(cpu))
+    assert torch.equal(again, first)  # seed_everything fixes the stream
+
+
+def test_a_noise_stream_never_drawn_from_saves_nothing():
+    checkpoint = {}
+    NoiseStream("my_noise").save(checkpoint)
+    assert checkpoint == {}

@@ -39,9 +39,9 @@ from torch.optim.swa_utils import AveragedModel
 from genlab import GenerativeModule
 from genlab.checkpoint import load_model
 from genlab.diffusion import NoiseSchedule
-from genlab.distributed import zero_through
+from genlab.distributed import manual_step
 from genlab.ema import ema_model
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
 from genlab.noise import batch_randint, batch_randn
@@ -332,7 +332,7 @@ class ADD(GenerativeModule):
                            opt: torch.optim.Optimizer) -> dict[str, Tensor]:
         """One step of the heads; the backward also reaches the student, through an exact 0."""
         loss, logs = self.discriminator_loss(real, fake)
-        self.optimize(opt, loss, other=self.student)
+        manual_step(self, [opt], loss, reach=[self.student])
         return logs
 
     def discriminator_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -353,7 +353,8 @@ class ADD(GenerativeModule):
         """Adversarial (hinge generator) loss plus ``lambda`` times the distillation loss."""
         adversarial = sum(g_hinge(f) for f in self.discriminate(fake))
         distill = self.distillation_loss(fake, labels)
-        self.optimize(opt, adversarial + self.hparams.distill_weight * distill, other=self.heads)
+        manual_step(self, [opt], adversarial + self.hparams.distill_weight * distill,
+                    reach=[self.heads])
         if self.student_ema is not None:
             self.student_ema.update_parameters(self.student)
         return {"train/loss_adv": adversarial.detach(), "train/loss_distill": distill.detach()}
@@ -389,12 +390,6 @@ class ADD(GenerativeModule):
         if kind == "sds":
             return a.sqrt() * (1 - a).sqrt() / 2
         return torch.ones_like(a)
-
-    def optimize(self, opt: torch.optim.Optimizer, loss: Tensor, other: nn.Module) -> None:
-        """One step of ``opt`` on ``loss``; the backward also reaches ``other`` (for DDP)."""
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss + zero_through(other))
-        opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.hparams.grad_clip is not None:
@@ -474,7 +469,7 @@ def _check_hparams(student_steps: int, sample_steps: int, distill_weight: float,
                    head_width: int, r1_gamma: float, lr: float, lr_disc: float,
                    grad_clip: float | None, ema_decay: float | None) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
-    problems = [
+    raise_first([
         (not 1 <= student_steps <= 16, f"model.student_steps must be 1 to 16, got "
                                        f"{student_steps}"),
         (not 1 <= sample_steps <= student_steps,
@@ -489,7 +484,4 @@ def _check_hparams(student_steps: int, sample_steps: int, distill_weight: float,
          f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
         (ema_decay is not None and not 0 < ema_decay < 1,
          f"model.ema_decay must be in (0, 1) (or null for no EMA), got {ema_decay}"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise GenlabError(message)
+    ])

@@ -6,17 +6,18 @@ stay Lightning's job:
 
 - Under DDP, Lightning wraps the whole module (G and D together) in one
   ``DistributedDataParallel``. Its reducer is prepared before every ``manual_backward`` and then
-  waits for a gradient of *every* parameter it wraps; a backward that leaves some out (the D
-  step never reaches G: its fakes are drawn without a graph; ``toggle_optimizer`` switches the
-  other network's ``requires_grad`` off) leaves a bucket unreduced, and the next step fails with
+  waits for a gradient of *every* parameter it wraps; a backward that leaves some out (the D step
+  never reaches G: its fakes are drawn without a graph; ``toggle_optimizer`` switches the other
+  network's ``requires_grad`` off) leaves a bucket unreduced, and the next step fails with
   "Expected to have finished reduction in the prior iteration" (Lightning: "parameters that were
   not used"). So every backward here also reaches the other network, through an exact zero
-  (``genlab.distributed.zero_through``), instead of toggling it off: DDP's hooks fire for every
-  parameter, each step all-reduces normally, and no ``find_unused_parameters`` search is needed.
+  (``genlab.distributed.manual_step`` adds ``zero_through``), instead of toggling it off: DDP's
+  hooks fire for every parameter, each step all-reduces normally, and no
+  ``find_unused_parameters`` search is needed.
 - Gradient clipping runs in ``on_before_optimizer_step``, which Lightning calls after the AMP
   scaler has unscaled the gradients (clipping before ``opt.step()`` would clip scaled ones).
-- The training noise comes from the module's own ``torch.Generator``, saved in checkpoints, so a
-  resumed run draws the same noise as an uninterrupted one.
+- The training noise comes from the module's own ``genlab.noise.NoiseStream``, saved in
+  checkpoints, so a resumed run draws the same noise as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from typing import Any, Literal
 
 import torch
 from genlab_gan.networks import Discriminator, Generator
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
 from genlab import GenerativeModule
-from genlab.distributed import zero_through
+from genlab.distributed import manual_step
 from genlab.ema import ema_model
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import (
     d_hinge,
     d_nonsaturating,
@@ -44,7 +45,7 @@ from genlab.losses.adversarial import (
     g_wasserstein,
 )
 from genlab.losses.penalties import gradient_penalty, r1_penalty
-from genlab.noise import batch_rand, batch_randn
+from genlab.noise import NoiseStream, batch_rand, batch_randn
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
@@ -137,8 +138,7 @@ class GAN(GenerativeModule):
             self.generator_ema = ema_model(self.generator, ema_decay, warmup=True)
         # Discriminator steps taken: decides when G steps and when lazy R1 runs; resumes with it.
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
-        self._noise: torch.Generator | None = None
-        self._noise_state: Tensor | None = None
+        self._noise = NoiseStream("gan_noise_state")
 
     # ----------------------------------------------------------------------------- sampling
 
@@ -199,7 +199,8 @@ class GAN(GenerativeModule):
         logs = {"train/loss_d": loss.detach()}
         if h.loss == "wgan-gp":
             weights = batch_rand(self, (len(real),) + (1,) * (real.dim() - 1),
-                                 generator=self._noise, dtype=real.dtype)
+                                 generator=self._noise.generator(self.device),
+                                 dtype=real.dtype)
             gp = gradient_penalty(lambda x: self.discriminator(x, labels), real, fake,
                                   weights=weights)
             loss = loss + h.gp_lambda * gp
@@ -208,7 +209,7 @@ class GAN(GenerativeModule):
             r1 = r1_penalty(real_logits, real)
             loss = loss + h.r1_gamma / 2 * h.r1_interval * r1
             logs["train/r1"] = r1.detach()
-        self._optimize(opt_d, loss, other=self.generator)
+        manual_step(self, [opt_d], loss, reach=[self.generator])
         self.d_steps += 1
         return logs
 
@@ -217,16 +218,10 @@ class GAN(GenerativeModule):
         _, g_loss = LOSSES[self.hparams.loss]
         fake = self.generator(self._latents(num), labels)
         loss = g_loss(self.discriminator(fake, labels))
-        self._optimize(opt_g, loss, other=self.discriminator)
+        manual_step(self, [opt_g], loss, reach=[self.discriminator])
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
         return loss.detach()
-
-    def _optimize(self, opt: torch.optim.Optimizer, loss: Tensor, other: nn.Module) -> None:
-        """One step of ``opt`` on ``loss``; the backward also reaches ``other`` (for DDP)."""
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss + zero_through(other))
-        opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.hparams.grad_clip is not None:
@@ -235,29 +230,17 @@ class GAN(GenerativeModule):
 
     def _latents(self, num: int) -> Tensor:
         """Training noise ``(num, latent_dim)`` from the module's own, checkpointed generator."""
-        if self._noise is None or self._noise.device != self.device:
-            self._noise = self._make_noise_generator()
-        return batch_randn(self, (num, self.hparams.latent_dim), generator=self._noise)
-
-    def _make_noise_generator(self) -> torch.Generator:
-        # The same stream on every rank: genlab.noise deals each process its share of it.
-        gen = torch.Generator(device=self.device)
-        if self._noise_state is not None:  # resuming: continue the saved stream
-            gen.set_state(self._noise_state)
-        else:  # derived from the global seed (seed_everything)
-            gen.manual_seed(int(torch.randint(2**62, ())))
-        return gen
+        return batch_randn(self, (num, self.hparams.latent_dim),
+                           generator=self._noise.generator(self.device))
 
     # ----------------------------------------------------------------------------- checkpoints
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        if self._noise is not None:
-            checkpoint["gan_noise_state"] = self._noise.get_state()
+        self._noise.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._noise_state = checkpoint.get("gan_noise_state")
-        self._noise = None
+        self._noise.load(checkpoint)
 
     # ----------------------------------------------------------------------------- optimizers
 
@@ -297,7 +280,7 @@ def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
                    r1_interval: int, grad_clip: float | None, ema_decay: float | None,
                    num_classes: int | None, hidden: Sequence[int]) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
-    problems = [
+    raise_first([
         (loss not in LOSSES, f"model.loss must be one of {list(LOSSES)}, got {loss!r}"),
         (n_critic < 1, f"model.n_critic must be >= 1, got {n_critic}"),
         (gp_lambda < 0, f"model.gp_lambda must be >= 0, got {gp_lambda}"),
@@ -310,7 +293,4 @@ def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
         (num_classes is not None and num_classes < 1,
          f"model.num_classes must be >= 1 (or null for unconditional), got {num_classes}"),
         (len(hidden) == 0, "model.hidden needs at least one width, e.g. [256, 256]"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise GenlabError(message)
+    ])

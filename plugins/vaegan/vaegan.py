@@ -17,9 +17,9 @@ optimization with three optimizers; DDP-safe without ``find_unused_parameters``:
 - Lightning wraps the whole module in one ``DistributedDataParallel``, whose reducer expects a
   gradient for every parameter at every ``manual_backward``. The discriminator step's fakes are
   drawn without a graph, so its loss adds an exact zero that reaches the encoder and decoder
-  (``genlab.distributed.zero_through``); the autoencoder step reaches all three networks by
-  itself (its losses go through the discriminator). Gradients a step leaves on another
-  network's parameters are discarded by that network's own ``zero_grad`` before its next
+  (``genlab.distributed.manual_step`` adds ``zero_through``); the autoencoder step reaches all
+  three networks by itself (its losses go through the discriminator). Gradients a step leaves on
+  another network's parameters are discarded by that network's own ``zero_grad`` before its next
   backward.
 - The encoder and decoder weight L_llike differently (1 and γ) although it reaches both through
   the same decoder pass, and the GAN term must not reach the encoder. One backward does it:
@@ -39,13 +39,13 @@ from genlab_vaegan.networks import Discriminator, Encoder
 from torch import Tensor, nn
 
 from genlab import GenerativeModule
-from genlab.distributed import zero_through
+from genlab.distributed import manual_step
 from genlab.ema import ema_model
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import d_hinge, d_nonsaturating, g_hinge, g_nonsaturating
 from genlab.losses.likelihoods import kl_std_normal
 from genlab.nn.conv import ConvDecoder, Norm, conv_layout
-from genlab.noise import batch_randn
+from genlab.noise import NoiseStream, batch_randn
 
 Loss = Literal["nonsaturating", "hinge"]
 
@@ -135,8 +135,7 @@ class VAEGAN(GenerativeModule):
         self.discriminator = Discriminator(channels, image_size, width)
         self.encoder_ema = ema_model(self.encoder, ema_decay) if ema_decay is not None else None
         self.decoder_ema = ema_model(self.decoder, ema_decay) if ema_decay is not None else None
-        self._noise_gen: torch.Generator | None = None
-        self._noise_state: Tensor | None = None
+        self._noise_stream = NoiseStream("vaegan_noise_state")
 
     # ----------------------------------------------------------------------------- inference
 
@@ -219,9 +218,9 @@ class VAEGAN(GenerativeModule):
         opt_enc, opt_dec, opt_dis = self.optimizers()
         x = batch["x"]
         loss, logs = self.discriminator_loss(x, *self._noise(len(x)))
-        self._optimize([opt_dis], loss + zero_through(self.encoder, self.decoder))
+        manual_step(self, [opt_dis], loss, reach=[self.encoder, self.decoder])
         loss, ae_logs = self.autoencoder_loss(x, *self._noise(len(x)))
-        self._optimize([opt_enc, opt_dec], loss)  # reaches all three nets by itself
+        manual_step(self, [opt_enc, opt_dec], loss)  # reaches all three nets by itself
         if self.decoder_ema is not None:
             self.encoder_ema.update_parameters(self.encoder)
             self.decoder_ema.update_parameters(self.decoder)
@@ -233,36 +232,16 @@ class VAEGAN(GenerativeModule):
         Drawn from the module's own generator, saved in checkpoints, so that a resumed run
         draws the noise an uninterrupted one would have.
         """
-        if self._noise_gen is None or self._noise_gen.device != self.device:
-            self._noise_gen = self._make_noise_generator()
         z = batch_randn(self, (2, num, self.hparams.latent_dim), dim=1,
-                        generator=self._noise_gen)
+                        generator=self._noise_stream.generator(self.device))
         return z[0], z[1]
-
-    def _make_noise_generator(self) -> torch.Generator:
-        # The same stream on every rank: genlab.noise deals each process its share of it.
-        gen = torch.Generator(device=self.device)
-        if self._noise_state is not None:  # resuming: continue the saved stream
-            gen.set_state(self._noise_state)
-        else:  # derived from the global seed (seed_everything)
-            gen.manual_seed(int(torch.randint(2**62, ())))
-        return gen
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        if self._noise_gen is not None:
-            checkpoint["vaegan_noise_state"] = self._noise_gen.get_state()
+        self._noise_stream.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._noise_state = checkpoint.get("vaegan_noise_state")
-        self._noise_gen = None
-
-    def _optimize(self, opts: list[torch.optim.Optimizer], loss: Tensor) -> None:
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        for opt in opts:
-            opt.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+        self._noise_stream.load(checkpoint)
 
     def on_fit_start(self) -> None:
         # One backward feeds two optimizer steps (encoder, decoder); fp16's GradScaler may
@@ -296,7 +275,7 @@ def _check_hparams(image_size: int, channels: int, latent_dim: int, width: int, 
                    ema_decay: float | None) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
     conv_layout(image_size, channels)  # 28/32/64 pixels, 1 or 3 channels
-    problems = [
+    raise_first([
         (latent_dim < 1, f"model.latent_dim must be >= 1, got {latent_dim}"),
         (width < 1, f"model.width must be >= 1, got {width}"),
         (gamma <= 0, f"model.gamma must be > 0 (e.g. 0.1), got {gamma}"),
@@ -306,7 +285,4 @@ def _check_hparams(image_size: int, channels: int, latent_dim: int, width: int, 
          f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
         (ema_decay is not None and not 0 < ema_decay < 1,
          f"model.ema_decay must be in (0, 1) (or null for no EMA), got {ema_decay}"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise GenlabError(message)
+    ])
