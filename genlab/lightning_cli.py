@@ -24,7 +24,14 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
 
-from genlab.callbacks import DivergenceGuard, Preemption, RNGState, SampleLogger, SampleMetrics
+from genlab.callbacks import (
+    ChannelsLast,
+    DivergenceGuard,
+    Preemption,
+    RNGState,
+    SampleLogger,
+    SampleMetrics,
+)
 from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
@@ -163,8 +170,9 @@ class GenlabCLI(LightningCLI):
     """LightningCLI over every registered ``GenerativeModule`` and ``LightningDataModule``.
 
     Adds ``run.name`` / ``run.root`` / ``run.version`` (a run gets ``<root>/<name>/version_<n>``),
-    the ``samples`` (``SampleLogger``) and ``sample_metrics`` (``SampleMetrics``) callbacks, and
-    the resolved config in the loggers.
+    the ``samples`` (``SampleLogger``), ``sample_metrics`` (``SampleMetrics``), ``divergence``
+    (``DivergenceGuard``) and ``channels_last`` (``ChannelsLast``) callbacks, and the resolved
+    config in the loggers.
     """
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
@@ -218,6 +226,7 @@ class GenlabCLI(LightningCLI):
         parser.add_lightning_class_args(SampleLogger, "samples")
         parser.add_lightning_class_args(SampleMetrics, "sample_metrics")
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
+        parser.add_lightning_class_args(ChannelsLast, "channels_last")
 
     def before_instantiate_classes(self) -> None:
         """Claim the run directory and point the trainer and its loggers at it."""

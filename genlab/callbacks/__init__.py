@@ -1,8 +1,10 @@
 """Lightning callbacks shared by every plugin."""
 
+from genlab.callbacks.channels_last import ChannelsLast
 from genlab.callbacks.divergence import DivergenceGuard
 from genlab.callbacks.preemption import Preemption
 from genlab.callbacks.rng import RNGState
 from genlab.callbacks.samples import SampleLogger, SampleMetrics
 
-__all__ = ["DivergenceGuard", "Preemption", "RNGState", "SampleLogger", "SampleMetrics"]
+__all__ = ["ChannelsLast", "DivergenceGuard", "Preemption", "RNGState", "SampleLogger",
+           "SampleMetrics"]
