@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 import yaml
 from genlab_add import ADD
 
+from benchmarks.common import cpu_model, point_options, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.data.toy import ToyDataModule
@@ -45,20 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher-steps", type=int, default=None, help="default: the config's")
     parser.add_argument("--student", default=None,
                         help="score this student checkpoint instead of training one")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="student steps; default: the config's")
-    parser.add_argument("--num", type=int, default=2500, help="samples scored")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="/tmp/add_points")
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    point_options(parser, DEFAULT_OUT, steps_help="student steps; default: the config's")
     return parser.parse_args(argv)
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _config(path: Path) -> dict:
@@ -129,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"benchmark": "ADD on ring-8: mode coverage of teacher and student (2,500 samples)",
               "command": "python -m benchmarks.add_points " + " ".join(sys.argv[1:]),
               "date": datetime.date.today().isoformat(),
-              "hardware": {"cpu": _cpu_model(), "threads": args.threads,
+              "hardware": {"cpu": cpu_model(), "threads": args.threads,
                            "note": "CPU shared with other processes during the run"},
               "torch": torch.__version__}
     if args.teacher is None:
@@ -162,9 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"1-step student vs 50-step DDIM teacher: {speedup:.1f}x faster; target "
           f"(8/8 modes, >= 90% HQ) {'met' if results['target_met'] else 'NOT met'}")
     report["results"] = results
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(report, args.out)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ recipe of configs/ar/shakespeare_char_rope.yaml). The gpu preset is unmeasured s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -38,7 +37,7 @@ import lightning as L
 import torch
 from genlab_ar import GPT
 
-from benchmarks.common import stamp
+from benchmarks.common import load_span, stamp, write_result
 from genlab.data.text import TextDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,14 +195,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": cfg,
         "command": "python -m benchmarks.ar_shakespeare " + " ".join(sys.argv[1:]),
         **stamp(cfg["device"]),
-        "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
-                                    "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average_1_5_15_min": load_span(load_before),
     }
     default = ROOT / "benchmarks" / "results" / f"ar_shakespeare_{args.preset}.json"
-    out = Path(args.out) if args.out else default
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {out}")
+    write_result(result, args.out or default)
     return result
 
 

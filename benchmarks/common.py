@@ -6,12 +6,14 @@ table (``python -m benchmarks table``) can say which hardware produced each figu
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +105,37 @@ def software() -> dict[str, str]:
             "lightning": lightning.__version__}
 
 
+def load_average(values: Sequence[float] | None = None) -> list[float]:
+    """The 1, 5 and 15 minute load averages (``values``, else now), rounded to 0.01."""
+    return [round(x, 2) for x in (os.getloadavg() if values is None else values)]
+
+
+def load_span(before: Sequence[float]) -> dict[str, list[float]]:
+    """The load averages at the start of a run (``before``, from ``os.getloadavg()``) and now.
+
+    A long run records both ends, since other processes on a shared machine can come and go
+    during it and skew its timings.
+    """
+    return {"before": load_average(before), "after": load_average()}
+
+
 def stamp(device: str | torch.device | None = None) -> dict[str, Any]:
     """The record every result JSON carries: hardware, software, commit, date, load average."""
     return {"hardware": hardware(device), "software": software(), "commit": git_commit(),
-            "date": now(), "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
+            "date": now(), "load_average_1_5_15_min": load_average()}
+
+
+def point_options(parser: argparse.ArgumentParser, out: str | Path,
+                  steps_help: str = "default: the config's") -> argparse.ArgumentParser:
+    """Add the options the toy-point benchmarks share: --max-steps, --num, --threads, --out.
+
+    Returns ``parser``, so a script can end with ``point_options(parser, ...).parse_args()``.
+    """
+    parser.add_argument("--max-steps", type=int, default=None, help=steps_help)
+    parser.add_argument("--num", type=int, default=2500, help="samples scored")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(out))
+    return parser
 
 
 def mnist_preset(args: Any, title: str, module: str) -> tuple[str, int, dict[str, Any]]:
@@ -143,5 +172,5 @@ def write_result(result: dict[str, Any], out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"-> {out}")
+    print(f"-> {out}", flush=True)  # flushed: a harness reading a pipe sees it as it happens
     return out

@@ -12,7 +12,6 @@ the machine used meanwhile (from /proc), and the median over quiet repeats is re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import datasets
 import torchvision
 
-from benchmarks.common import software, stamp
+from benchmarks.common import load_span, software, stamp, write_result
 from genlab.data.images import ImageDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,14 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         **stamp("cpu"),
         "cores_used_by_other_processes_per_repeat": [round(max(o, 0.0), 2) for o in others],
-        "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
-                                    "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average_1_5_15_min": load_span(load_before),
         "software": {**software(), "torchvision": torchvision.__version__,
                      "datasets": datasets.__version__},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     quiet_text = (f"{result['images_per_second_quiet']:,} images/s" if quiet else "none")
     print(f"{result['images_per_second']:,} images/s (median of {args.repeats} repeats; "
           f"{args.workers} workers, batch {args.batch_size}, "
@@ -128,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"with the machine otherwise idle: {quiet_text} ({len(quiet)} repeats)")
     for rate, other in zip(rates, others):
         print(f"  {rate:9,.0f} images/s   other processes took {max(other, 0):.2f} cores")
-    print(f"-> {out}")
+    write_result(result, args.out)  # last, so its "-> path" line ends the output
     return result
 
 

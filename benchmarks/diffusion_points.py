@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 import yaml
 from genlab_diffusion import Diffusion
 
+from benchmarks.common import cpu_model, point_options, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
@@ -37,18 +36,7 @@ SAMPLERS = (("ddpm", 1000), ("ddim", 100), ("heun", 50))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["ring8", "grid25"])
-    parser.add_argument("--max-steps", type=int, default=None, help="default: the config's")
-    parser.add_argument("--num", type=int, default=2500, help="samples scored")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
-    return parser.parse_args(argv)
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return point_options(parser, DEFAULT_OUT).parse_args(argv)
 
 
 def train(name: str, max_steps: int | None) -> tuple[Diffusion, ToyDataModule, dict]:
@@ -90,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"benchmark": "diffusion mode coverage on toy points (2,500 samples)",
               "command": "python -m benchmarks.diffusion_points " + " ".join(sys.argv[1:]),
               "date": datetime.date.today().isoformat(),
-              "hardware": {"cpu": _cpu_model(), "threads": args.threads,
+              "hardware": {"cpu": cpu_model(), "threads": args.threads,
                            "note": "CPU shared with other processes during the run"},
               "torch": torch.__version__, "results": {}}
     for name in args.data:
@@ -102,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"HQ {r['high_quality_pct']:.1f}%  ({r['sample_seconds']} s sampling, "
                   f"{info['train_seconds']} s training)", flush=True)
         # Written after each data set, so a long run leaves what it has measured.
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}", flush=True)
+        write_result(report, args.out)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +25,7 @@ import torch
 import yaml
 from genlab_gan import GAN
 
+from benchmarks.common import cpu_model, point_options, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
@@ -45,18 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["ring8", "grid25"])
     parser.add_argument("--seeds", type=int, default=5, help="runs per data set (seeds 0..N-1)")
-    parser.add_argument("--max-steps", type=int, default=None, help="default: the config's")
-    parser.add_argument("--num", type=int, default=2500, help="samples scored")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
-    return parser.parse_args(argv)
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return point_options(parser, DEFAULT_OUT).parse_args(argv)
 
 
 def run_seed(name: str, seed: int, max_steps: int | None, num: int) -> dict:
@@ -111,11 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python -m benchmarks.gan_modes",
                              *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": _cpu_model(), "threads": args.threads, "torch": torch.__version__,
+        "cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
         "note": "CPU shared with other processes: timings are indicative", "data": {},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.data:
         rows = []
         for seed in range(args.seeds):
@@ -124,9 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
             # Written after every seed, so an interrupted benchmark still leaves its figures.
             results["data"][name] = {"runs": rows, **summarize(name, rows)}
             results["wall_seconds"] = round(time.perf_counter() - start, 1)
-            out.write_text(json.dumps(results, indent=2) + "\n")
+            write_result(results, args.out)
         print_table(name, rows, results["data"][name], args.num)
-    print(f"\nwall time {results['wall_seconds']:.0f} s; wrote {out}")
+    print(f"\nwall time {results['wall_seconds']:.0f} s; wrote {args.out}")
     return results
 
 

@@ -15,7 +15,6 @@ Targets (issue 6, GPU preset): ELBO <= 86.0 nats, IWAE k=50 <= 84.5 nats at k = 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -26,7 +25,7 @@ import lightning as L
 import torch
 from genlab_vae import VAE
 
-from benchmarks.common import stamp
+from benchmarks.common import load_span, stamp, write_result
 from genlab.data.images import ImageDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,14 +160,10 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {k: v for k, v in cfg.items() if k != "rows"},
         "command": "python -m benchmarks.vae_nll " + " ".join(sys.argv[1:]),
         **stamp(cfg["device"]),
-        "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
-                                    "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average_1_5_15_min": load_span(load_before),
     }
     default = ROOT / "benchmarks" / "results" / f"vae_nll_{args.preset}.json"
-    out = Path(args.out) if args.out else default
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {out}")
+    write_result(result, args.out or default)
     return result
 
 

@@ -25,7 +25,6 @@ VAE-GAN reconstructions, VAE reconstructions) plus both models' samples to ``--p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -38,7 +37,7 @@ from genlab_vaegan import VAEGAN
 from genlab_vaegan.pictures import reconstructions
 from torch import Tensor
 
-from benchmarks.common import stamp
+from benchmarks.common import load_span, stamp, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
 from genlab.evaluation import fid_between, take
@@ -216,14 +215,10 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": cfg, "pictures": files,
         "command": "python -m benchmarks.vaegan_mnist " + " ".join(sys.argv[1:]),
         **stamp(cfg["device"]),
-        "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
-                                    "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average_1_5_15_min": load_span(load_before),
     }
     default = ROOT / "benchmarks" / "results" / f"vaegan_mnist_{args.preset}.json"
-    out = Path(args.out) if args.out else default
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {out}")
+    write_result(result, args.out or default)
     return result
 
 

@@ -1,11 +1,13 @@
 """The benchmark harness: results table from JSON, --only parsing, the overhead parity loops."""
 
+import argparse
 import json
 
 import pytest
 import torch
 
 from benchmarks.__main__ import parse_args
+from benchmarks.common import load_span, point_options, write_result
 from benchmarks.harness import FAMILIES, build_table, committed_rows, extract, parse_only
 from benchmarks.overhead import (
     compare,
@@ -80,6 +82,20 @@ def test_only_parsing():
         parse_only("gan,nope")
     args = parse_args(["run", "--preset", "gpu", "--only", "ar", "--smoke"])
     assert (args.preset, args.only, args.smoke) == ("gpu", "ar", True)
+
+
+def test_load_span_and_write_result(tmp_path, capsys):
+    span = load_span((1.234, 0.5, 0.0))
+    assert span["before"] == [1.23, 0.5, 0.0] and len(span["after"]) == 3
+    out = write_result({"load_average_1_5_15_min": span}, tmp_path / "sub" / "r.json")
+    assert json.loads(out.read_text()) == {"load_average_1_5_15_min": span}
+    assert out.read_text().endswith("}\n") and f"-> {out}" in capsys.readouterr().out
+
+
+def test_point_options_defaults():
+    parser = point_options(argparse.ArgumentParser(), "x.json")
+    args = parser.parse_args([])
+    assert (args.max_steps, args.num, args.threads, args.out) == (None, 2500, 2, "x.json")
 
 
 @pytest.fixture
