@@ -124,10 +124,12 @@ def genlab_run(model: L.LightningModule, batches: Batches | DataLoader, warmup: 
                precision: str = "32-true") -> tuple[list[Tensor], Rates]:
     """Fit ``model`` on ``batches`` (a list, or a DataLoader) with a Trainer; returns every
     step's losses and the steps/s after ``warmup``. ``user``: the callbacks and progress bar of
-    a ``genlab fit`` run. ``trainer_args`` may hold ``limit_train_batches`` for a DataLoader."""
+    a ``genlab fit`` run. ``trainer_args`` may hold ``limit_train_batches`` for a DataLoader,
+    and ``callbacks`` to add."""
     clock = StepClock(warmup, keys)
     args = dict(trainer_args or {})
     sample_every = args.pop("sample_every", 500)
+    added = args.pop("callbacks", [])
     loader = batches if isinstance(batches, DataLoader) else DataLoader(
         batches, batch_size=None, shuffle=False)
     num = args.get("limit_train_batches") or len(loader)
@@ -136,7 +138,7 @@ def genlab_run(model: L.LightningModule, batches: Batches | DataLoader, warmup: 
         trainer = L.Trainer(
             max_steps=num * optimizer_steps_per_batch, accelerator=device.type,
             devices=1, precision=precision, logger=False, default_root_dir=tmp,
-            callbacks=[clock, *extra], enable_progress_bar=user, enable_checkpointing=user,
+            callbacks=[clock, *extra, *added], enable_progress_bar=user, enable_checkpointing=user,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, **args)
         trainer.fit(model, train_dataloaders=loader)
     return clock.losses, _rates(num - warmup, clock.start, clock.end)

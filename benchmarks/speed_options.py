@@ -12,8 +12,8 @@ and its speed-up over the row's baseline (fp32, eager, contiguous, pre-read batc
 - ``bf16-mixed``: ``Trainer(precision="bf16-mixed")`` (a genlab fit option).
 - ``compile``: GPT: its ``compile`` hyperparameter. GAN: the plugin has no compile option, so the
   benchmark compiles ``generator`` and ``discriminator`` itself (``nn.Module.compile``).
-- ``channels-last`` (conv nets): the plugin has no option; the benchmark converts the model and
-  the batches to ``torch.channels_last``.
+- ``channels-last`` (conv nets): ``--channels_last.enabled true``, genlab's ``ChannelsLast``
+  callback (NHWC conv weights and image batches).
 - ``workers N``: the real ``ImageDataModule`` loader with ``num_workers`` N instead of pre-read
   batches; pinned memory is on whenever CUDA is available (``ImageDataModule`` has no switch),
   so on a CPU it cannot be measured.
@@ -39,16 +39,12 @@ from benchmarks.overhead import (
     mnist_batches,
     text_batches,
 )
+from genlab.callbacks import ChannelsLast
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"device": "cpu", "steps": 15, "warmup": 4, "threads": 1, "workers": [0, 2]},
     "gpu": {"device": "cuda", "steps": 200, "warmup": 20, "threads": 0, "workers": [0, 4, 8]},
 }
-
-
-def channels_last(batches: Batches) -> Batches:
-    """The batches with their images in channels-last memory order."""
-    return [{"x": b["x"].contiguous(memory_format=torch.channels_last)} for b in batches]
 
 
 def gan_rows(cfg: dict[str, Any], device: torch.device, tiny: bool) -> list[dict[str, Any]]:
@@ -75,9 +71,9 @@ def gan_rows(cfg: dict[str, Any], device: torch.device, tiny: bool) -> list[dict
         "bf16-mixed": lambda: rate(copy.deepcopy(base), batches, "bf16-mixed"),
         "compile (applied by the benchmark: no plugin option)":
             lambda: rate(compiled(), batches),
-        "channels-last (applied by the benchmark: no plugin option)":
-            lambda: rate(copy.deepcopy(base).to(memory_format=torch.channels_last),
-                         channels_last(batches)),
+        "channels-last (--channels_last.enabled true)":
+            lambda: rate(copy.deepcopy(base), batches,
+                         extra={"callbacks": [ChannelsLast(enabled=True)]}),
     }
     for workers in cfg["workers"]:
         variants[f"ImageDataModule, {workers} workers"] = lambda w=workers: rate(
