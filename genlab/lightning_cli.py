@@ -7,7 +7,6 @@ subcommands, because Lightning takes seconds to import (``genlab.cli`` dispatche
 from __future__ import annotations
 
 import logging
-import os
 import pydoc
 import shutil
 import sys
@@ -34,9 +33,10 @@ from genlab.callbacks import (
 )
 from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error
+from genlab.launch import check_cpu_processes, current_launch
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
-from genlab.run_dir import claim_run_dir, latest_checkpoint, run_dir_of
+from genlab.run_dir import claim_run_dir, latest_checkpoint, newest_checkpoint, run_dir_of
 from genlab.tracking import offline_message, offline_reason, run_metadata
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -85,7 +85,7 @@ def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
             args.offline, args.mode = False, "offline"
             if args.get("settings") is None:
                 args.settings = {"silent": True}  # our one line replaces wandb's banner
-            if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            if current_launch().rank == 0:  # one line per launch, not one per rank
                 console.print(offline_message(reason, str(run_dir)))
     return cfg
 
@@ -102,17 +102,40 @@ def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str,
     trainer_cfg.logger = configured if isinstance(logger, list) else configured[0]
 
 
-def _resolve_checkpoint(cfg: Namespace, run_name: str) -> dict[str, Any]:
-    """Vet ``--ckpt_path`` (``last``: the config's newest ``last.ckpt``) before Lightning reads it.
+def _auto_checkpoint(cfg: Namespace, run_name: str, stage: str) -> str | None:
+    """``--ckpt_path auto``: the newest checkpoint of this launch's run, ``None`` for a fresh start.
+
+    Under a scheduler's job id (SLURM) that is the job's own run directory, which a requeued job
+    claims again; otherwise ``--run.version``'s, or the newest run of the config (as ``last``).
+    """
+    root = cfg.run.root
+    if cfg.run.version is not None:
+        found = newest_checkpoint(Path(root, run_name, cfg.run.version))
+    elif current_launch().job_id is not None:
+        found = newest_checkpoint(claim_run_dir(root, run_name, stage=stage))
+    else:
+        found = latest_checkpoint(root, run_name)
+    return None if found is None else str(found)
+
+
+def _resolve_checkpoint(cfg: Namespace, run_name: str, stage: str = "fit") -> dict[str, Any]:
+    """Vet ``--ckpt_path`` before Lightning reads it.
+
+    ``last`` is the config's newest checkpoint; ``auto`` the same or none (``_auto_checkpoint``).
 
     Returns the checkpoint's genlab record; a ``GenlabError`` for a missing, corrupt, untrusted or
     foreign checkpoint.
     """
+    if cfg.ckpt_path == "auto":
+        cfg.ckpt_path = _auto_checkpoint(cfg, run_name, stage)
+        if cfg.ckpt_path is None:
+            return {}  # nothing to resume yet: the first start of the job
     if cfg.ckpt_path == "last":
         found = latest_checkpoint(cfg.run.root, run_name)
         if found is None:
             raise GenlabError(f"--ckpt_path last: no run under {cfg.run.root}/{run_name}/ has "
-                              f"checkpoints/last.ckpt; start one without --ckpt_path")
+                              f"checkpoints/last.ckpt; start one without --ckpt_path (or with "
+                              f"--ckpt_path auto)")
         cfg.ckpt_path = str(found)
     saved = read_checkpoint(cfg.ckpt_path)
     record = saved.get("genlab", {})
@@ -159,11 +182,16 @@ def _drop_adverts(record: logging.LogRecord) -> bool:
 
 
 def _discard_if_empty(run_dir: Path) -> None:
-    """Remove a run directory that holds no file (its sub-directories empty), after a failure."""
+    """Remove a run directory that holds no file (its sub-directories empty), after a failure.
+
+    Rank 0 alone does it (every rank of a launch fails the same way, on the same directory).
+    """
+    if current_launch().rank != 0:
+        return
     if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
         shutil.rmtree(run_dir)
-        if not any(run_dir.parent.iterdir()):
-            run_dir.parent.rmdir()  # the run name's directory, if this was its only version
+        if all(p.name.startswith(".claim-") for p in run_dir.parent.iterdir()):
+            shutil.rmtree(run_dir.parent)  # the run name's, if this was its only version
 
 
 class GenlabCLI(LightningCLI):
@@ -208,7 +236,7 @@ class GenlabCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         cfg = self.config[subcommand] if subcommand else None
         if cfg is not None and cfg.get("ckpt_path"):
-            self._checkpoint_record = _resolve_checkpoint(cfg, _run_name(cfg))
+            self._checkpoint_record = _resolve_checkpoint(cfg, _run_name(cfg), subcommand)
         try:
             super()._parse_ckpt_path()
         except (ArgumentError, ValueError, TypeError) as err:
@@ -234,11 +262,12 @@ class GenlabCLI(LightningCLI):
         run_name = _run_name(cfg)
         resume_dir = run_dir_of(cfg.ckpt_path) if cfg.get("ckpt_path") else None
         resume_id = self._checkpoint_record.get("wandb", {}).get("id")
+        check_cpu_processes(cfg.trainer)  # before Lightning starts any process
         if self.subcommand == "fit" and resume_dir is not None and cfg.run.version is None:
             self.run_dir = claim_run_dir(resume_dir.parent.parent, resume_dir.parent.name,
                                          resume_dir.name)
         else:
-            self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version)
+            self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version, self.subcommand)
             resume_id = resume_id if self.subcommand == "fit" else None
         cfg.trainer.default_root_dir = str(self.run_dir)
         _configure_loggers(cfg.trainer, self.run_dir, run_name, resume_id)
@@ -278,7 +307,7 @@ class GenlabCLI(LightningCLI):
             saved = self.preemption.saved
             console.print(f"stopped by a signal at step {self.trainer.global_step}; "
                           f"{f'saved {saved}' if saved else 'no checkpoint written'}. Resume "
-                          f"with the same command and --ckpt_path last")
+                          f"with the same command and --ckpt_path last (or auto)")
             ok = saved is not None
         finally:
             _finish_wandb(ok)
