@@ -305,9 +305,10 @@ class GenlabCLI(LightningCLI):
             raise
         except SIGTERMException:
             saved = self.preemption.saved
-            console.print(f"stopped by a signal at step {self.trainer.global_step}; "
-                          f"{f'saved {saved}' if saved else 'no checkpoint written'}. Resume "
-                          f"with the same command and --ckpt_path last (or auto)")
+            if current_launch().rank == 0:
+                console.print(f"stopped by a signal at step {self.trainer.global_step}; "
+                              f"{f'saved {saved}' if saved else 'no checkpoint written'}. "
+                              f"Resume with the same command and --ckpt_path last (or auto)")
             ok = saved is not None
         finally:
             _finish_wandb(ok)

@@ -110,6 +110,8 @@ CASES = [
      "VAE"),
     ("resume with no earlier run", lambda t: fit(t, "--ckpt_path", "last"), "no run under"),
     ("more devices than exist", lambda t: fit(t, "--trainer.accelerator", "gpu"), "gpu"),
+    ("more CPU processes than the machine holds",
+     lambda t: fit(t, "--trainer.devices", "64", "--trainer.strategy", "ddp"), "holds at most"),
     ("sample: missing checkpoint", lambda t: ["sample", "--ckpt", str(t / "x.ckpt")],
      "does not exist"),
     ("sample: option the family lacks",

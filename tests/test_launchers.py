@@ -83,7 +83,8 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def one_run(root: Path) -> Path:
     """The only run under ``root``: one version, one config, one checkpoint directory."""
-    versions = [p for p in (root / "quickstart").iterdir() if p.is_dir()]
+    [name] = root.iterdir()  # the run's name: the last config file's stem
+    versions = [p for p in name.iterdir() if p.is_dir()]
     assert [p.name for p in versions] == ["version_0"], versions
     assert len(list(root.rglob("config.yaml"))) == 1
     assert len([p for p in root.rglob("checkpoints") if p.is_dir()]) == 1
