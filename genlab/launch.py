@@ -8,7 +8,9 @@ torchrun's own key-value store, or a small file next to the runs, keyed by the s
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +33,15 @@ class Launch:
         attempt: Differs between starts of the same job (requeue, another ``srun`` step), so
             that ranks never read a claim left by an earlier start.
         store: ``(host, port)`` of torchrun's agent store, which every rank can reach.
+        command: A digest of the command line: within one job, one command is one run (a
+            requeue repeats it; a sweep of commands in one job gets a run each).
     """
 
     rank: int
     job_id: str | None
     attempt: str
     store: tuple[str, int] | None
+    command: str = ""
 
     @property
     def external(self) -> bool:
@@ -74,7 +79,8 @@ def current_launch() -> Launch:
         store = (env["MASTER_ADDR"], int(env["MASTER_PORT"]))
     attempt = ".".join(env.get(var, "0") for var in (
         "SLURM_STEP_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT"))
-    return Launch(rank=rank, job_id=job_id, attempt=attempt, store=store)
+    command = hashlib.sha1("\0".join(sys.argv[1:]).encode()).hexdigest()[:8]
+    return Launch(rank=rank, job_id=job_id, attempt=attempt, store=store, command=command)
 
 
 def _available_gib() -> float:
@@ -114,9 +120,9 @@ def check_cpu_processes(trainer_cfg: Any) -> None:
     half a GiB each; too many swap for minutes before anything fails. Processes a launcher
     started already exist, so only Lightning's own start is checked.
     """
-    devices = trainer_cfg.get("devices")
-    if current_launch().external or not _wants_cpu(trainer_cfg.get("accelerator")):
-        return
+    devices, launch = trainer_cfg.get("devices"), current_launch()
+    if launch.external or launch.rank != 0 or not _wants_cpu(trainer_cfg.get("accelerator")):
+        return  # a launcher's processes exist already; Lightning's own were checked by rank 0
     try:
         count = int(devices)
     except (TypeError, ValueError):

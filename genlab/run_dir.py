@@ -34,8 +34,8 @@ def _fresh_version(parent: Path) -> Path:
             n += 1
 
 
-def _claim_file(parent: Path, stage: str, job_id: str) -> Path:
-    return parent / f".claim-{stage}-{job_id}.json"
+def _claim_file(parent: Path, stage: str, launch: Launch) -> Path:
+    return parent / f".claim-{stage}-{launch.job_id}-{launch.command}.json"
 
 
 def _recorded(parent: Path, stage: str, launch: Launch) -> Path | None:
@@ -47,7 +47,7 @@ def _recorded(parent: Path, stage: str, launch: Launch) -> Path | None:
             return Path(store.get(key).decode())
         return None
     try:
-        claim = json.loads(_claim_file(parent, stage, launch.job_id).read_text())
+        claim = json.loads(_claim_file(parent, stage, launch).read_text())
     except (OSError, ValueError):
         return None
     run_dir = Path(claim["run_dir"])
@@ -57,7 +57,7 @@ def _recorded(parent: Path, stage: str, launch: Launch) -> Path | None:
 def _publish(parent: Path, stage: str, launch: Launch, run_dir: Path) -> None:
     """Rank 0 tells the other ranks (and later starts of the job) which directory it took."""
     if launch.job_id is not None:  # a shared filesystem: written whole, then renamed
-        claim = _claim_file(parent, stage, launch.job_id)
+        claim = _claim_file(parent, stage, launch)
         tmp = claim.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"run_dir": str(run_dir), "attempt": launch.attempt}))
         os.replace(tmp, claim)
@@ -85,7 +85,7 @@ def _wait_for_claim(parent: Path, stage: str, launch: Launch) -> Path:
             raise GenlabError(f"rank {launch.rank} waited {CLAIM_TIMEOUT_S:.0f} s for rank 0 to "
                               f"claim a run directory under {parent} and got none ({err}); "
                               f"see rank 0's error, or raise GENLAB_CLAIM_TIMEOUT") from None
-    claim, deadline = _claim_file(parent, stage, launch.job_id), time.monotonic() + CLAIM_TIMEOUT_S
+    claim, deadline = _claim_file(parent, stage, launch), time.monotonic() + CLAIM_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             record = json.loads(claim.read_text())
@@ -107,7 +107,8 @@ def claim_run_dir(root: str | Path, name: str, version: str | None = None,
     ``version`` names it explicitly. Otherwise one process takes a fresh ``version_<n>``; under a
     launcher that starts every rank itself, rank 0 takes it and the others wait for its choice
     (torchrun: through torchrun's store; SLURM: through ``<root>/<name>/.claim-<stage>-<job
-    id>.json``, which a requeued job, keeping its job id, finds again). Worker processes that
+    id>-<command digest>.json``, which a requeued job, keeping its job id and command, finds
+    again). Worker processes that
     Lightning starts inherit the directory through ``GENLAB_RUN_DIR``.
     """
     inherited = os.environ.get(RUN_DIR_ENV)

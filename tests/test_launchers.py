@@ -203,8 +203,11 @@ def test_ranks_take_rank_zeros_claim_and_a_requeue_finds_it(tmp_path, slurm_rank
     assert claim_run_dir(tmp_path, "run") == run_dir
     slurm_rank(1, restart="1")
     assert claim_run_dir(tmp_path, "run") == run_dir
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        f".claim-fit-{JOB_ID}.json", "version_0"]
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--model.init_args.lr", "0.1"])
+    slurm_rank(0, restart="1")
+    assert claim_run_dir(tmp_path, "run") != run_dir  # another command of the job: another run
+    claims = sorted(p.name for p in (tmp_path / "run").glob(".claim-*"))
+    assert len(claims) == 2 and all(c.startswith(f".claim-fit-{JOB_ID}-") for c in claims)
 
 
 def test_auto_takes_lightnings_hpc_checkpoint_when_it_is_newer(tmp_path):

@@ -13,11 +13,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class Preemption(L.Callback):
-    """Write ``path`` when Lightning stops training on SIGTERM, so ``--ckpt_path last`` resumes.
+    """Write ``path`` when Lightning stops training on SIGTERM, so ``--ckpt_path auto`` resumes.
 
     Lightning turns SIGTERM into a ``SIGTERMException`` at the next batch boundary, on every
-    rank; this callback saves the state reached then. Outside SLURM (where Lightning requeues on
-    SIGUSR1 itself) SIGUSR1 is treated as SIGTERM, the usual warning of a cluster's time limit.
+    rank; this callback saves the state reached then. Outside SLURM SIGUSR1 is treated as
+    SIGTERM, the usual warning of a cluster's time limit. Under SLURM, Lightning handles SIGUSR1
+    itself: it writes ``hpc_ckpt_<n>.ckpt`` (wherever the step stands) and requeues the job,
+    whose end comes as SIGTERM, landing here; ``--ckpt_path auto`` takes the newer of the two.
 
     Args:
         path: Checkpoint file to write (the run's ``checkpoints/last.ckpt``).
