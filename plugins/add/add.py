@@ -43,6 +43,7 @@ from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
+from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
 from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
 from genlab.registry import create_model, origin
@@ -159,6 +160,28 @@ class ADD(GenerativeModule):
         # file, so then the networks are built by configure_model() when fit starts.
         if teacher_ckpt is None or Path(teacher_ckpt).is_file():
             self.configure_model()
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Ring-8 points, distilled from a tiny diffusion teacher trained here for 2 steps;
+        2-process DDP."""
+        import lightning as L
+
+        from genlab.data.toy import ToyDataModule
+
+        data = ToyDataModule(train_size=128, val_size=32, batch_size=32)
+        L.seed_everything(0, verbose=False)
+        teacher = create_model("diffusion", data_shape=[2], hidden=[16], emb_dim=8,
+                               num_timesteps=50, sample_steps=4, trajectory_frames=0)
+        trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0,
+                            default_root_dir=root)
+        trainer.fit(teacher, data)
+        trainer.save_checkpoint(root / "teacher.ckpt")
+        return ConformanceCase(data, {"teacher_ckpt": str(root / "teacher.ckpt"),
+                                      "head_width": 8, "lr": 1e-3, "lr_disc": 1e-3,
+                                      "r1_gamma": 0.1}, ddp=True)
 
     def configure_model(self) -> None:
         """Load the teacher and build the student and discriminator (once).
@@ -407,6 +430,11 @@ class ADD(GenerativeModule):
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN):
                 state.setdefault(key, value)
+        # Heads saved with torch's older spectral-norm hook: its keys, in the parametrization's.
+        old = {"weight_orig": "original", "weight_u": "_u", "weight_v": "_v"}
+        for key in [k for k in state if k.startswith("heads.") and k.rpartition(".")[2] in old]:
+            stem, _, name = key.rpartition(".")
+            state[f"{stem}.parametrizations.weight.{old[name]}"] = state.pop(key)
 
 
 def _teacher(path: str | None, plugin: str | None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -22,6 +23,7 @@ from torchmetrics import MeanMetric
 from genlab import GenerativeModule
 from genlab.data.tokenizers import Tokenizer, tokenizer_from_checkpoint, tokenizer_from_state
 from genlab.errors import GenlabError, raise_first
+from genlab.module import ConformanceCase
 from genlab.nn.transformer import Position, Transformer, generate
 from genlab.recipes import lr_horizon, warmup_cosine
 
@@ -106,6 +108,18 @@ class GPT(GenerativeModule):
         self._compiled: Callable[[Tensor], Tensor] | None = None
         self.val_loss = MeanMetric()
         self.tokenizer: Tokenizer | None = None
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Characters of a short text, a one-layer GPT; 2-process DDP, bf16 and fp16."""
+        from genlab.data.text import TextDataModule
+        from genlab.data.tiny import write_text
+
+        data = TextDataModule(str(write_text(root / "t.txt")), block_size=16, batch_size=4)
+        return ConformanceCase(data, {"vocab_size": data.vocab_size, "block_size": 16,
+                                      "n_layer": 1, "n_head": 2, "n_embd": 16, "dropout": 0.0,
+                                      "max_new_tokens": 8},
+                               ddp=True, precisions=("bf16-mixed", "16-mixed"))
 
     @staticmethod
     def _pixel_vocab(data_shape: Sequence[int], pixel_levels: int, vocab_size: int | None,

@@ -8,6 +8,7 @@ plugin can load this model's checkpoint and call ``denoiser_fn()`` with the same
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -22,6 +23,7 @@ from genlab.diffusion.samplers import Denoiser
 from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
+from genlab.module import ConformanceCase
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
@@ -137,6 +139,16 @@ class Diffusion(GenerativeModule):
         # EMA copy of the denoiser: a submodule, so checkpoints save it; sample() uses it.
         self.ema = ema_model(self.denoiser, ema_decay)
         self.schedule = NoiseSchedule(schedule, num_timesteps)
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Ring-8 points, a tiny point denoiser; 2-process DDP, bf16 and fp16."""
+        from genlab.data.toy import ToyDataModule
+
+        return ConformanceCase(ToyDataModule(train_size=128, val_size=32, batch_size=32),
+                               {"data_shape": [2], "hidden": [16], "num_timesteps": 50,
+                                "sample_steps": 4},
+                               ddp=True, precisions=("bf16-mixed", "16-mixed"))
 
     def build_denoiser(self) -> nn.Module:
         """The network: ``PointDenoiser`` for points, ``UNet`` for images."""

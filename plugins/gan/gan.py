@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -39,6 +40,7 @@ from genlab.ema import ema_model
 from genlab.errors import raise_first
 from genlab.losses.adversarial import ADVERSARIAL_LOSSES
 from genlab.losses.penalties import gradient_penalty, r1_penalty
+from genlab.module import ConformanceCase
 from genlab.noise import NoiseStream, batch_rand, batch_randn
 from genlab.pictures import latent_interpolation
 from genlab.recipes import clip_gradients, lr_horizon, sample_labels
@@ -128,6 +130,15 @@ class GAN(GenerativeModule):
         # Discriminator steps taken: decides when G steps and when lazy R1 runs; resumes with it.
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         self._noise = NoiseStream("gan_noise_state")
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Ring-8 points, a tiny MLP GAN; 2-process DDP, bf16 and fp16 (its GradScaler)."""
+        from genlab.data.toy import ToyDataModule
+
+        return ConformanceCase(ToyDataModule(train_size=128, val_size=32, batch_size=32),
+                               {"hidden": [16], "latent_dim": 2}, ddp=True,
+                               precisions=("bf16-mixed", "16-mixed"))
 
     # ----------------------------------------------------------------------------- sampling
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -29,6 +30,7 @@ from genlab.losses.likelihoods import (
     kl_std_normal_per_dim,
     log_mean_exp,
 )
+from genlab.module import ConformanceCase
 from genlab.nn.mlp import Activation
 from genlab.noise import batch_randn
 from genlab.pictures import labelled_scatter, latent_interpolation, reconstructions
@@ -126,6 +128,19 @@ class VAE(GenerativeModule):
         else:
             self.encoder = MLPEncoder(data_shape, latent_dim, hidden, act, num_classes)
             self.decoder = MLPDecoder(data_shape, latent_dim, hidden, act, params, num_classes)
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Binarized 8x8 images, a tiny MLP VAE; 2-process DDP, bf16 and fp16."""
+        from genlab.data.images import ImageDataModule
+        from genlab.data.tiny import write_parquet
+
+        source = write_parquet(root / "digits", {"train": 32, "test": 8}, size=(8, 8))
+        data = ImageDataModule(str(source), image_size=8, channels=1, binarize=True,
+                               batch_size=8, num_workers=0)
+        return ConformanceCase(data, {"data_shape": [1, 8, 8], "hidden": [16], "latent_dim": 2,
+                                      "val_samples": 2, "eval_samples": 4, "eval_chunk": 4},
+                               ddp=True, precisions=("bf16-mixed", "16-mixed"))
 
     # --- the model: q(z | x, y), p(x | z, y), p(z) = N(0, I) -----------------------------------
 

@@ -30,6 +30,7 @@ optimization with three optimizers; DDP-safe without ``find_unused_parameters``:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
@@ -43,6 +44,7 @@ from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import ADVERSARIAL_LOSSES
 from genlab.losses.likelihoods import kl_std_normal
+from genlab.module import ConformanceCase
 from genlab.nn.conv import ConvDecoder, Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
 from genlab.pictures import latent_interpolation, reconstructions
@@ -130,6 +132,20 @@ class VAEGAN(GenerativeModule):
         self.encoder_ema = ema_model(self.encoder, ema_decay) if ema_decay is not None else None
         self.decoder_ema = ema_model(self.decoder, ema_decay) if ema_decay is not None else None
         self._noise_stream = NoiseStream("vaegan_noise_state")
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """28x28 images, tiny conv nets; 2-process DDP (no batch norm: its statistics are per
+        process, so only then does 2-process DDP match 1 process)."""
+        from genlab.data.images import ImageDataModule
+        from genlab.data.tiny import write_parquet
+
+        source = write_parquet(root / "digits", {"train": 32, "test": 8}, size=(28, 28))
+        data = ImageDataModule(str(source), image_size=28, channels=1, batch_size=8,
+                               num_workers=0)
+        return ConformanceCase(data, {"image_size": 28, "channels": 1, "latent_dim": 4,
+                                      "width": 4, "grad_clip": 1.0, "decoder_norm": "none"},
+                               ddp=True)
 
     # ----------------------------------------------------------------------------- inference
 
