@@ -265,8 +265,8 @@ class GenlabCLI(LightningCLI):
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
         """Refuse ``--optimizer`` / ``--lr_scheduler`` for a model with its own optimizers.
 
-        LightningCLI would replace the model's ``configure_optimizers`` with one optimizer (a GAN
-        then trains one network) and drop a scheduler given alone, with only a warning.
+        LightningCLI would replace the model's ``configure_optimizers`` with one optimizer (a
+        model with several networks then trains one) and drop a scheduler given alone.
         """
         given = [k for k in ("optimizer", "lr_scheduler") if self._get(self.config_init, k)]
         if given and is_overridden("configure_optimizers", self.model, L.LightningModule):

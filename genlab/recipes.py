@@ -75,7 +75,7 @@ def lr_horizon(trainer: L.Trainer, steps_per_batch: int | Fraction = 1,
     """Batches the trainer will train on: the horizon of a decaying learning-rate schedule.
 
     ``trainer.max_steps`` counts optimizer steps; a manual-optimization family that steps
-    ``steps_per_batch`` optimizers a batch (a GAN with ``n_critic`` D steps per G step:
+    ``steps_per_batch`` optimizers a batch (``n`` critic steps per generator step:
     ``Fraction(n + 1, n)``) passes it, so that the horizon is in batches. A run with no end raises
     ``GenlabError`` naming ``fix``.
     """
