@@ -13,8 +13,8 @@ and fp32:
 - ``warmup + steps`` batches are read once from the real data (MNIST parquet, plays.txt) and
   reused by every run in the same order, so data loading is not part of either figure;
 - **plain**: a hand-written loop over the plugin's networks and loss functions
-  (``GAN.generator`` / ``GAN.discriminator`` with ``genlab_gan.gan.LOSSES``; ``GPT.loss``,
-  ``GPT.lr_factor``), the same optimizers, schedules, gradient clipping and EMA;
+  (``GAN.generator`` / ``GAN.discriminator`` with ``genlab.losses.ADVERSARIAL_LOSSES``;
+  ``GPT.loss``, ``GPT.lr_factor``), the same optimizers, schedules, gradient clipping and EMA;
 - **genlab**: ``lightning.Trainer.fit`` configured as ``genlab fit`` configures a user's run:
   the progress bar, ``ModelCheckpoint`` (save_last), ``SampleLogger`` (the config's
   ``samples.every_n_steps``), ``DivergenceGuard``, ``RNGState``, ``Preemption``, the config's
@@ -170,11 +170,11 @@ def gan_model(tiny: bool, device: torch.device) -> tuple[L.LightningModule, dict
 def plain_gan(model: Any, batches: Batches, warmup: int,
               device: torch.device) -> tuple[list[Tensor], Rates]:
     """A hand-written GAN loop on the plugin's networks and losses: D step, then G step, EMA."""
-    from genlab_gan.gan import LOSSES
+    from genlab.losses.adversarial import ADVERSARIAL_LOSSES
 
     h = model.hparams
     G, D = model.generator.to(device), model.discriminator.to(device)
-    d_loss_fn, g_loss_fn = LOSSES[h.loss]
+    d_loss_fn, g_loss_fn = ADVERSARIAL_LOSSES[h.loss]
     opt_g = torch.optim.Adam(G.parameters(), lr=h.lr_g, betas=tuple(h.betas))
     opt_d = torch.optim.Adam(D.parameters(), lr=h.lr_d, betas=tuple(h.betas_d or h.betas))
     ema = AveragedModel(G, use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(h.ema_decay))

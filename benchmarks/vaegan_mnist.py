@@ -34,7 +34,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from genlab_vaegan import VAEGAN
-from genlab_vaegan.pictures import reconstructions
 from torch import Tensor
 
 from benchmarks.common import load_span, stamp, write_result
@@ -42,6 +41,7 @@ from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
 from genlab.evaluation import fid_between, take
 from genlab.metrics.classifier import ChannelFeatures, load_classifier
+from genlab.pictures import reconstructions
 from genlab.registry import create_model
 from genlab.visualize import image_grid
 

@@ -11,6 +11,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ConformanceCase": "genlab.module",
     "GenerativeModule": "genlab.module",
     "GenlabError": "genlab.errors",
     "create_model": "genlab.registry",

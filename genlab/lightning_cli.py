@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from rich.console import Console
 
 from genlab.callbacks import (
@@ -289,6 +290,20 @@ class GenlabCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        """Refuse ``--optimizer`` / ``--lr_scheduler`` for a model with its own optimizers.
+
+        LightningCLI would replace the model's ``configure_optimizers`` with one optimizer (a
+        model with several networks then trains one) and drop a scheduler given alone.
+        """
+        given = [k for k in ("optimizer", "lr_scheduler") if self._get(self.config_init, k)]
+        if given and is_overridden("configure_optimizers", self.model, L.LightningModule):
+            raise GenlabError(f"--{given[0]} cannot replace {type(self.model).__name__}'s own "
+                              f"optimizers (its configure_optimizers); drop it and set the "
+                              f"model's options instead (`genlab fit --model.help "
+                              f"{type(self.model).__name__}`)")
+        super()._add_configure_optimizers_method_to_model(subcommand)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a failure before anything was written (e.g. bad data) leaves no empty run.

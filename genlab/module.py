@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
+from PIL import Image
 from torch import Tensor
 
 from genlab.distributed import destroy_process_group_at_exit
@@ -14,6 +17,25 @@ from genlab.errors import GenlabError
 
 Modality = Literal["image", "points", "tokens"]
 MODALITIES: tuple[str, ...] = ("image", "points", "tokens")
+
+
+@dataclass
+class ConformanceCase:
+    """A plugin's tiny case for the conformance kit: what ``genlab.testing.check_plugin`` takes.
+
+    Args:
+        datamodule: A tiny data module (made on the spot, e.g. with ``genlab.data.tiny``).
+        init_args: The model's constructor arguments, as in a config's ``init_args``.
+        ddp: Also run a 2-process CPU DDP fit.
+        precisions: Lightning precisions a short CPU fit must run under.
+        options: Any other ``check_plugin`` keyword (``steps``, ``num``, ``ddp_tolerance``...).
+    """
+
+    datamodule: L.LightningDataModule
+    init_args: dict[str, Any] = field(default_factory=dict)
+    ddp: bool = False
+    precisions: tuple[str, ...] = ("bf16-mixed",)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class GenerativeModule(L.LightningModule):
@@ -29,6 +51,11 @@ class GenerativeModule(L.LightningModule):
       ``training_step`` and ``configure_optimizers``.
     - optionally ``log_likelihood(batch)``, per-example log-likelihood in nats, used for
       ``val/nll`` and by ``genlab evaluate``.
+    - optionally ``pictures(batch)``, the family's own pictures (reconstructions, denoising
+      trajectories, latent interpolations; helpers in ``genlab.pictures``), which the core's
+      ``SampleLogger`` saves and logs with the samples.
+    - optionally ``conformance_case(root)``, the tiny model + data that ``genlab.testing`` and
+      genlab's own ``tests/test_plugins.py`` run the conformance kit on.
 
     Batches are dicts: ``batch["x"]`` holds the data, ``batch["label"]`` class labels when the
     data module provides them.
@@ -51,6 +78,28 @@ class GenerativeModule(L.LightningModule):
     def log_likelihood(self, batch: dict[str, Tensor]) -> Tensor:
         """Per-example log-likelihood (or a bound) of ``batch["x"]`` in nats, shape ``(B,)``."""
         raise NotImplementedError(f"{type(self).__name__} has no log-likelihood")
+
+    def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
+        """The family's own pictures by name, e.g. ``{"reconstructions": <PIL image>}``.
+
+        Called by ``genlab.callbacks.SampleLogger`` each time it logs samples, with the model in
+        eval mode, without gradients and under its fixed seed; ``batch`` holds a few training
+        examples (``"x"``, ``"label"``) on the model's device. Each picture is written to
+        ``samples/<name>_step_<step>.png`` and logged as ``pictures/<name>`` at the step of the
+        metrics. ``genlab.pictures`` draws the classic ones (latent interpolations,
+        reconstructions, trajectory strips). The default draws none.
+        """
+        return {}
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase | None:
+        """A tiny case of this plugin for the conformance kit (``genlab.testing.check_case``).
+
+        ``root`` is a scratch directory for files the case needs (tiny data, a teacher
+        checkpoint). genlab's ``tests/test_plugins.py`` runs the kit on the case of every
+        registered plugin, as a third party's own test can (``check_case``). ``None``: no case.
+        """
+        return None
 
     @property
     def has_log_likelihood(self) -> bool:

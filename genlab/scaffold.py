@@ -1,8 +1,9 @@
 """``genlab new-plugin NAME``: write a small installable model-plugin package that already works.
 
 The package holds a Gaussian-mixture model on 2-D points (trained by maximum likelihood, a few
-seconds on CPU), registered under ``genlab.models``, a config and a test running the conformance
-kit. Replace the model with yours; the rest stays.
+seconds on CPU) with its own pictures (the ``pictures`` hook) and conformance case, registered
+under ``genlab.models``, a config and a test running the conformance kit on that case. Replace the
+model with yours; the rest stays.
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ MODEL = '''\
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 
-from genlab import GenerativeModule
+from genlab import ConformanceCase, GenerativeModule
+from genlab.visualize import scatter_plot
 
 
 class {cls}(GenerativeModule):
@@ -88,6 +92,18 @@ class {cls}(GenerativeModule):
         component = torch.multinomial(self.logits.softmax(0), num, replacement=True)
         noise = torch.randn(num, self.means.shape[1], device=self.device)
         return self.means[component] + self.log_stds[component].exp() * noise
+
+    def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
+        """Saved and logged with the samples: the components' means over training points."""
+        return {{"means": scatter_plot(self.means, real=batch["x"], title="component means")}}
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """The tiny case genlab's conformance kit runs on (tests/test_{name}.py)."""
+        from genlab.data.toy import ToyDataModule
+
+        data = ToyDataModule(train_size=256, val_size=64, batch_size=32)
+        return ConformanceCase(data, {{"components": 4}})
 '''
 
 CONFIG = '''\
@@ -114,13 +130,11 @@ samples:
 TEST = '''\
 """{cls} keeps genlab's plugin contract (the conformance kit)."""
 
-from genlab.data.toy import ToyDataModule
-from genlab.testing import check_plugin
+from genlab.testing import check_case
 
 
 def test_conformance(tmp_path):
-    data = ToyDataModule(train_size=256, val_size=64, batch_size=32)
-    check_plugin("{name}", data, tmp_path, init_args={{"components": 4}})
+    check_case("{name}", tmp_path)  # on {cls}.conformance_case
 '''
 
 README = '''\

@@ -1,12 +1,15 @@
 """Conformance kit: check that a model plugin keeps the ``GenerativeModule`` contract.
 
-Call it from a plugin's own pytest, with a tiny data module::
+A plugin declares its own tiny case (``GenerativeModule.conformance_case``: a data module and
+``init_args``); genlab's ``tests/test_plugins.py`` runs the kit on the case of every registered
+plugin, and a plugin's own pytest can too::
 
-    from genlab.testing import check_plugin
+    from genlab.testing import check_case
 
     def test_conformance(tmp_path):
-        check_plugin("myflow", ToyDataModule(train_size=256, batch_size=32), tmp_path,
-                     init_args={"hidden": 16})
+        check_case("myflow", tmp_path)
+
+``check_plugin`` runs the same checks on any data module and arguments.
 
 Each check fails with a ``ConformanceError`` that says what to fix.
 """
@@ -24,7 +27,7 @@ from torch import Tensor
 from genlab.callbacks.rng import RNGState
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
-from genlab.module import MODALITIES, GenerativeModule, check_model_and_data
+from genlab.module import MODALITIES, ConformanceCase, GenerativeModule, check_model_and_data
 from genlab.registry import MODEL_GROUP, plugins
 
 
@@ -315,3 +318,21 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
         check_precision(cls, init_args, datamodule, root / precision, steps, precision)
     if ddp:
         check_ddp(cls, init_args, datamodule, root / "ddp", steps, ddp_tolerance)
+
+
+def check_case(model: str | type[GenerativeModule], tmp_path: str | Path) -> ConformanceCase:
+    """Run ``check_plugin`` on the plugin's own ``conformance_case``; returns the case.
+
+    Args:
+        model: Registered name, class name or class of the plugin.
+        tmp_path: A scratch directory (pytest's ``tmp_path``).
+    """
+    root = Path(tmp_path)
+    cls = resolve(model)
+    case = cls.conformance_case(root / "case")
+    _expect(isinstance(case, ConformanceCase),
+            f"{cls.__name__}.conformance_case(root) returned {case!r}: return a "
+            f"genlab.ConformanceCase (a tiny data module and init_args) so the kit can run")
+    check_plugin(cls, case.datamodule, root / "kit", init_args=case.init_args, ddp=case.ddp,
+                 precisions=case.precisions, **case.options)
+    return case

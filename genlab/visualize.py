@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -39,6 +40,13 @@ def scatter_plot(generated: Tensor, real: Tensor | None = None, title: str = "")
     ax.set_aspect("equal")
     ax.legend(loc="upper right", markerscale=3)
     ax.set_title(title)
+    return figure_image(fig)
+
+
+def figure_image(fig: Any) -> Image.Image:
+    """A matplotlib figure as a PIL RGB image; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.canvas.draw()
     image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())

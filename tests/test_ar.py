@@ -31,13 +31,6 @@ def trainer(tmp_path, steps, **kwargs):
     return L.Trainer(**{**options, **kwargs})
 
 
-def test_conformance(tmp_path):
-    from genlab.testing import check_plugin
-
-    data = text_data(tmp_path)
-    check_plugin("ar", data, tmp_path, init_args={"vocab_size": data.vocab_size, **TINY})
-
-
 def test_tokenizer_round_trip_from_a_checkpoint(tmp_path, capsys):
     data = text_data(tmp_path)
     model = GPT(vocab_size=data.vocab_size, **TINY)

@@ -59,6 +59,7 @@ def test_fit_writes_run_directory_and_twice_never_collides(tiny_config, tmp_path
     assert saved["model"]["init_args"]["hidden"] == [16, 16]
     assert saved["trainer"]["default_root_dir"] == str(run0)
     assert sorted(p.name for p in (run0 / "samples").iterdir()) == [
+        "interpolations_step_0000006.png", "interpolations_step_0000012.png",  # GAN.pictures
         "step_0000006.png", "step_0000012.png"]
     ckpt = torch.load(run0 / "checkpoints/last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 12
@@ -143,6 +144,10 @@ BAD_INPUT = [
     (["--model.init_args.latent_dim", "abc"], r"model.latent_dim of genlab_gan.GAN: Expected"),
     (["--data.init_args.datset", "x"], r"data .*Option 'datset' is not accepted"),
     (["--data.init_args.batch_size", "0"], r"data.batch_size must be positive"),
+    # LightningCLI would swap the GAN's two optimizers for one, or drop a lone scheduler.
+    (["--optimizer", "Adam"], r"^error: --optimizer cannot replace GAN's own optimizers"),
+    (["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "2"],
+     r"--lr_scheduler cannot replace GAN's own optimizers"),
 ]
 
 
@@ -166,3 +171,4 @@ def test_missing_and_malformed_config_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(bad)])
     assert "not valid YAML at line 3" in capsys.readouterr().err
+

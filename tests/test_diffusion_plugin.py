@@ -4,9 +4,10 @@ import lightning as L
 import pytest
 import torch
 from genlab_diffusion import Diffusion
+from PIL import Image
 from torch.utils.data import DataLoader
 
-from genlab.callbacks.samples import fixed_seed
+from genlab.callbacks.samples import SampleLogger, fixed_seed
 from genlab.errors import GenlabError
 from genlab.sampling import check_options
 
@@ -19,7 +20,8 @@ TINY_IMAGES = dict(data_shape=[1, 8, 8], channels=8, channel_mults=[1, 2], num_r
 def fit(model, batches, tmp_path, steps=3):
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False,
                         enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path), limit_val_batches=0)
+                        default_root_dir=str(tmp_path), limit_val_batches=0,
+                        callbacks=[SampleLogger(every_n_steps=0, num=4)])
     trainer.fit(model, DataLoader(batches, batch_size=None))
     return trainer
 
@@ -46,7 +48,9 @@ def test_conditional_images_train_sample_and_reload(tmp_path):
                for _ in range(3)]
     trainer = fit(model, batches, tmp_path)
     assert int(model.ema.n_averaged) == 3
-    assert (tmp_path / "samples" / "trajectory.png").is_file()
+    # The trajectory strip through the pictures hook: one row per image, one column per frame.
+    strip = Image.open(tmp_path / "samples" / "trajectory_step_0000003.png")
+    assert strip.size == (3 * 10 + 2, 8 * 10 + 2)
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
     loaded = Diffusion.load_from_checkpoint(ckpt, weights_only=True)
@@ -85,7 +89,7 @@ def test_sample_options_are_explicit_and_checked():
     with pytest.raises(GenlabError, match="unconditional"):
         model.sample(2, labels=torch.tensor([0, 1]))
     conditional = Diffusion(**TINY_POINTS, num_classes=2)
-    with pytest.raises(GenlabError, match="between 0 and 1"):
+    with pytest.raises(GenlabError, match=r"2 class ids in \[0, 2\)"):
         conditional.sample(2, labels=torch.tensor([0, 5]))
 
 

@@ -261,16 +261,3 @@ def test_same_label_same_noise_same_sample():
 def test_bad_hyperparameters_are_named(kwargs, match):
     with pytest.raises(GenlabError, match=match):
         tiny_gan(**kwargs)
-
-
-def test_conditional_image_gan_passes_the_conformance_kit(tmp_path):
-    from genlab.data.images import ImageDataModule
-    from genlab.data.tiny import write_parquet
-    from genlab.testing import check_plugin
-
-    source = write_parquet(tmp_path / "data", {"train": 32, "test": 8}, size=(28, 28))
-    data = ImageDataModule(source=str(source), image_size=28, channels=1, batch_size=8,
-                           num_workers=0)
-    check_plugin("gan", data, tmp_path / "kit",
-                 init_args={"image_size": 28, "channels": 1, "width": 4, "latent_dim": 8,
-                            "num_classes": 3, "spectral_norm": True, "loss": "hinge"})

@@ -80,7 +80,3 @@ def test_noise_that_ignores_the_process_split_is_named(tmp_path):
 def test_unregistered_model_is_named(tmp_path):
     with pytest.raises(ConformanceError, match="entry-points"):
         check_plugin("nothing_here", data(), tmp_path)
-
-
-def test_the_gan_plugin_passes(tmp_path):
-    check_plugin("gan", data(), tmp_path, init_args={"hidden": [16, 16], "latent_dim": 2})

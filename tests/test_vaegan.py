@@ -1,21 +1,22 @@
 """VAE-GAN: each loss reaches only its networks, the feature term, three optimizers in the
-checkpoint and on resume, bf16-mixed, pictures, bad hyperparameters, and the conformance kit
-(2-process CPU DDP included)."""
+checkpoint and on resume, bf16-mixed, pictures on the metrics' step axis, bad hyperparameters
+(the conformance kit runs in tests/test_plugins.py)."""
 
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
-from genlab_vaegan import VAEGAN, VAEGANPictures, feature_reconstruction, scale_grad
+from genlab_vaegan import VAEGAN, feature_reconstruction, scale_grad
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
+from genlab.callbacks import samples
 from genlab.data.images import ImageDataModule
 from genlab.data.tiny import write_parquet
 from genlab.errors import GenlabError
 from genlab.losses.adversarial import g_nonsaturating
 from genlab.losses.likelihoods import kl_std_normal
-from genlab.testing import check_plugin
 
 TINY = {"image_size": 28, "channels": 1, "latent_dim": 4, "width": 4}
 
@@ -168,13 +169,19 @@ def test_fp16_is_refused_with_one_clear_error():
         model.on_fit_start()
 
 
-def test_pictures_are_written(tmp_path):
+def test_pictures_are_logged_on_the_step_axis_of_the_metrics(tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(samples, "_log_to",
+                        lambda logger, picture, step, key="samples": logged.append((key, step)))
     model = VAEGAN(**TINY)
-    trainer(tmp_path, -1, max_epochs=1, limit_train_batches=1,
-            enable_checkpointing=False).fit(model, images(tmp_path))
+    trainer(tmp_path, 6, enable_checkpointing=False, logger=CSVLogger(tmp_path),
+            callbacks=[samples.SampleLogger(every_n_steps=0, num=8)]).fit(model, images(tmp_path))
     names = {p.name.split("_step")[0] for p in (tmp_path / "samples").iterdir()}
-    assert names >= {"reconstructions", "prior_samples", "interpolations"}
-    assert any(isinstance(c, VAEGANPictures) for c in model.configure_callbacks())
+    assert names >= {"reconstructions", "interpolations"}
+    # Two batches of three optimizer steps each: logged at batch 2, where the metrics are.
+    assert model.trainer.global_step == 6
+    assert set(logged) == {("samples", 2), ("pictures/reconstructions", 2),
+                           ("pictures/interpolations", 2)}
 
 
 def test_reconstruct_and_sample_shapes():
@@ -190,9 +197,3 @@ def test_reconstruct_and_sample_shapes():
 def test_bad_hyperparameters_raise_one_clear_error(bad):
     with pytest.raises(GenlabError, match="model.|image_size"):
         VAEGAN(**{**TINY, **bad})
-
-
-def test_conformance_with_ddp(tmp_path):
-    # Without batch norm, whose statistics are per process, 2-process DDP matches 1 process.
-    check_plugin("vaegan", images(tmp_path), tmp_path, ddp=True, init_args={
-        **TINY, "grad_clip": 1.0, "decoder_norm": "none"})

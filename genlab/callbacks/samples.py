@@ -46,6 +46,8 @@ class SampleLogger(L.Callback):
     Samples come from the same noise every time (``seed``), so pictures at different steps are
     comparable. They are written to ``<run dir>/samples/`` and logged to W&B (images, or a text
     table for tokens) and TensorBoard. Points are plotted over real points from the training data.
+    The model's own pictures (``GenerativeModule.pictures``, given a few training examples) are
+    saved and logged with them, as ``pictures/<name>``, on the step axis of the metrics.
 
     Args:
         every_n_steps: Trainer steps between two logs; 0 logs only at the end of training.
@@ -60,6 +62,7 @@ class SampleLogger(L.Callback):
         self._last_bucket = 0
         self._logged_step: int | None = None
         self._real: Tensor | None = None
+        self._batch: dict[str, Tensor] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A resumed run goes on logging at the multiples it has not reached yet."""
@@ -70,7 +73,10 @@ class SampleLogger(L.Callback):
                              batch: Any, batch_idx: int) -> None:
         """Keep a few real examples to plot next to generated points."""
         if self._real is None and isinstance(batch, dict) and "x" in batch:
-            self._real = batch["x"][: self._num(pl_module)].detach().cpu()
+            num = self._num(pl_module)
+            self._batch = {k: v[:num].detach().cpu() for k, v in batch.items()
+                           if isinstance(v, Tensor)}
+            self._real = self._batch["x"]
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -107,22 +113,41 @@ class SampleLogger(L.Callback):
         log_step = trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in trainer.loggers:
             _log_to(logger, rendered, log_step)
+        for name, picture in self._pictures(pl_module).items():
+            save_rendered(picture, out.with_name(f"{name}_step_{step:07d}"))
+            for logger in trainer.loggers:
+                _log_to(logger, picture, log_step, key=f"pictures/{name}")
         return path
 
+    def _pictures(self, pl_module: L.LightningModule) -> dict[str, Image.Image]:
+        """The model's own pictures from the kept training examples, drawn in eval mode."""
+        hook = getattr(pl_module, "pictures", None)
+        if not callable(hook) or not self._batch:
+            return {}
+        batch = {k: v.to(pl_module.device) for k, v in self._batch.items()}
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with fixed_seed(self.seed, pl_module.device), torch.no_grad():
+                return hook(batch)
+        finally:
+            pl_module.train(was_training)
 
-def _log_to(logger: Any, rendered: Image.Image | list[str], step: int) -> None:
+
+def _log_to(logger: Any, rendered: Image.Image | list[str], step: int,
+            key: str = "samples") -> None:
     if isinstance(logger, WandbLogger):
         if isinstance(rendered, Image.Image):
-            logger.log_image("samples", [rendered], step=step)
+            logger.log_image(key, [rendered], step=step)
         else:
-            logger.log_text("samples", columns=["step", "text"],
+            logger.log_text(key, columns=["step", "text"],
                             data=[[step, text] for text in rendered], step=step)
     elif isinstance(logger, TensorBoardLogger):
         if isinstance(rendered, Image.Image):
             array = torch.from_numpy(np.asarray(rendered)).permute(2, 0, 1)
-            logger.experiment.add_image("samples", array, global_step=step)
+            logger.experiment.add_image(key, array, global_step=step)
         else:
-            logger.experiment.add_text("samples", "\n\n---\n\n".join(rendered), global_step=step)
+            logger.experiment.add_text(key, "\n\n---\n\n".join(rendered), global_step=step)
 
 
 class SampleMetrics(L.Callback):

@@ -1,10 +1,13 @@
 """Adversarial losses on discriminator logits.
 
 Each loss is a pair: the discriminator's loss on real and fake logits, and the generator's loss
-on fake logits. Both return scalars (means over the batch).
+on fake logits. Both return scalars (means over the batch). ``ADVERSARIAL_LOSSES`` names the
+pairs, for a plugin's ``loss`` hyperparameter.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -45,3 +48,14 @@ def d_wasserstein(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 def g_wasserstein(fake_logits: Tensor) -> Tensor:
     """Wasserstein generator loss ``-E D(G(z))``."""
     return -fake_logits.mean()
+
+
+AdversarialLoss = tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], Tensor]]
+
+# loss name -> (discriminator loss on real and fake logits, generator loss on fake logits).
+# "wgan-gp" is the Wasserstein pair; the gradient penalty is the recipe's to add.
+ADVERSARIAL_LOSSES: dict[str, AdversarialLoss] = {
+    "nonsaturating": (d_nonsaturating, g_nonsaturating),
+    "hinge": (d_hinge, g_hinge),
+    "wgan-gp": (d_wasserstein, g_wasserstein),
+}

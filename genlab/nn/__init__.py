@@ -3,11 +3,12 @@
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
+from genlab.nn.spectral import RebuildOnPickle, spectral_norm
 from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate, next_token
 from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
-    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "TimeEmbedding",
-    "Transformer", "UNet", "activation", "filter_logits", "generate", "next_token",
-    "sinusoidal_embedding",
+    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "RebuildOnPickle",
+    "TimeEmbedding", "Transformer", "UNet", "activation", "filter_logits", "generate",
+    "next_token", "sinusoidal_embedding", "spectral_norm",
 ]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextvars
 import copy
 import importlib
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +43,9 @@ from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
+from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
+from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
 from genlab.registry import create_model, origin
 
 Weighting = Literal["exponential", "sds", "none"]
@@ -159,6 +160,28 @@ class ADD(GenerativeModule):
         # file, so then the networks are built by configure_model() when fit starts.
         if teacher_ckpt is None or Path(teacher_ckpt).is_file():
             self.configure_model()
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Ring-8 points, distilled from a tiny diffusion teacher trained here for 2 steps;
+        2-process DDP."""
+        import lightning as L
+
+        from genlab.data.toy import ToyDataModule
+
+        data = ToyDataModule(train_size=128, val_size=32, batch_size=32)
+        L.seed_everything(0, verbose=False)
+        teacher = create_model("diffusion", data_shape=[2], hidden=[16], emb_dim=8,
+                               num_timesteps=50, sample_steps=4, trajectory_frames=0)
+        trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0,
+                            default_root_dir=root)
+        trainer.fit(teacher, data)
+        trainer.save_checkpoint(root / "teacher.ckpt")
+        return ConformanceCase(data, {"teacher_ckpt": str(root / "teacher.ckpt"),
+                                      "head_width": 8, "lr": 1e-3, "lr_disc": 1e-3,
+                                      "r1_gamma": 0.1}, ddp=True)
 
     def configure_model(self) -> None:
         """Load the teacher and build the student and discriminator (once).
@@ -285,17 +308,7 @@ class ADD(GenerativeModule):
     def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels checked against the teacher's classes; for a conditional model ``None``
         cycles through them."""
-        classes = self.num_classes
-        if classes is None:
-            if labels is not None:
-                raise GenlabError("labels given, but the teacher is unconditional; drop --labels")
-            return None
-        if labels is None:
-            return torch.arange(num, device=self.device) % classes
-        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
-        if len(labels) != num or labels.min() < 0 or labels.max() >= classes:
-            raise GenlabError(f"labels must be {num} class ids in [0, {classes})")
-        return labels
+        return sample_labels(num, labels, self.num_classes, self.device)
 
     # ----------------------------------------------------------------------------- training
 
@@ -314,12 +327,7 @@ class ADD(GenerativeModule):
         self.log_dict(logs, prog_bar=True)
 
     def batch_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
-        if self.num_classes is None:
-            return None
-        if "label" not in batch:
-            raise GenlabError("the teacher is class-conditional but the batches have no labels; "
-                              "set data.label_column")
-        return batch["label"].long()
+        return batch_labels(batch, self.num_classes, owner="the teacher")
 
     def student_forward(self, real: Tensor, labels: Tensor | None) -> Tensor:
         """``x̂_θ``: real examples noised to random student timesteps, denoised in one call."""
@@ -392,9 +400,7 @@ class ADD(GenerativeModule):
         return torch.ones_like(a)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.hparams.grad_clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
-                                gradient_clip_algorithm="norm")
+        clip_gradients(self, optimizer, self.hparams.grad_clip)
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[LRScheduler]]:
         h = self.hparams
@@ -407,14 +413,7 @@ class ADD(GenerativeModule):
 
     def num_batches(self) -> int:
         """Batches the trainer will train on: the horizon of the cosine schedule."""
-        trainer = self.trainer
-        batches = trainer.estimated_stepping_batches
-        if trainer.max_steps != -1:  # max_steps counts optimizer steps: two per batch
-            batches = min(batches, trainer.max_steps // 2)
-        if math.isinf(batches):
-            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
-                              "trainer.max_steps or trainer.max_epochs")
-        return max(int(batches), 1)
+        return lr_horizon(self.trainer, steps_per_batch=2)  # a student and a heads step each
 
     # ----------------------------------------------------------------------------- checkpoints
 
@@ -431,6 +430,11 @@ class ADD(GenerativeModule):
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN):
                 state.setdefault(key, value)
+        # Heads saved with torch's older spectral-norm hook: its keys, in the parametrization's.
+        old = {"weight_orig": "original", "weight_u": "_u", "weight_v": "_v"}
+        for key in [k for k in state if k.startswith("heads.") and k.rpartition(".")[2] in old]:
+            stem, _, name = key.rpartition(".")
+            state[f"{stem}.parametrizations.weight.{old[name]}"] = state.pop(key)
 
 
 def _teacher(path: str | None, plugin: str | None,
@@ -456,12 +460,12 @@ def _timesteps_checked(schedule: NoiseSchedule, prediction: str, h: Any) -> int:
     """``max_timestep`` resolved for the teacher's schedule; ``GenlabError`` if out of range."""
     T = schedule.num_timesteps
     top = default_max_timestep(schedule, prediction) if h.max_timestep is None else h.max_timestep
-    if not h.student_steps - 1 <= top < T:
-        raise GenlabError(f"model.max_timestep must be {h.student_steps - 1} to {T - 1} (the "
-                          f"teacher's last timestep), got {top}")
-    if not 0 <= h.feature_timestep < T:
-        raise GenlabError(f"model.feature_timestep must be 0 to {T - 1}, got "
-                          f"{h.feature_timestep}")
+    raise_first([
+        (not h.student_steps - 1 <= top < T, f"model.max_timestep must be "
+         f"{h.student_steps - 1} to {T - 1} (the teacher's last timestep), got {top}"),
+        (not 0 <= h.feature_timestep < T,
+         f"model.feature_timestep must be 0 to {T - 1}, got {h.feature_timestep}"),
+    ])
     return top
 
 

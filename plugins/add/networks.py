@@ -13,10 +13,11 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import spectral_norm as sn
 
 from genlab.errors import GenlabError
 from genlab.nn.point_denoiser import PointDenoiser
+from genlab.nn.spectral import RebuildOnPickle
+from genlab.nn.spectral import spectral_norm as normalize_spectrally
 from genlab.nn.unet import UNet
 
 
@@ -96,7 +97,7 @@ class Head(nn.Module):
 
     def __init__(self, channels: int, width: int, spatial: bool, spectral_norm: bool) -> None:
         super().__init__()
-        norm = sn if spectral_norm else (lambda layer: layer)
+        norm = normalize_spectrally if spectral_norm else (lambda layer: layer)
         if spatial:
             first, last = nn.Conv2d(channels, width, 1), nn.Conv2d(width, 1, 1)
         else:
@@ -108,7 +109,7 @@ class Head(nn.Module):
         return self.net(feature).flatten(1)
 
 
-class DiscriminatorHeads(nn.Module):
+class DiscriminatorHeads(RebuildOnPickle, nn.Module):
     """One ``Head`` per feature; the discriminator's only trainable part.
 
     Args:
@@ -120,6 +121,7 @@ class DiscriminatorHeads(nn.Module):
     def __init__(self, shapes: Sequence[Sequence[int]], width: int = 64,
                  spectral_norm: bool = False) -> None:
         super().__init__()
+        self._args = (tuple(tuple(s) for s in shapes), width, spectral_norm)  # to pickle
         self.heads = nn.ModuleList(Head(s[0], width, len(s) == 3, spectral_norm) for s in shapes)
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -21,16 +22,13 @@ from torchmetrics import MeanMetric
 
 from genlab import GenerativeModule
 from genlab.data.tokenizers import Tokenizer, tokenizer_from_checkpoint, tokenizer_from_state
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, raise_first
+from genlab.module import ConformanceCase
 from genlab.nn.transformer import Position, Transformer, generate
+from genlab.recipes import lr_horizon, warmup_cosine
 
 LRSchedule = Literal["constant", "cosine"]
 CHECKPOINT_KEY = "genlab_ar"  # {"tokenizer": state}: found by tokenizer_from_checkpoint too
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise GenlabError(message)
 
 
 class GPT(GenerativeModule):
@@ -101,20 +99,8 @@ class GPT(GenerativeModule):
             vocab_size = self._pixel_vocab(data_shape, pixel_levels, vocab_size, block_size)
             self.data_shape = tuple(data_shape)
             self.modality = "image"
-        _check(vocab_size is not None and vocab_size > 0,
-               f"model.vocab_size must be a positive number of tokens, got {vocab_size}; set it, "
-               f"or leave it null in a config whose data module knows its vocabulary")
-        for key, value in (("block_size", block_size), ("n_layer", n_layer),
-                           ("n_head", n_head), ("n_embd", n_embd)):
-            _check(value > 0, f"model.{key} must be positive, got {value}")
-        _check(n_embd % n_head == 0,
-               f"model.n_embd ({n_embd}) must be a multiple of model.n_head ({n_head})")
-        _check(position != "rope" or (n_embd // n_head) % 2 == 0,
-               f"model.position 'rope' needs an even head size; n_embd / n_head is "
-               f"{n_embd // n_head}")
-        _check(0 <= dropout < 1, f"model.dropout must be in [0, 1), got {dropout}")
-        _check(0 <= min_lr <= lr, f"model.min_lr must be in [0, lr={lr}], got {min_lr}")
-        _check(warmup_steps >= 0, f"model.warmup_steps must be >= 0, got {warmup_steps}")
+        _check_hparams(vocab_size, block_size, n_layer, n_head, n_embd, position, dropout, lr,
+                       min_lr, warmup_steps)
         self._check_sampling(temperature, top_k, top_p)
         self.save_hyperparameters()
         self.net = Transformer(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias,
@@ -123,24 +109,40 @@ class GPT(GenerativeModule):
         self.val_loss = MeanMetric()
         self.tokenizer: Tokenizer | None = None
 
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Characters of a short text, a one-layer GPT; 2-process DDP, bf16 and fp16."""
+        from genlab.data.text import TextDataModule
+        from genlab.data.tiny import write_text
+
+        data = TextDataModule(str(write_text(root / "t.txt")), block_size=16, batch_size=4)
+        return ConformanceCase(data, {"vocab_size": data.vocab_size, "block_size": 16,
+                                      "n_layer": 1, "n_head": 2, "n_embd": 16, "dropout": 0.0,
+                                      "max_new_tokens": 8},
+                               ddp=True, precisions=("bf16-mixed", "16-mixed"))
+
     @staticmethod
     def _pixel_vocab(data_shape: Sequence[int], pixel_levels: int, vocab_size: int | None,
                      block_size: int) -> int:
-        _check(len(data_shape) == 3, f"model.data_shape must be [C, H, W], got {data_shape}")
-        _check(pixel_levels >= 2, f"model.pixel_levels must be >= 2, got {pixel_levels}")
-        vocab_size = pixel_levels + 1 if vocab_size is None else vocab_size
-        _check(vocab_size == pixel_levels + 1, f"model.vocab_size is {vocab_size} but images "
-               f"need pixel_levels + 1 = {pixel_levels + 1}; set that or leave it null")
+        vocab = pixel_levels + 1 if vocab_size is None else vocab_size
         pixels = math.prod(data_shape)
-        _check(block_size >= pixels, f"model.block_size ({block_size}) must hold the {pixels} "
-               f"pixels of an image; set model.block_size: {pixels}")
-        return vocab_size
+        raise_first([
+            (len(data_shape) != 3, f"model.data_shape must be [C, H, W], got {data_shape}"),
+            (pixel_levels < 2, f"model.pixel_levels must be >= 2, got {pixel_levels}"),
+            (vocab != pixel_levels + 1, f"model.vocab_size is {vocab} but images need "
+             f"pixel_levels + 1 = {pixel_levels + 1}; set that or leave it null"),
+            (block_size < pixels, f"model.block_size ({block_size}) must hold the {pixels} "
+             f"pixels of an image; set model.block_size: {pixels}"),
+        ])
+        return vocab
 
     @staticmethod
     def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-        _check(temperature >= 0, f"temperature must be >= 0, got {temperature}")
-        _check(top_k is None or top_k > 0, f"top_k must be positive, got {top_k}")
-        _check(top_p is None or 0 < top_p <= 1, f"top_p must be in (0, 1], got {top_p}")
+        raise_first([
+            (temperature < 0, f"temperature must be >= 0, got {temperature}"),
+            (top_k is not None and top_k <= 0, f"top_k must be positive, got {top_k}"),
+            (top_p is not None and not 0 < top_p <= 1, f"top_p must be in (0, 1], got {top_p}"),
+        ])
 
     # Token sequences (images: pixel tokens after a start token)
 
@@ -220,21 +222,12 @@ class GPT(GenerativeModule):
             total: Step at which the cosine ends (0: constant after warm-up).
         """
         h = self.hparams
-        if step < h.warmup_steps:
-            return (step + 1) / (h.warmup_steps + 1)
-        if total == 0:
-            return 1.0
-        progress = min((step - h.warmup_steps) / max(total - h.warmup_steps, 1), 1.0)
-        floor = h.min_lr / h.lr
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        floor = h.min_lr / h.lr if h.lr else 0.0
+        return warmup_cosine(step, h.warmup_steps, total, floor, ramp=h.warmup_steps + 1)
 
     def num_iterations(self) -> int:
         """Optimizer steps the trainer will take: the horizon of the cosine schedule."""
-        iterations = self.trainer.estimated_stepping_batches
-        if math.isinf(iterations):
-            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
-                              "trainer.max_steps or model.decay_steps")
-        return max(int(iterations), 1)
+        return lr_horizon(self.trainer, fix="trainer.max_steps or model.decay_steps")
 
     # Tokenizer: taken from the data, kept in the checkpoint
 
@@ -325,3 +318,25 @@ class GPT(GenerativeModule):
             new = max_new_tokens or h.max_new_tokens or h.block_size
         ids = generate(self.net, self.prompt_ids(num, prompt), new, temperature, top_k, top_p)
         return self.images(ids) if self.is_image else ids
+
+
+def _check_hparams(vocab_size: int | None, block_size: int, n_layer: int, n_head: int,
+                   n_embd: int, position: str, dropout: float, lr: float, min_lr: float,
+                   warmup_steps: int) -> None:
+    """Raise ``GenlabError`` naming the first bad hyperparameter."""
+    sizes = {"block_size": block_size, "n_layer": n_layer, "n_head": n_head, "n_embd": n_embd}
+    head = n_embd // n_head if n_head > 0 else 1  # the checks below run only on valid sizes
+    raise_first([
+        (vocab_size is None or vocab_size <= 0,
+         f"model.vocab_size must be a positive number of tokens, got {vocab_size}; set it, "
+         f"or leave it null in a config whose data module knows its vocabulary"),
+        *((value <= 0, f"model.{key} must be positive, got {value}")
+          for key, value in sizes.items()),
+        (n_embd % max(n_head, 1) != 0,
+         f"model.n_embd ({n_embd}) must be a multiple of model.n_head ({n_head})"),
+        (position == "rope" and head % 2 != 0,
+         f"model.position 'rope' needs an even head size; n_embd / n_head is {head}"),
+        (not 0 <= dropout < 1, f"model.dropout must be in [0, 1), got {dropout}"),
+        (not 0 <= min_lr <= lr, f"model.min_lr must be in [0, lr={lr}], got {min_lr}"),
+        (warmup_steps < 0, f"model.warmup_steps must be >= 0, got {warmup_steps}"),
+    ])

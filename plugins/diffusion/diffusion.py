@@ -7,7 +7,6 @@ plugin can load this model's checkpoint and call ``denoiser_fn()`` with the same
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,25 +17,21 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from genlab import GenerativeModule
-from genlab.callbacks.samples import fixed_seed
 from genlab.diffusion import SAMPLERS, NoiseSchedule, classifier_free_guidance
 from genlab.diffusion import sample as run_sampler
 from genlab.diffusion.samplers import Denoiser
 from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
 from genlab.ema import ema_model
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, raise_first
+from genlab.module import ConformanceCase
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
-from genlab.visualize import image_grid, scatter_plot
+from genlab.pictures import strip
+from genlab.recipes import batch_labels, lr_horizon, sample_labels, warmup_cosine
 
 SamplerName = Literal["ddpm", "ddim", "heun"]
 LRSchedule = Literal["constant", "cosine"]
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise GenlabError(message)
 
 
 class Diffusion(GenerativeModule):
@@ -84,8 +79,8 @@ class Diffusion(GenerativeModule):
         eta: Default DDIM noise scale (0: deterministic).
         guidance: Default classifier-free guidance scale (1: plain conditional).
         clip_x0: Clamp clean estimates to the data range while sampling; ``None``: for images.
-        trajectory_frames: Frames of the denoising-trajectory strip saved at the end of training
-            (``samples/trajectory.png``); 0 saves none.
+        trajectory_frames: Frames of the denoising-trajectory strip drawn with the samples
+            (``samples/trajectory_step_<step>.png``, the ``pictures`` hook); 0 draws none.
     """
 
     modality = "points"  # set per instance from data_shape
@@ -123,18 +118,20 @@ class Diffusion(GenerativeModule):
         trajectory_frames: int = 8,
     ) -> None:
         super().__init__()
-        _check(len(data_shape) in (1, 3), f"model.data_shape must be [D] (points) or [C, H, W] "
-                                          f"(images), got {list(data_shape)}")
-        _check(num_classes is None or num_classes > 0,
-               f"model.num_classes must be positive or null, got {num_classes}")
-        _check(0 <= label_dropout < 1,
-               f"model.label_dropout must be in [0, 1), got {label_dropout}")
-        _check(0 <= ema_decay < 1, f"model.ema_decay must be in [0, 1), got {ema_decay}")
-        _check(data_scale > 0, f"model.data_scale must be positive, got {data_scale}")
-        _check(sampler in SAMPLERS, f"model.sampler must be one of {list(SAMPLERS)}, got "
-                                    f"{sampler!r}")
-        _check(1 <= sample_steps <= num_timesteps, f"model.sample_steps must be between 1 and "
-                                                   f"num_timesteps ({num_timesteps})")
+        raise_first([
+            (len(data_shape) not in (1, 3), f"model.data_shape must be [D] (points) or "
+                                            f"[C, H, W] (images), got {list(data_shape)}"),
+            (num_classes is not None and num_classes <= 0,
+             f"model.num_classes must be positive or null, got {num_classes}"),
+            (not 0 <= label_dropout < 1,
+             f"model.label_dropout must be in [0, 1), got {label_dropout}"),
+            (not 0 <= ema_decay < 1, f"model.ema_decay must be in [0, 1), got {ema_decay}"),
+            (data_scale <= 0, f"model.data_scale must be positive, got {data_scale}"),
+            (sampler not in SAMPLERS,
+             f"model.sampler must be one of {list(SAMPLERS)}, got {sampler!r}"),
+            (not 1 <= sample_steps <= num_timesteps,
+             f"model.sample_steps must be between 1 and num_timesteps ({num_timesteps})"),
+        ])
         self.save_hyperparameters()
         self.data_shape = tuple(data_shape)
         self.modality = "points" if len(data_shape) == 1 else "image"
@@ -142,6 +139,16 @@ class Diffusion(GenerativeModule):
         # EMA copy of the denoiser: a submodule, so checkpoints save it; sample() uses it.
         self.ema = ema_model(self.denoiser, ema_decay)
         self.schedule = NoiseSchedule(schedule, num_timesteps)
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Ring-8 points, a tiny point denoiser; 2-process DDP, bf16 and fp16."""
+        from genlab.data.toy import ToyDataModule
+
+        return ConformanceCase(ToyDataModule(train_size=128, val_size=32, batch_size=32),
+                               {"data_shape": [2], "hidden": [16], "num_timesteps": 50,
+                                "sample_steps": 4},
+                               ddp=True, precisions=("bf16-mixed", "16-mixed"))
 
     def build_denoiser(self) -> nn.Module:
         """The network: ``PointDenoiser`` for points, ``UNet`` for images."""
@@ -153,9 +160,10 @@ class Diffusion(GenerativeModule):
                                  fourier_scale=h.fourier_scale)
         c, height, width = self.data_shape
         factor = 2 ** (len(h.channel_mults) - 1)
-        _check(height % factor == 0 and width % factor == 0,
-               f"images of {height}x{width} cannot be halved {len(h.channel_mults) - 1} times for "
-               f"model.channel_mults {list(h.channel_mults)}; use fewer levels or another size")
+        if height % factor or width % factor:
+            raise GenlabError(f"images of {height}x{width} cannot be halved "
+                              f"{len(h.channel_mults) - 1} times for model.channel_mults "
+                              f"{list(h.channel_mults)}; use fewer levels or another size")
         return UNet(c, h.channels, h.channel_mults, h.num_res_blocks, h.attention_levels,
                     h.dropout, num_classes=h.num_classes)
 
@@ -178,12 +186,9 @@ class Diffusion(GenerativeModule):
     def training_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The batch's labels with ``label_dropout`` of them replaced by the null class."""
         classes = self.hparams.num_classes
-        if classes is None:
+        labels = batch_labels(batch, classes)
+        if labels is None:
             return None
-        if "label" not in batch:
-            raise GenlabError("model.num_classes is set but the batches have no labels; set "
-                              "data.label_column, or model.num_classes: null")
-        labels = batch["label"].long()
         drop = batch_rand(self, (len(labels),)) < self.hparams.label_dropout
         return torch.where(drop, torch.full_like(labels, classes), labels)
 
@@ -194,26 +199,9 @@ class Diffusion(GenerativeModule):
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
         opt = torch.optim.AdamW(self.denoiser.parameters(), lr=h.lr, weight_decay=h.weight_decay)
-        total = self.num_iterations() if h.lr_schedule == "cosine" else 0
-
-        def factor(step: int) -> float:
-            if step < h.warmup_steps:
-                return (step + 1) / h.warmup_steps
-            if total == 0:
-                return 1.0
-            progress = min((step - h.warmup_steps) / max(total - h.warmup_steps, 1), 1.0)
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = LambdaLR(opt, factor)
+        total = lr_horizon(self.trainer) if h.lr_schedule == "cosine" else 0
+        scheduler = LambdaLR(opt, lambda step: warmup_cosine(step, h.warmup_steps, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def num_iterations(self) -> int:
-        """Optimizer steps the trainer will take: the horizon of the cosine schedule."""
-        iterations = self.trainer.estimated_stepping_batches
-        if math.isinf(iterations):
-            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
-                              "trainer.max_steps or trainer.max_epochs")
-        return max(int(iterations), 1)
 
     # Sampling
 
@@ -256,7 +244,8 @@ class Diffusion(GenerativeModule):
         """``sample()`` that can also record the denoising trajectory (see ``ddpm_sample``)."""
         h = self.hparams
         sampler = h.sampler if sampler is None else sampler
-        _check(sampler in SAMPLERS, f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
+        if sampler not in SAMPLERS:
+            raise GenlabError(f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
         guidance = h.guidance if guidance is None else guidance
         labels = self.sample_labels(num, labels)
         clip = (self.modality == "image") if h.clip_x0 is None else h.clip_x0
@@ -270,50 +259,24 @@ class Diffusion(GenerativeModule):
 
     def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels checked against ``num_classes``; for a conditional model ``None`` cycles."""
-        classes = self.hparams.num_classes
-        if classes is None:
-            _check(labels is None, "this diffusion model is unconditional (model.num_classes is "
-                                   "null); sample it without labels")
-            return None
-        if labels is None:
-            return torch.arange(num, device=self.device) % classes
-        labels = torch.as_tensor(labels, device=self.device).long()
-        _check(labels.shape == (num,), f"labels must have shape ({num},), got "
-                                       f"{tuple(labels.shape)}")
-        _check(bool(((labels >= 0) & (labels < classes)).all()),
-               f"labels must be between 0 and {classes - 1}")
-        return labels
+        return sample_labels(num, labels, self.hparams.num_classes, self.device)
 
     # Pictures
 
-    def trajectory_strip(self, num: int | None = None, frames: int | None = None,
-                         seed: int = 0) -> Image.Image:
+    def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
+        """The denoising trajectory (``trajectory_strip``) unless ``trajectory_frames`` is 0."""
+        if self.hparams.trajectory_frames <= 0:
+            return {}
+        return {"trajectory": self.trajectory_strip()}
+
+    def trajectory_strip(self, num: int | None = None, frames: int | None = None) -> Image.Image:
         """A picture of the denoising trajectory: ``frames`` snapshots of ``x_t`` from noise
         to sample (one row per image, or one scatter plot per frame for points).
         """
         frames = frames or self.hparams.trajectory_frames or 8
         num = num or (8 if self.modality == "image" else 500)
         path: list[Tensor] = []
-        with fixed_seed(seed, self.device), torch.no_grad():
-            was_training = self.training
-            self.eval()
-            self.draw(num, trajectory=path)
-            self.train(was_training)
+        self.draw(num, trajectory=path)
         picks = torch.linspace(0, len(path) - 1, frames).round().long().tolist()
-        snaps = [path[i] * self.hparams.data_scale for i in picks]
-        if self.modality == "image":
-            strip = torch.stack(snaps, dim=1).flatten(0, 1)  # (num * frames, C, H, W), row-major
-            return image_grid(strip.clamp(-1, 1), nrow=frames)
-        plots = [scatter_plot(s, title=f"step {i}/{len(path) - 1}") for s, i in zip(snaps, picks)]
-        strip = Image.new("RGB", (sum(p.width for p in plots), plots[0].height), "white")
-        for k, plot in enumerate(plots):
-            strip.paste(plot, (k * plots[0].width, 0))
-        return strip
-
-    def on_train_end(self) -> None:
-        """Save the denoising-trajectory strip to ``<run dir>/samples/trajectory.png``."""
-        if self.hparams.trajectory_frames <= 0 or not self.trainer.is_global_zero:
-            return
-        out = Path(self.trainer.default_root_dir) / "samples" / "trajectory.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.trajectory_strip().save(out)
+        return strip([path[i] * self.hparams.data_scale for i in picks],
+                     [f"step {i}/{len(path) - 1}" for i in picks])

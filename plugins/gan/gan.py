@@ -22,12 +22,14 @@ stay Lightning's job:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from genlab_gan.networks import Discriminator, Generator
+from PIL import Image
 from torch import Tensor
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel
@@ -35,27 +37,16 @@ from torch.optim.swa_utils import AveragedModel
 from genlab import GenerativeModule
 from genlab.distributed import manual_step
 from genlab.ema import ema_model
-from genlab.errors import GenlabError, raise_first
-from genlab.losses.adversarial import (
-    d_hinge,
-    d_nonsaturating,
-    d_wasserstein,
-    g_hinge,
-    g_nonsaturating,
-    g_wasserstein,
-)
+from genlab.errors import raise_first
+from genlab.losses.adversarial import ADVERSARIAL_LOSSES
 from genlab.losses.penalties import gradient_penalty, r1_penalty
+from genlab.module import ConformanceCase
 from genlab.noise import NoiseStream, batch_rand, batch_randn
+from genlab.pictures import latent_interpolation
+from genlab.recipes import clip_gradients, lr_horizon, sample_labels
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
-
-# loss name -> (discriminator loss on real and fake logits, generator loss on fake logits)
-LOSSES: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
-    "nonsaturating": (d_nonsaturating, g_nonsaturating),
-    "hinge": (d_hinge, g_hinge),
-    "wgan-gp": (d_wasserstein, g_wasserstein),
-}
 
 
 class GAN(GenerativeModule):
@@ -140,6 +131,15 @@ class GAN(GenerativeModule):
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         self._noise = NoiseStream("gan_noise_state")
 
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Ring-8 points, a tiny MLP GAN; 2-process DDP, bf16 and fp16 (its GradScaler)."""
+        from genlab.data.toy import ToyDataModule
+
+        return ConformanceCase(ToyDataModule(train_size=128, val_size=32, batch_size=32),
+                               {"hidden": [16], "latent_dim": 2}, ddp=True,
+                               precisions=("bf16-mixed", "16-mixed"))
+
     # ----------------------------------------------------------------------------- sampling
 
     def sample(self, num: int, labels: Tensor | None = None) -> Tensor:
@@ -155,20 +155,19 @@ class GAN(GenerativeModule):
         net = self.generator_ema if self.generator_ema is not None else self.generator
         return net(z, labels)
 
+    def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
+        """Latent interpolations: samples along great circles between pairs of random ``z``
+        (a conditional row keeps one class)."""
+        pairs, steps = 4, 8
+        z = torch.randn(2, pairs, self.hparams.latent_dim, device=self.device)
+        labels = sample_labels(pairs, None, self.hparams.num_classes, self.device)
+        ys = None if labels is None else labels.repeat_interleave(steps)
+        net = self.generator_ema if self.generator_ema is not None else self.generator
+        return {"interpolations": latent_interpolation(lambda z: net(z, ys), z[0], z[1], steps,
+                                                       spherical=True)}
+
     def _labels(self, num: int, labels: Tensor | None) -> Tensor | None:
-        classes = self.hparams.num_classes
-        if classes is None:
-            if labels is not None:
-                raise GenlabError("labels given, but this GAN is unconditional "
-                                  "(model.num_classes is null); drop --labels")
-            return None
-        if labels is None:
-            return torch.randint(classes, (num,), device=self.device)
-        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
-        if len(labels) != num or labels.min() < 0 or labels.max() >= classes:
-            raise GenlabError(f"labels must be {num} class ids in [0, {classes}), got "
-                              f"{labels.tolist()[:8]}{'...' if len(labels) > 8 else ''}")
-        return labels
+        return sample_labels(num, labels, self.hparams.num_classes, self.device, "random")
 
     # ----------------------------------------------------------------------------- training
 
@@ -189,7 +188,7 @@ class GAN(GenerativeModule):
     def discriminator_step(self, real: Tensor, labels: Tensor | None,
                            opt_d: torch.optim.Optimizer) -> dict[str, Tensor]:
         h = self.hparams
-        d_loss, _ = LOSSES[h.loss]
+        d_loss, _ = ADVERSARIAL_LOSSES[h.loss]
         with torch.no_grad():
             fake = self.generator(self._latents(len(real)), labels)
         lazy_r1 = h.r1_gamma > 0 and int(self.d_steps) % h.r1_interval == 0
@@ -215,7 +214,7 @@ class GAN(GenerativeModule):
 
     def generator_step(self, num: int, labels: Tensor | None,
                        opt_g: torch.optim.Optimizer) -> Tensor:
-        _, g_loss = LOSSES[self.hparams.loss]
+        _, g_loss = ADVERSARIAL_LOSSES[self.hparams.loss]
         fake = self.generator(self._latents(num), labels)
         loss = g_loss(self.discriminator(fake, labels))
         manual_step(self, [opt_g], loss, reach=[self.discriminator])
@@ -224,9 +223,7 @@ class GAN(GenerativeModule):
         return loss.detach()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.hparams.grad_clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
-                                gradient_clip_algorithm="norm")
+        clip_gradients(self, optimizer, self.hparams.grad_clip)
 
     def _latents(self, num: int) -> Tensor:
         """Training noise ``(num, latent_dim)`` from the module's own, checkpointed generator."""
@@ -261,19 +258,8 @@ class GAN(GenerativeModule):
 
     def num_batches(self) -> int:
         """Batches the trainer will train on (one D step each): the learning-rate horizon."""
-        trainer = self.trainer
-        # Counts batches when the epoch limit binds, trainer.max_steps when that one does.
-        batches = trainer.estimated_stepping_batches
-        if trainer.max_steps != -1:
-            # max_steps counts optimizer steps: 1 + 1/n_critic of them per batch.
-            n = self.hparams.n_critic
-            batches = min(batches, trainer.max_steps * n // (n + 1))
-        if math.isinf(batches):
-            raise GenlabError(
-                "model.lr_schedule 'cosine' needs a finite run: set trainer.max_steps or "
-                "trainer.max_epochs"
-            )
-        return max(int(batches), 1)
+        n = self.hparams.n_critic  # max_steps counts optimizer steps: 1 + 1/n_critic a batch
+        return lr_horizon(self.trainer, Fraction(n + 1, n))
 
 
 def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
@@ -281,7 +267,8 @@ def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
                    num_classes: int | None, hidden: Sequence[int]) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
     raise_first([
-        (loss not in LOSSES, f"model.loss must be one of {list(LOSSES)}, got {loss!r}"),
+        (loss not in ADVERSARIAL_LOSSES,
+         f"model.loss must be one of {list(ADVERSARIAL_LOSSES)}, got {loss!r}"),
         (n_critic < 1, f"model.n_critic must be >= 1, got {n_critic}"),
         (gp_lambda < 0, f"model.gp_lambda must be >= 0, got {gp_lambda}"),
         (r1_gamma < 0, f"model.r1_gamma must be >= 0, got {r1_gamma}"),

@@ -8,24 +8,14 @@ Discriminator", eq. 3): ``D(x, y) = ψ(φ(x)) + <embed(y), φ(x)>``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
-
-
-def with_spectral_norm(module: nn.Module) -> nn.Module:
-    """Spectral normalization on every linear and conv layer of ``module`` (Miyato et al. 2018)."""
-    for name, child in module.named_children():
-        if isinstance(child, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)):
-            setattr(module, name, _spectral_norm(child))
-        else:
-            with_spectral_norm(child)
-    return module
+from genlab.nn.spectral import RebuildOnPickle
+from genlab.nn.spectral import spectral_norm as normalize_spectrally
 
 
 class Generator(nn.Module):
@@ -57,7 +47,7 @@ class Generator(nn.Module):
         return self.net(z)
 
 
-class Discriminator(nn.Module):
+class Discriminator(RebuildOnPickle, nn.Module):
     """A sample (and its label) -> one logit per example, ``(B,)``.
 
     Args:
@@ -84,12 +74,7 @@ class Discriminator(nn.Module):
         feature_dim = self.psi.in_features
         self.embed = nn.Embedding(num_classes, feature_dim) if num_classes else None
         if spectral_norm:
-            with_spectral_norm(self)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Spectral-norm layers (torch parametrizations) pickle and deepcopy only through their
-        # state_dict, and DDP's spawn launcher pickles the model: rebuild from arguments + state.
-        return _rebuild_discriminator, (self._args, self.state_dict(), self.training)
+            normalize_spectrally(self)  # pickles through RebuildOnPickle (DDP spawn pickles)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """Logits ``(B,)`` of samples ``x`` (and labels ``(B,)``)."""
@@ -99,9 +84,3 @@ class Discriminator(nn.Module):
             logits = logits + (self.embed(labels) * h).sum(1)  # the projection term
         return logits
 
-
-def _rebuild_discriminator(args: tuple[Any, ...], state: dict[str, Tensor],
-                           training: bool) -> Discriminator:
-    net = Discriminator(*args)
-    net.load_state_dict(state)
-    return net.train(training)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import torch
 from genlab_vae.networks import ConvVAEDecoder, ConvVAEEncoder, MLPDecoder, MLPEncoder
+from PIL import Image
 from torch import Tensor
 
 from genlab import GenerativeModule
-from genlab.errors import GenlabError
+from genlab.errors import raise_first
 from genlab.losses.likelihoods import (
     bernoulli_log_prob,
     diag_gaussian_log_density,
@@ -29,8 +30,11 @@ from genlab.losses.likelihoods import (
     kl_std_normal_per_dim,
     log_mean_exp,
 )
+from genlab.module import ConformanceCase
 from genlab.nn.mlp import Activation
 from genlab.noise import batch_randn
+from genlab.pictures import labelled_scatter, latent_interpolation, reconstructions
+from genlab.recipes import batch_labels, lr_horizon, sample_labels
 
 Likelihood = Literal["bernoulli", "gaussian", "discretized_logistic", "discretized_gaussian"]
 Network = Literal["mlp", "conv"]
@@ -80,8 +84,8 @@ class VAE(GenerativeModule):
             unconditional.
         lr: Adam learning rate.
         lr_schedule: ``constant`` or ``cosine`` decay to zero over the run.
-        pictures: Log reconstructions, prior samples, interpolations and (2-D latent) a latent
-            scatter by class at every validation (``genlab_vae.VAEPictures``).
+        pictures: Draw reconstructions, latent interpolations and (2-D latent) a latent scatter
+            by class with the samples (the ``pictures`` hook).
     """
 
     modality = "image"
@@ -125,16 +129,24 @@ class VAE(GenerativeModule):
             self.encoder = MLPEncoder(data_shape, latent_dim, hidden, act, num_classes)
             self.decoder = MLPDecoder(data_shape, latent_dim, hidden, act, params, num_classes)
 
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Binarized 8x8 images, a tiny MLP VAE; 2-process DDP, bf16 and fp16."""
+        from genlab.data.images import ImageDataModule
+        from genlab.data.tiny import write_parquet
+
+        source = write_parquet(root / "digits", {"train": 32, "test": 8}, size=(8, 8))
+        data = ImageDataModule(str(source), image_size=8, channels=1, binarize=True,
+                               batch_size=8, num_workers=0)
+        return ConformanceCase(data, {"data_shape": [1, 8, 8], "hidden": [16], "latent_dim": 2,
+                                      "val_samples": 2, "eval_samples": 4, "eval_chunk": 4},
+                               ddp=True, precisions=("bf16-mixed", "16-mixed"))
+
     # --- the model: q(z | x, y), p(x | z, y), p(z) = N(0, I) -----------------------------------
 
     def labels_of(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The batch's labels for a conditional model, ``None`` for an unconditional one."""
-        if not self.hparams.num_classes:
-            return None
-        if "label" not in batch:
-            raise GenlabError("model.num_classes is set but the batches carry no labels; set "
-                              "data.label_column or model.num_classes: null")
-        return batch["label"]
+        return batch_labels(batch, self.hparams.num_classes)
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(mu, logvar)`` of q(z | x, y), each ``(B, latent_dim)``."""
@@ -163,18 +175,7 @@ class VAE(GenerativeModule):
 
     def default_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels to condition ``num`` samples on: the given ones, else classes in turn."""
-        classes = self.hparams.num_classes
-        if not classes:
-            if labels is not None:
-                raise GenlabError("this VAE is unconditional (model.num_classes is null); "
-                                  "drop --labels")
-            return None
-        if labels is None:
-            return torch.arange(num, device=self.device) % classes
-        labels = torch.as_tensor(labels, device=self.device).long().flatten()
-        if len(labels) != num or labels.min() < 0 or labels.max() >= classes:
-            raise GenlabError(f"labels must be {num} class ids in [0, {classes})")
-        return labels
+        return sample_labels(num, labels, self.hparams.num_classes, self.device)
 
     def sample(self, num: int, labels: Tensor | None = None,
                temperature: float | None = None) -> Tensor:
@@ -291,36 +292,54 @@ class VAE(GenerativeModule):
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
         if self.hparams.lr_schedule == "constant":
             return opt
-        steps = self.trainer.estimated_stepping_batches
-        if math.isinf(steps):
-            raise GenlabError("model.lr_schedule 'cosine' needs a finite run: set "
-                              "trainer.max_steps or trainer.max_epochs")
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=lr_horizon(self.trainer))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def configure_callbacks(self) -> list[L.Callback]:
-        """The VAE's pictures, so that every run gets them without a line of config."""
-        from genlab_vae.pictures import VAEPictures
+    def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
+        """Reconstructions of the batch, latent interpolations between pairs of its examples
+        (each row keeps its first image's class) and, for a 2-D latent, the posterior means by
+        class."""
+        if not self.hparams.pictures:
+            return {}
+        x, labels = batch["x"], self.labels_of(batch)
+        out = {"reconstructions": reconstructions(
+            x, lambda x: self.decode_mean(self.encode(x, _head(labels, len(x)))[0],
+                                          _head(labels, len(x))))}
+        pairs = min(4, len(x) // 2)
+        if pairs:
+            a, b = x[: 2 * pairs: 2], x[1: 2 * pairs: 2]
+            la = None if labels is None else labels[: 2 * pairs: 2]
+            lb = None if labels is None else labels[1: 2 * pairs: 2]
+            ys = None if la is None else la.repeat_interleave(8)
+            out["interpolations"] = latent_interpolation(
+                lambda z: self.decode_mean(z, ys), self.encode(a, la)[0], self.encode(b, lb)[0],
+                ends=(a, b))
+        if self.hparams.latent_dim == 2 and labels is not None:
+            out["latent_scatter"] = labelled_scatter(self.encode(x, labels)[0], labels,
+                                                     "posterior means by class")
+        return out
 
-        return [VAEPictures()] if self.hparams.pictures else []
+
+def _head(labels: Tensor | None, n: int) -> Tensor | None:
+    return None if labels is None else labels[:n]
 
 
 def _check_hparams(data_shape: Sequence[int], latent_dim: int, fixed_std: float | None,
                    beta: float, kl_warmup_steps: int, free_bits: float, train_samples: int,
                    val_samples: int, eval_samples: int, eval_chunk: int,
                    num_classes: int | None, conv_width: int) -> None:
-    if len(data_shape) != 3 or min(data_shape) <= 0:
-        raise GenlabError(f"model.data_shape must be [C, H, W], got {list(data_shape)}")
+    """Raise ``GenlabError`` naming the first bad hyperparameter."""
     positive = {"latent_dim": latent_dim, "train_samples": train_samples,
                 "val_samples": val_samples, "eval_samples": eval_samples,
                 "eval_chunk": eval_chunk, "conv_width": conv_width,
                 "num_classes": 1 if num_classes is None else num_classes}
-    for name, value in positive.items():
-        if value < 1:
-            raise GenlabError(f"model.{name} must be >= 1, got {value}")
-    if fixed_std is not None and fixed_std <= 0:
-        raise GenlabError(f"model.fixed_std must be > 0 (or null to learn it), got {fixed_std}")
-    for name, value in {"beta": beta, "kl_warmup_steps": kl_warmup_steps,
-                        "free_bits": free_bits}.items():
-        if value < 0:
-            raise GenlabError(f"model.{name} must be >= 0, got {value}")
+    raise_first([
+        (len(data_shape) != 3 or min(data_shape) <= 0,
+         f"model.data_shape must be [C, H, W], got {list(data_shape)}"),
+        *((value < 1, f"model.{name} must be >= 1, got {value}")
+          for name, value in positive.items()),
+        (fixed_std is not None and fixed_std <= 0,
+         f"model.fixed_std must be > 0 (or null to learn it), got {fixed_std}"),
+        *((value < 0, f"model.{name} must be >= 0, got {value}") for name, value in
+          {"beta": beta, "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits}.items()),
+    ])

@@ -30,31 +30,27 @@ optimization with three optimizers; DDP-safe without ``find_unused_parameters``:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
 
-import lightning as L
 import torch
 from genlab_vaegan.networks import Discriminator, Encoder
+from PIL import Image
 from torch import Tensor, nn
 
 from genlab import GenerativeModule
 from genlab.distributed import manual_step
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
-from genlab.losses.adversarial import d_hinge, d_nonsaturating, g_hinge, g_nonsaturating
+from genlab.losses.adversarial import ADVERSARIAL_LOSSES
 from genlab.losses.likelihoods import kl_std_normal
+from genlab.module import ConformanceCase
 from genlab.nn.conv import ConvDecoder, Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
+from genlab.pictures import latent_interpolation, reconstructions
+from genlab.recipes import clip_gradients
 
 Loss = Literal["nonsaturating", "hinge"]
-
-# loss name -> (discriminator loss on real and fake logits, generator loss on fake logits)
-LOSSES: dict[str, tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
-    "nonsaturating": (d_nonsaturating, g_nonsaturating),
-    "hinge": (d_hinge, g_hinge),
-}
-
 
 class _ScaleGrad(torch.autograd.Function):
     @staticmethod
@@ -100,8 +96,8 @@ class VAEGAN(GenerativeModule):
         grad_clip: Clip each network's gradient norm to this value; ``None``: no clipping.
         ema_decay: Decay of the exponential moving average of the encoder's and decoder's
             weights, which ``sample`` and ``reconstruct`` use; ``None``: the raw networks.
-        pictures: Draw reconstructions, prior samples and interpolations at every validation
-            (``genlab_vaegan.VAEGANPictures``).
+        pictures: Draw reconstructions and latent interpolations with the samples (the
+            ``pictures`` hook).
     """
 
     modality = "image"
@@ -136,6 +132,20 @@ class VAEGAN(GenerativeModule):
         self.encoder_ema = ema_model(self.encoder, ema_decay) if ema_decay is not None else None
         self.decoder_ema = ema_model(self.decoder, ema_decay) if ema_decay is not None else None
         self._noise_stream = NoiseStream("vaegan_noise_state")
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """28x28 images, tiny conv nets; 2-process DDP (no batch norm: its statistics are per
+        process, so only then does 2-process DDP match 1 process)."""
+        from genlab.data.images import ImageDataModule
+        from genlab.data.tiny import write_parquet
+
+        source = write_parquet(root / "digits", {"train": 32, "test": 8}, size=(28, 28))
+        data = ImageDataModule(str(source), image_size=28, channels=1, batch_size=8,
+                               num_workers=0)
+        return ConformanceCase(data, {"image_size": 28, "channels": 1, "latent_dim": 4,
+                                      "width": 4, "grad_clip": 1.0, "decoder_norm": "none"},
+                               ddp=True)
 
     # ----------------------------------------------------------------------------- inference
 
@@ -184,7 +194,7 @@ class VAEGAN(GenerativeModule):
         ``eps`` ``(B, Z)`` is the reparameterization noise of z ~ q(z | x), ``z_p`` ``(B', Z)``
         the prior latents. The two kinds of fakes weigh equally.
         """
-        d_loss, _ = LOSSES[self.hparams.loss]
+        d_loss, _ = ADVERSARIAL_LOSSES[self.hparams.loss]
         with torch.no_grad():
             mu, logvar = self.encoder(x)
             fakes = self.decoder(torch.cat([mu + (0.5 * logvar).exp() * eps, z_p]))
@@ -198,7 +208,7 @@ class VAEGAN(GenerativeModule):
         for the decoder (see the module docstring); its discriminator gradient is not used.
         """
         h = self.hparams
-        _, g_loss = LOSSES[h.loss]
+        _, g_loss = ADVERSARIAL_LOSSES[h.loss]
         mu, logvar = self.encoder(x)
         z = mu + (0.5 * logvar).exp() * eps  # reparameterized, (B, Z)
         out = self.decoder(torch.cat([scale_grad(z, 1 / h.gamma), z.detach(), z_p]))
@@ -251,9 +261,7 @@ class VAEGAN(GenerativeModule):
                               f"{self.trainer.precision}); use bf16-mixed or 32-true")
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.hparams.grad_clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
-                                gradient_clip_algorithm="norm")
+        clip_gradients(self, optimizer, self.hparams.grad_clip)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         h = self.hparams
@@ -263,11 +271,18 @@ class VAEGAN(GenerativeModule):
                 torch.optim.Adam(self.decoder.parameters(), lr=h.lr, betas=betas),
                 torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas)]
 
-    def configure_callbacks(self) -> list[L.Callback]:
-        """The VAE-GAN's pictures, so that every run gets them without a line of config."""
-        from genlab_vaegan.pictures import VAEGANPictures
-
-        return [VAEGANPictures()] if self.hparams.pictures else []
+    def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
+        """Reconstructions of the batch and latent interpolations between pairs of its images."""
+        if not self.hparams.pictures:
+            return {}
+        x = batch["x"]
+        out = {"reconstructions": reconstructions(x, self.reconstruct)}
+        pairs = min(4, len(x) // 2)
+        if pairs:
+            a, b = x[: 2 * pairs: 2], x[1: 2 * pairs: 2]
+            out["interpolations"] = latent_interpolation(
+                self.decode_latent, self.encode(a)[0], self.encode(b)[0], ends=(a, b))
+        return out
 
 
 def _check_hparams(image_size: int, channels: int, latent_dim: int, width: int, gamma: float,
@@ -280,7 +295,8 @@ def _check_hparams(image_size: int, channels: int, latent_dim: int, width: int, 
         (width < 1, f"model.width must be >= 1, got {width}"),
         (gamma <= 0, f"model.gamma must be > 0 (e.g. 0.1), got {gamma}"),
         (beta < 0, f"model.beta must be >= 0, got {beta}"),
-        (loss not in LOSSES, f"model.loss must be one of {list(LOSSES)}, got {loss!r}"),
+        (loss not in get_args(Loss), f"model.loss must be one of {list(get_args(Loss))}, got "
+                                     f"{loss!r}"),
         (grad_clip is not None and grad_clip <= 0,
          f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
         (ema_decay is not None and not 0 < ema_decay < 1,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from genlab import GenerativeModule
+from genlab import ConformanceCase, GenerativeModule
 from genlab.nn import MLP
 
 
@@ -65,6 +66,14 @@ class RealNVP(GenerativeModule):
         self.couplings = nn.ModuleList(
             Coupling((parity if i % 2 == 0 else 1 - parity).float(), hidden) for i in range(layers)
         )
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """The tiny case genlab's conformance kit runs on (``tests/test_plugins.py``)."""
+        from genlab.data.toy import ToyDataModule
+
+        return ConformanceCase(ToyDataModule(train_size=256, val_size=64, batch_size=32),
+                               {"layers": 2, "hidden": [16]}, ddp=True)
 
     def to_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``z = f(x)`` and ``log|det df/dx|`` per example."""

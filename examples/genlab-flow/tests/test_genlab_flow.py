@@ -1,12 +1,13 @@
-"""RealNVP keeps genlab's plugin contract, inverts exactly and has the right log-density."""
+"""RealNVP inverts exactly and has the right log-density.
+
+Its conformance case (``RealNVP.conformance_case``) runs in genlab's tests/test_plugins.py, with
+every other registered plugin; ``genlab.testing.check_case("flow", tmp_path)`` runs it alone.
+"""
 
 import math
 
 import torch
 from genlab_flow import RealNVP
-
-from genlab.data.toy import ToyDataModule
-from genlab.testing import check_plugin
 
 
 def perturbed(seed=0):
@@ -15,11 +16,6 @@ def perturbed(seed=0):
     for p in flow.parameters():  # leave the identity start: test a non-trivial map
         p.data += 0.1 * torch.randn_like(p)
     return flow.double()
-
-
-def test_conformance_with_ddp(tmp_path):
-    data = ToyDataModule(train_size=256, val_size=64, batch_size=32)
-    check_plugin("flow", data, tmp_path, init_args={"layers": 2, "hidden": [16]}, ddp=True)
 
 
 def test_inverse_undoes_forward():
