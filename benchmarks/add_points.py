@@ -26,6 +26,7 @@ import yaml
 from genlab_add import ADD
 
 from benchmarks.common import cpu_model, point_options, write_result
+from benchmarks.pictures import save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.data.toy import ToyDataModule
@@ -95,12 +96,16 @@ def _describe(path: str) -> dict:
             "model": {k: v for k, v in ckpt["hyper_parameters"].items() if k != "teacher_args"}}
 
 
-def score(name: str, draw, data: ToyDataModule, num: int) -> dict:
+def score(name: str, draw, data: ToyDataModule, num: int, picture: str | None = None) -> dict:
+    """Modes and high-quality share of ``draw(num)``; ``picture``: save them beside this JSON."""
     metric = ModeCoverage(data.modes, data.sigma)
     start = time.perf_counter()
     with fixed_seed(1, torch.device("cpu")), torch.no_grad():
-        metric.update(draw(num))
+        samples = draw(num)
     seconds = time.perf_counter() - start
+    metric.update(samples)
+    if picture:
+        save_points(samples, picture, name.replace(" ", "_"), f"ADD ring8 {name}")
     values = metric.compute()
     result = {"modes_covered": int(values["modes_covered"]), "modes": len(data.modes),
               "high_quality_pct": round(100 * float(values["high_quality"]), 2),
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     for steps in [s for s in (1, 2, 4) if s <= student.hparams.student_steps]:
         results[f"student_{steps}_step"] = score(
             f"student {steps} step", lambda n, s=steps: student.sample(n, steps=s), data,
-            args.num)
+            args.num, args.out if steps == 1 else None)
     speedup = results["teacher_ddim_50"]["sample_seconds"] / \
         results["student_1_step"]["sample_seconds"]
     results["speedup_1_step_vs_ddim_50"] = round(speedup, 1)

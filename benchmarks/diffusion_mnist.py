@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import evaluated_fid, mnist_preset, write_result
+from benchmarks.pictures import save_checkpoint_grid
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     suffix = "_cpu_small" if args.cpu_small else ""
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"diffusion_mnist{suffix}.json")
     write_result(report, out)
+    save_checkpoint_grid(ckpt, out, "ddim50_samples", device, sampler="ddim", steps=50)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import yaml
 from genlab_diffusion import Diffusion
 
 from benchmarks.common import cpu_model, point_options, write_result
+from benchmarks.pictures import Curves, save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
@@ -39,31 +40,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return point_options(parser, DEFAULT_OUT).parse_args(argv)
 
 
-def train(name: str, max_steps: int | None) -> tuple[Diffusion, ToyDataModule, dict]:
+def train(name: str, max_steps: int | None, out: str) -> tuple[Diffusion, ToyDataModule, dict]:
     config = yaml.safe_load((ROOT / "configs" / "diffusion" / f"{name}.yaml").read_text())
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     model = Diffusion(**config["model"]["init_args"])
     data = ToyDataModule(**config["data"]["init_args"])
     steps = max_steps or config["trainer"]["max_steps"]
+    curves = Curves(every=max(steps // 200, 1))
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0,
+                        enable_model_summary=False, limit_val_batches=0, callbacks=[curves],
                         default_root_dir=f"/tmp/diffusion_points_{name}")
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
+    curves.save(out, f"diffusion {name}, {steps} steps", f"{name}_curves")
     info = {"train_steps": steps, "train_seconds": round(time.perf_counter() - start, 1),
             "model": config["model"]["init_args"], "data": config["data"]["init_args"]}
     return model, data, info
 
 
-def score(model: Diffusion, data: ToyDataModule, num: int) -> dict:
+def score(model: Diffusion, data: ToyDataModule, num: int, out: str, name: str) -> dict:
     results = {}
     model.eval()
     for sampler, steps in SAMPLERS:
         metric = ModeCoverage(data.modes, data.sigma)
         start = time.perf_counter()
         with fixed_seed(1, model.device), torch.no_grad():
-            metric.update(model.sample(num, sampler=sampler, steps=steps))
+            samples = model.sample(num, sampler=sampler, steps=steps)
+        metric.update(samples)
+        if sampler == SAMPLERS[0][0]:
+            save_points(samples, out, f"{name}_samples", f"diffusion {name}, {sampler} {steps}")
         values = metric.compute()
         results[f"{sampler}_{steps}"] = {
             "modes_covered": int(values["modes_covered"]), "modes": len(data.modes),
@@ -82,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
                            "note": "CPU shared with other processes during the run"},
               "torch": torch.__version__, "results": {}}
     for name in args.data:
-        model, data, info = train(name, args.max_steps)
-        info["samplers"] = score(model, data, args.num)
+        model, data, info = train(name, args.max_steps, args.out)
+        info["samplers"] = score(model, data, args.num, args.out, name)
         report["results"][name] = info
         for key, r in info["samplers"].items():
             print(f"{name:7s} {key:9s} modes {r['modes_covered']}/{r['modes']}  "

@@ -26,6 +26,7 @@ import yaml
 from genlab_gan import GAN
 
 from benchmarks.common import cpu_model, point_options, write_result
+from benchmarks.pictures import Curves, save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
@@ -47,23 +48,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return point_options(parser, DEFAULT_OUT).parse_args(argv)
 
 
-def run_seed(name: str, seed: int, max_steps: int | None, num: int) -> dict:
-    """Train one seed of ``configs/gan/<name>.yaml`` and score 2,500 EMA samples."""
+def run_seed(name: str, seed: int, max_steps: int | None, num: int, out: str) -> dict:
+    """Train one seed of ``configs/gan/<name>.yaml`` and score 2,500 EMA samples; seed 0
+    also saves its samples and training curves beside ``out``."""
     config = yaml.safe_load((ROOT / "configs" / "gan" / f"{name}.yaml").read_text())
     L.seed_everything(seed, verbose=False)
     model = GAN(**config["model"]["init_args"])
     data = ToyDataModule(**{**config["data"]["init_args"], "seed": seed})
     steps = max_steps or config["trainer"]["max_steps"]
+    curves = Curves(every=max(steps // 200, 1))
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0)
+                        enable_model_summary=False, limit_val_batches=0, callbacks=[curves])
     start = time.perf_counter()
     trainer.fit(model, data)
     seconds = time.perf_counter() - start
     metric = ModeCoverage(data.modes, data.sigma)
     with fixed_seed(1000 + seed, model.device):
-        metric.update(model.sample_eval(num))
+        samples = model.sample_eval(num)
+    metric.update(samples)
     scores = metric.compute()
+    if seed == 0:
+        save_points(samples, out, f"{name}_samples", f"GAN {name}, seed 0, {steps} steps")
+        curves.save(out, f"GAN {name}, seed 0", f"{name}_curves")
     return {"seed": seed, "modes": int(scores["modes_covered"]),
             "high_quality_pct": round(100 * float(scores["high_quality"]), 2),
             "train_seconds": round(seconds, 1), "max_steps": steps}
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.data:
         rows = []
         for seed in range(args.seeds):
-            rows.append(run_seed(name, seed, args.max_steps, args.num))
+            rows.append(run_seed(name, seed, args.max_steps, args.num, args.out))
             print(f"{name} seed {seed}: {rows[-1]}", flush=True)
             # Written after every seed, so an interrupted benchmark still leaves its figures.
             results["data"][name] = {"runs": rows, **summarize(name, rows)}

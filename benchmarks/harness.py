@@ -10,8 +10,9 @@ Each family's script runs as a subprocess (``python -m benchmarks.<script> ... -
 so a crash, a leaked thread setting or a CUDA context stays inside it; its JSON goes to
 ``runs/benchmarks/<preset>/`` and its figures, one row each (family, figure, value, target,
 anchor, hardware, date, commit, command), to ``benchmarks/results/summary_<preset>.json``.
-``RESULTS.md`` holds those rows and the figures of the full per-family runs committed under
-``benchmarks/results/*.json``, each with the date, commit and hardware read from its own file.
+``benchmarks/headline.py`` builds the pages from them: ``RESULTS.md`` (one headline row per
+figure, from the committed result file canonical for it, and pictures), ``REDUCED.md`` (these
+summaries and other reduced runs) and ``FIGURES.md`` (every figure of the full-size runs).
 """
 
 from __future__ import annotations
@@ -476,11 +477,10 @@ def build_table(results: Path = RESULTS) -> str:
 
 
 def write_table(results: Path = RESULTS) -> Path:
-    """Write ``results/RESULTS.md`` from the JSON there."""
-    out = results / "RESULTS.md"
-    out.write_text(build_table(results))
-    print(f"-> {out}")
-    return out
+    """Write ``results/RESULTS.md`` (headline figures, pictures) and its companion pages."""
+    from benchmarks.headline import write_pages  # it reads this module's extractors
+
+    return write_pages(results)
 
 
 __all__ = ["FAMILIES", "Family", "build_table", "committed_rows", "extract", "parse_only",

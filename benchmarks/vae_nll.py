@@ -26,6 +26,7 @@ import torch
 from genlab_vae import VAE
 
 from benchmarks.common import load_span, stamp, write_result
+from benchmarks.pictures import save_images
 from genlab.data.images import ImageDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,8 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(cfg["threads"])
     data = datamodule(args, cfg)
     load_before, rows = os.getloadavg(), []
+    out = args.out or ROOT / "benchmarks" / "results" / f"vae_nll_{args.preset}.json"
     for name, train_samples in cfg["rows"].items():
         model, timing = train(cfg, train_samples, data, args.seed)
+        if not rows:  # the first row's model (the ELBO VAE): its mean images, seed 0
+            torch.manual_seed(0)
+            save_images(model.sample_eval(64).to("cpu"), out, "samples")
         rows.append({"model": name, "train_samples": train_samples, **timing,
                      **test_nll(model, data, cfg, args.seed)})
         print(rows[-1], flush=True)
@@ -162,8 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         **stamp(cfg["device"]),
         "load_average_1_5_15_min": load_span(load_before),
     }
-    default = ROOT / "benchmarks" / "results" / f"vae_nll_{args.preset}.json"
-    write_result(result, args.out or default)
+    write_result(result, out)
     return result
 
 

@@ -37,6 +37,7 @@ from genlab_vaegan import VAEGAN
 from torch import Tensor
 
 from benchmarks.common import load_span, stamp, write_result
+from benchmarks.pictures import save_images
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
 from genlab.evaluation import fid_between, take
@@ -217,8 +218,9 @@ def main(argv: list[str] | None = None) -> dict:
         **stamp(cfg["device"]),
         "load_average_1_5_15_min": load_span(load_before),
     }
-    default = ROOT / "benchmarks" / "results" / f"vaegan_mnist_{args.preset}.json"
-    write_result(result, args.out or default)
+    out = args.out or ROOT / "benchmarks" / "results" / f"vaegan_mnist_{args.preset}.json"
+    write_result(result, out)
+    save_images(samples["VAE-GAN"], out, "samples")
     return result
 
 

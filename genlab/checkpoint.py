@@ -18,8 +18,18 @@ from genlab.registry import MODEL_GROUP, Plugin, plugins
 
 
 def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
-    """The checkpoint's contents, loaded with ``weights_only=True`` unless ``trust`` is given."""
+    """The checkpoint's contents, loaded with ``weights_only=True`` unless ``trust`` is given.
+
+    A folder written by ``genlab export`` is read from safetensors and YAML instead (no pickle).
+    """
     path = Path(path)
+    if path.is_dir():
+        from genlab.export import is_export, read_export
+
+        if not is_export(path):
+            raise GenlabError(f"{path} is a folder but not a `genlab export` (no config.yaml "
+                              f"and model.safetensors); pass a .ckpt file or an exported folder")
+        return read_export(path)
     if not path.is_file():
         raise GenlabError(f"checkpoint {path} does not exist; runs keep theirs in "
                           f"runs/<name>/version_<n>/checkpoints/")
@@ -74,6 +84,11 @@ def load_model(path: str | Path, trust: bool = False,
     """Rebuild the model of a checkpoint, in eval mode on ``device``."""
     ckpt = read_checkpoint(path, trust)
     cls = model_class(ckpt)
+    if Path(path).is_dir():  # an exported folder: rebuilt from its dict as Lightning would
+        from lightning.pytorch.core.saving import _load_state
+
+        model = contextvars.Context().run(_load_state, cls, ckpt, strict=True)
+        return model.to(device).eval()
     # A fresh context: inside LightningCLI's model instantiation (a plugin loading another
     # model, e.g. a distillation teacher) its context variable would hand the outer model's
     # arguments to this one's save_hyperparameters.

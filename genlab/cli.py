@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "score a checkpoint (FID/KID, precision/recall, modes, likelihood)"),
     "classifier": ("genlab.train_classifier", "classifier_main",
                    "train the offline digit classifier used as FID feature extractor"),
+    "export": ("genlab.export", "export_main",
+               "write a checkpoint as a folder to share: safetensors, config, model card"),
     "new-plugin": ("genlab.scaffold", "new_plugin_main",
                    "write a model-plugin package to start from"),
 }

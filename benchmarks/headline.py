@@ -1,0 +1,308 @@
+"""The results pages: RESULTS.md (headline figures and pictures), REDUCED.md, FIGURES.md.
+
+``CANONICAL`` names, for each headline figure, the one committed result file it comes from; a
+newer run of that figure replaces the file (git history keeps the old one), so the page never
+shows two rows for one figure. ``PICTURES`` names the pictures the benchmarks saved beside those
+files. ``python -m benchmarks table`` writes the pages; no number on them is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, ROOT, git_commit
+from benchmarks.harness import _all_seconds, _hardware_of, _table, committed_rows
+from benchmarks.pictures import add_steps_chart
+
+Cells = tuple[str, str, str, bool | None]  # genlab, anchor, target, met (None: no target)
+
+
+def _gan(name: str) -> Callable[[dict], Cells]:
+    def cells(d: dict) -> Cells:
+        v = d["data"][name]
+        modes, hq = v["target"]
+        anchor = "; ".join(f"{k} {a[0]:g} / {a[1]:g}%" for k, a in v["anchors"].items())
+        return (f"{v['mean_modes']:g}/{modes} modes, {v['mean_high_quality_pct']:.1f}% HQ "
+                f"({len(v['runs'])} seeds)", anchor, f">= {modes} modes, >= {hq:g}% HQ",
+                v["meets_target"])
+    return cells
+
+
+def _diffusion(name: str, sampler: str) -> Callable[[dict], Cells]:
+    def cells(d: dict) -> Cells:
+        s = d["results"][name]["samplers"][sampler]
+        return (f"{s['modes_covered']}/{s['modes']} modes, {s['high_quality_pct']:.1f}% HQ",
+                "", "", None)
+    return cells
+
+
+def _add_student(d: dict) -> Cells:
+    r = d["results"]
+    s, t = r["student_1_step"], r["teacher_ddim_50"]
+    return (f"{s['modes_covered']}/{s['modes']} modes, {s['high_quality_pct']:.1f}% HQ",
+            f"its teacher, DDIM-50: {t['high_quality_pct']:.1f}% HQ",
+            ">= 8/8 modes, >= 90% HQ", r["target_met"])
+
+
+def _add_speed(d: dict) -> Cells:
+    return f"{d['results']['speedup_1_step_vs_ddim_50']:g}x", "", "", None
+
+
+def _vae(d: dict) -> Cells:
+    r = next(r for r in d["rows"] if r["model"] == "VAE (ELBO)")
+    k = d["protocol"]["importance_samples"]
+    return (f"{r['test_nll']:.1f} nats (k={k}, {r['test_examples']} test images)",
+            "IWAE paper: 86.76", "<= 86.0 at the GPU preset's size", None)
+
+
+def _ar(d: dict) -> Cells:
+    loss, want = d["result"]["val_loss"], d["targets"]["val_loss"]
+    return (f"{loss:.3f} ({d['result']['parameters'] / 1e6:.1f}M parameters)",
+            "nanoGPT char, 10.7M parameters, GPU: 1.4697", f"<= {want}", loss <= want)
+
+
+def _vaegan(metric: str) -> Callable[[dict], Cells]:
+    def cells(d: dict) -> Cells:
+        by = {r["model"]: r for r in d["rows"]}
+        if metric == "fid":
+            return (f"{by['VAE-GAN']['fid']:.1f}", f"plain VAE: {by['VAE']['fid']:.1f}",
+                    "below the VAE's", d["verdict"]["fid_better"])
+        return (f"{100 * by['VAE-GAN']['recon_accuracy']:.1f}%",
+                f"plain VAE: {100 * by['VAE']['recon_accuracy']:.1f}%", ">= 90%",
+                d["verdict"]["recon_recognisable"])
+    return cells
+
+
+def _overhead(model: str) -> Callable[[dict], Cells]:
+    def cells(d: dict) -> Cells:
+        r, want = d["models"][model], d["targets"]["ratio"]
+        return (f"{r['ratio']:.3f} (loss difference {r['max_loss_diff']:g})", "plain PyTorch: 1",
+                f">= {want}", r["ratio"] >= want)
+    return cells
+
+
+def _cli(d: dict) -> Cells:
+    s = d["cli"]["genlab list"]["seconds"]
+    return f"{s:.2f} s", "", "< 3 s", s < 3
+
+
+def _classifier(d: dict) -> Cells:
+    return f"{100 * d['accuracy']:.2f}%", "", f">= {100 * d['target']:g}%", d["met"]
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """One headline figure and the committed result file it is read from."""
+
+    family: str
+    figure: str
+    source: str  # file name under benchmarks/results/
+    cells: Callable[[dict], Cells]
+
+
+CANONICAL: tuple[Canonical, ...] = (
+    Canonical("GAN", "ring-8 mode coverage", "gan_modes_ring8.json", _gan("ring8")),
+    Canonical("GAN", "grid-25 mode coverage", "gan_modes_grid25.json", _gan("grid25")),
+    Canonical("VAE", "binarized MNIST test NLL", "vae_nll_cpu.json", _vae),
+    Canonical("autoregressive", "char Shakespeare val loss (nats/char)",
+              "ar_shakespeare_cpu.json", _ar),
+    Canonical("diffusion", "ring-8 mode coverage, DDPM 1000 steps",
+              "diffusion_points_ring8.json", _diffusion("ring8", "ddpm_1000")),
+    Canonical("diffusion", "grid-25 mode coverage, DDPM 1000 steps",
+              "diffusion_points_grid25.json", _diffusion("grid25", "ddpm_1000")),
+    Canonical("ADD", "ring-8 1-step student mode coverage", "add_points_1step_fresh.json",
+              _add_student),
+    Canonical("ADD", "1-step student speed-up vs DDIM-50", "add_points_1step_fresh.json",
+              _add_speed),
+    Canonical("VAE-GAN", "MNIST FID (digit-classifier features)", "vaegan_mnist_cpu.json",
+              _vaegan("fid")),
+    Canonical("VAE-GAN", "MNIST reconstructions recognised", "vaegan_mnist_cpu.json",
+              _vaegan("recon")),
+    Canonical("framework", "throughput vs plain PyTorch, DCGAN", "overhead_cpu.json",
+              _overhead("GAN DCGAN MNIST")),
+    Canonical("framework", "throughput vs plain PyTorch, GPT", "overhead_cpu.json",
+              _overhead("GPT char Shakespeare")),
+    Canonical("framework", "`genlab list` start-up", "overhead_cpu.json", _cli),
+    Canonical("tooling", "FID digit classifier, MNIST test accuracy",
+              "reference_classifier.json", _classifier),
+)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture under benchmarks/results/img/ and what it shows (say when it is reduced)."""
+
+    family: str
+    file: str
+    caption: str
+
+
+PICTURES: tuple[Picture, ...] = (
+    Picture("GAN", "gan_modes_ring8_ring8_samples.png",
+            "GAN on ring-8: 2,500 samples of seed 0, from a rerun of the canonical command with "
+            "`--seeds 1` (full size)."),
+    Picture("GAN", "gan_modes_ring8_ring8_curves.png",
+            "GAN on ring-8: discriminator and generator losses over training (seed 0)."),
+    Picture("diffusion", "diffusion_points_ring8_ring8_samples.png",
+            "Diffusion on ring-8: 2,500 DDPM-1000 samples, from a rerun of the canonical command "
+            "(full size)."),
+    Picture("diffusion", "diffusion_points_ring8_ring8_curves.png",
+            "Diffusion on ring-8: training loss."),
+    Picture("ADD", "add_points_1step_fresh_student_1_step.png",
+            "ADD on ring-8: 2,500 one-step student samples; reduced run (teacher 3,000 of 8,000 "
+            "steps, student 1,500 of 20,000): 8/8 modes, 59.8% HQ, where the full run "
+            "above has 92.6%."),
+    Picture("ADD", "add_steps.png",
+            "ADD on ring-8: sampling steps against high-quality share and samples/s, teacher "
+            "and students (from `add_points.json` and `add_points_1step_fresh.json`; each "
+            "file's own CPU threads, so compare speeds within a file)."),
+    Picture("VAE", "vae_nll_cpu_samples.png",
+            "VAE (ELBO) on binarized MNIST: mean images of 64 prior samples; reduced run: the "
+            "canonical model trained 1 of its 5 epochs."),
+    Picture("VAE-GAN", "vaegan_mnist_cpu_samples.png",
+            "VAE-GAN on MNIST: 64 samples of the EMA decoder; reduced run: 300 of the canonical "
+            "800 batches."),
+    Picture("diffusion", "diffusion_mnist_cpu_small_ddim50_samples.png",
+            "Diffusion on MNIST, DDIM-50; reduced run (`--cpu-small`: a tiny U-Net trained a "
+            "few steps on a CPU, so noise, not digits); the GPU preset has not run yet."),
+    Picture("ADD", "add_mnist_cpu_small_student_1_step_samples.png",
+            "ADD on MNIST, 1-step student; reduced run (`--cpu-small`: tiny networks, a few "
+            "steps, so flat grey, not digits); the GPU preset has not run yet."),
+)
+
+REPO_DIRS = ("runs", "benchmarks", "configs", "classifiers")
+_ABSOLUTE = re.compile(r"(?<![\w.:/-])/(?:[\w.+-]+/)*[\w.+-]+")
+
+
+def relativize(text: str, root: Path = ROOT) -> str:
+    """``text`` with machine paths gone: repository paths made relative, others shown as
+    ``<last/two>`` (a file of the user's own, e.g. ``<teacher/last.ckpt>``)."""
+    def swap(match: re.Match) -> str:
+        path = Path(match.group(0))
+        if path == root or root in path.parents:
+            return str(path.relative_to(root)) or "."
+        for i, part in enumerate(path.parts):  # another checkout: from its run folder on
+            if part in REPO_DIRS:
+                return str(Path(*path.parts[i:]))
+        return "<" + "/".join(path.parts[-2:] if len(path.parts) > 3 else path.parts[-1:]) + ">"
+    return _ABSOLUTE.sub(swap, text)
+
+
+def _load(results: Path, name: str) -> dict:
+    return json.loads((results / name).read_text())
+
+
+def headline_rows(results: Path = RESULTS) -> list[dict[str, Any]]:
+    """One row per canonical figure: family, figure, genlab, anchor, target, met, hardware."""
+    rows = []
+    for c in CANONICAL:
+        if not (results / c.source).is_file():  # e.g. a results folder of a test or a fork
+            continue
+        d = _load(results, c.source)
+        genlab, anchor, target, met = c.cells(d)
+        rows.append({"family": c.family, "figure": c.figure, "genlab": genlab,
+                     "anchor": anchor or "—", "target": target or "—",
+                     "met": {True: "yes", False: "**no**", None: "—"}[met],
+                     "hardware": _hardware_of(d), "source": c.source})
+    return rows
+
+
+def _html(text: str) -> str:
+    """Markdown's inline code as HTML (Markdown is not rendered inside an HTML table)."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", text)
+
+
+def _gallery(pictures: tuple[Picture, ...], per_row: int = 3) -> list[str]:
+    """Pictures in rows of ``per_row``, each with its caption under it (an HTML table, which
+    GitHub renders; Markdown images cannot be sized)."""
+    lines = ["<table>"]
+    for i in range(0, len(pictures), per_row):
+        cells = [f'<td valign="top" width="{100 // per_row}%"><img src="img/{p.file}" '
+                 f'alt="{p.family}" width="100%"><br><sub>{_html(p.caption)}</sub></td>'
+                 for p in pictures[i:i + per_row]]
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    return lines + ["</table>", ""]
+
+
+def _sample_text(results: Path) -> list[str]:
+    if not (results / "ar_shakespeare_cpu.json").is_file():
+        return []
+    text = _load(results, "ar_shakespeare_cpu.json")["result"].get("sample", "")
+    return ["```text", text.strip()[:400], "```"] if text else []
+
+
+def build_results(results: Path = RESULTS) -> str:
+    """RESULTS.md: headline table, pictures, then the commands behind each figure."""
+    columns = ("family", "figure", "genlab", "anchor", "target", "met", "hardware")
+    lines = ["# Benchmark results", "",
+             "What genlab's model families achieve, one row per figure, each from the committed "
+             "result file named in the appendix. CPU figures come from a 2-core CPU shared with "
+             "other jobs; no GPU has run the GPU preset yet, so there are no GPU figures. "
+             "Reduced-size and smoke runs: [REDUCED.md](REDUCED.md); every figure of the full "
+             "runs (samplers, speed options, data loading): [FIGURES.md](FIGURES.md). Built by "
+             "`python -m benchmarks table`.", ""]
+    rows = headline_rows(results)
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in columns) + " |"
+              for r in rows]
+    lines += ["", "HQ: share of samples within 3 standard deviations of a mode (the PacGAN / "
+              "VEEGAN protocol, 2,500 samples).", "", "## Samples", ""]
+    lines += _gallery(tuple(p for p in PICTURES if (results / "img" / p.file).is_file()))
+    lines += ["Autoregressive (char-level GPT, the canonical run's sample):", ""]
+    lines += _sample_text(results) + ["", "## Appendix: how each figure was measured", "",
+                                      "| file | date | commit | command |", "|---|---|---|---|"]
+    for source in dict.fromkeys(r["source"] for r in rows):
+        d = _load(results, source)
+        command = relativize(d.get("command") or "not recorded in the file")
+        commit = d.get("commit") or git_commit(results / source) or "—"
+        lines.append(f"| `{source}` | {str(d.get('date', ''))[:10]} | {commit} | "
+                     f"`{command}` |")
+    return "\n".join(lines) + "\n"
+
+
+def _relative_rows(rows: list[dict]) -> list[dict]:
+    return [{**r, "command": relativize(str(r.get("command") or ""))} for r in rows]
+
+
+def build_reduced(results: Path = RESULTS) -> str:
+    """REDUCED.md: the harness's reduced and smoke runs, and committed reduced-size files."""
+    columns = ("family", "figure", "value", "target", "hardware", "date", "command")
+    lines = ["# Reduced-size and smoke runs", "",
+             "Runs shrunk to fit a CPU: they show that every benchmark runs end to end, not "
+             "what a family achieves ([RESULTS.md](RESULTS.md) has that).", ""]
+    for path in sorted(results.glob("summary_*.json")):
+        s = json.loads(path.read_text())
+        lines += [f"## `{relativize(s['command'])}`", "",
+                  f"{str(s['date'])[:10]}, commit {s['commit']}; all families "
+                  f"{_all_seconds(s) / 60:.1f} min.", ""]
+        lines += _table(_relative_rows(s["rows"]), columns) + [""]
+    reduced = [r for r in committed_rows(results) if r["reduced"]]
+    lines += ["## Committed reduced-size runs", ""]
+    lines += _table(_relative_rows(reduced), columns + ("source",)) + [""]
+    return "\n".join(lines)
+
+
+def build_figures(results: Path = RESULTS) -> str:
+    """FIGURES.md: every figure of the committed full-size runs, one row each."""
+    columns = ("family", "figure", "value", "target", "anchor", "hardware", "source")
+    rows = [r for r in committed_rows(results) if not r["reduced"]]
+    return "\n".join(["# Every figure of the full-size runs", "",
+                      "The headline figures are in [RESULTS.md](RESULTS.md), with the "
+                      "command behind each file.", ""] + _table(rows, columns)) + "\n"
+
+
+def write_pages(results: Path = RESULTS) -> Path:
+    """Write RESULTS.md, REDUCED.md, FIGURES.md and the ADD steps chart; returns RESULTS.md."""
+    sources = [results / "add_points.json", results / "add_points_1step_fresh.json"]
+    if all(s.is_file() for s in sources):
+        add_steps_chart(sources, results / "img" / "add_steps.png")
+    for name, build in (("REDUCED.md", build_reduced), ("FIGURES.md", build_figures),
+                        ("RESULTS.md", build_results)):
+        (results / name).write_text(build(results))
+        print(f"-> {results / name}")
+    return results / "RESULTS.md"
