@@ -3,10 +3,10 @@
 import csv
 
 import yaml
-from test_cli import TINY
 
 from genlab.callbacks.steps import ITERATION, IterationBar
 from genlab.lightning_cli import GenlabCLI
+from tests.test_cli import TINY
 
 
 def test_a_gan_bar_ends_at_its_batches_and_names_agree(tmp_path, capsys):
