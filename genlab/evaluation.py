@@ -29,7 +29,8 @@ from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model, read_checkpoint
 from genlab.data.stacked_mnist import StackedMNISTDataModule
 from genlab.errors import GenlabError
-from genlab.metrics.classifier import ChannelFeatures, load_classifier
+from genlab.metrics.classifier import ChannelFeatures
+from genlab.metrics.extractors import build_extractor
 from genlab.metrics.precision_recall import PrecisionRecall
 from genlab.metrics.stacked import StackedModes
 from genlab.module import GenerativeModule
@@ -54,8 +55,9 @@ def build_parser() -> ArgumentParser:
                         help="Generated samples (and at most as many real ones). Default: 10000 "
                              "images, 2500 points, 64 token sequences.")
     parser.add_argument("--extractor", type=str | None, default=None,
-                        help="Image features for FID/KID/precision/recall: `inception` (needs its "
-                             "weights) or the path of a `genlab classifier` file.")
+                        help="Image features for FID/KID/precision/recall: `inception`, or the "
+                             "path of a `genlab classifier` file. Default: InceptionV3 when its "
+                             "weights are cached or can be downloaded, else classifiers/mnist.pt.")
     parser.add_argument("--sample_metrics", type=bool, default=True,
                         help="Score generated samples; false: only the likelihood, if any.")
     parser.add_argument("--floor", type=bool, default=True,
@@ -131,37 +133,6 @@ def take(batches: Iterable[dict], num: int) -> Iterator[Tensor]:
         yield x
 
 
-class InceptionFeatures(nn.Module):
-    """torchmetrics' InceptionV3 features (2048) of images in [-1, 1], gray ones as RGB."""
-
-    num_features = 2048
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fid = FrechetInceptionDistance(feature=2048, normalize=True)  # loads the weights
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, 2048)`` features."""
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        return self.fid.inception(((x + 1) * 127.5).clamp(0, 255).to(torch.uint8))
-
-
-def build_extractor(name: str | None, channels: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The feature extractor named by ``--extractor`` and its description for the report."""
-    if name is None or name == "inception":
-        try:
-            return InceptionFeatures(), {"name": "inception-v3", "features": 2048}
-        except Exception as err:
-            raise GenlabError(
-                f"InceptionV3 features are unavailable ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:120]}); pass --extractor <classifier.pt> from "
-                f"`genlab classifier --source <MNIST-like data>` for an offline extractor"
-            ) from None
-    classifier, info = load_classifier(name)
-    info.pop("meta", None)
-    return ChannelFeatures(classifier, channels), info
-
-
 def image_metrics(extractor: nn.Module, num: int) -> dict[str, Any]:
     """FID, KID and precision/recall sharing one extractor."""
     subset = max(2, min(1000, num // 2))
@@ -226,8 +197,7 @@ def _report(results: dict[str, Any]) -> None:
     console = Console(highlight=False)
     console.print(table)
     if "extractor" in results:
-        ex = results["extractor"]
-        console.print(f"features: {ex['name']}" + (f" sha256:{ex['hash']}" if "hash" in ex else ""))
+        console.print(results["extractor"]["why"])  # which extractor scored, and why
 
 
 @torch.no_grad()
@@ -252,7 +222,8 @@ def _setup(datamodule: L.LightningDataModule, ckpt: dict[str, Any], split: str) 
 
 def _image_scores(args: Any, model: GenerativeModule, datamodule: L.LightningDataModule,
                   fake: Tensor, results: dict[str, Any]) -> dict[str, float]:
-    extractor, results["extractor"] = build_extractor(args.extractor, fake.shape[1])
+    extractor, results["extractor"], why = build_extractor(args.extractor, fake.shape[1])
+    results["extractor"]["why"] = why
     extractor = extractor.to(model.device)
     num, device = len(fake), model.device
     real = take(reference_batches(datamodule, args.split), num)
