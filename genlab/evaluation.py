@@ -8,6 +8,7 @@ or for tokens loss, perplexity and bits per token.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model, read_checkpoint
 from genlab.data.stacked_mnist import StackedMNISTDataModule
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, explain_parse_error
 from genlab.metrics.classifier import ChannelFeatures
 from genlab.metrics.extractors import build_extractor
 from genlab.metrics.precision_recall import PrecisionRecall
@@ -76,22 +77,53 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _data_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
-    if args.data is not None:
-        return {"class_path": args.data.class_path, "init_args": dict(args.data.init_args)}
-    if args.config is not None:
-        path = Path(args.config)
+def _data_section(config: str | None, ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The data section ``--data.*`` options override: ``--config``'s, else the checkpoint's.
+
+    ``None`` when neither names one.
+    """
+    if config is not None:
+        path = Path(config)
         if not path.is_file():
             raise GenlabError(f"config {path} does not exist")
         data = (yaml.safe_load(path.read_text()) or {}).get("data")
         if data is None:
             raise GenlabError(f"{path} has no data section; pass --data.class_path and its args")
         return data
-    data = ckpt.get("genlab", {}).get("data")
+    return ckpt.get("genlab", {}).get("data")
+
+
+def _data_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
+    if args.data is not None:
+        return {"class_path": args.data.class_path, "init_args": dict(args.data.init_args)}
+    data = _data_section(args.config, ckpt)
     if data is None:
         raise GenlabError("the checkpoint does not record its data; pass --config <fit config> "
                           "or --data.class_path ... to name the reference data")
     return data
+
+
+def parse_with_data(parser: ArgumentParser, argv: list[str]) -> tuple[Any, dict[str, Any]]:
+    """Parse ``argv``, its ``--data.*`` on top of the checkpoint's (or ``--config``'s) data.
+
+    As ``genlab fit`` applies them on top of its config. Returns the arguments and the
+    checkpoint's contents.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    for name in ("--ckpt", "--config", "--trust_checkpoint"):
+        pre.add_argument(name)
+    known = pre.parse_known_args(argv)[0]
+    trust = str(known.trust_checkpoint).lower() in ("true", "yes", "1")
+    ckpt = read_checkpoint(known.ckpt, trust) if known.ckpt and "--help" not in argv else {}
+    try:
+        data = _data_section(known.config, ckpt)
+        if data is not None:
+            parser.set_defaults(data=data)
+        return parser.parse_args(argv), ckpt
+    except ArgumentError as err:
+        from genlab.lightning_cli import _installed_classes
+
+        raise GenlabError(explain_parse_error(str(err), _installed_classes)) from None
 
 
 def instantiate(base: type, config: dict[str, Any]) -> Any:
@@ -243,12 +275,15 @@ def _image_scores(args: Any, model: GenerativeModule, datamodule: L.LightningDat
     return scores
 
 
-def evaluate(args: Any) -> dict[str, Any]:
-    """Score the checkpoint named in ``args`` (parsed by ``build_parser``); returns the report."""
+def evaluate(args: Any, ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score the checkpoint named in ``args`` (parsed by ``build_parser``); returns the report.
+
+    ``ckpt``: the checkpoint's contents when already read (``parse_with_data``).
+    """
     load_plugins()
     if args.split not in ("train", "val", "test"):
         raise GenlabError(f"--split must be train, val or test, got {args.split!r}")
-    ckpt = read_checkpoint(args.ckpt, args.trust_checkpoint)
+    ckpt = ckpt or read_checkpoint(args.ckpt, args.trust_checkpoint)
     model = load_model(args.ckpt, trust=args.trust_checkpoint, device=args.device)
     datamodule = instantiate(L.LightningDataModule, _data_config(args, ckpt))
     _setup(datamodule, ckpt, args.split)
@@ -313,11 +348,8 @@ def _wandb_target(args: Any, ckpt_run: dict[str, str] | None) -> dict[str, str] 
 def evaluate_main(argv: list[str]) -> None:
     """Run ``genlab evaluate`` with command-line arguments ``argv``."""
     load_plugins()  # short data class names resolve only for classes imported before parsing
-    try:
-        args = build_parser().parse_args(argv)
-    except ArgumentError as err:
-        raise GenlabError(f"{str(err).splitlines()[0]} (see `genlab evaluate --help`)") from None
-    results = evaluate(args)
+    args, ckpt = parse_with_data(build_parser(), argv)
+    results = evaluate(args, ckpt)
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
