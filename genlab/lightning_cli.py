@@ -35,7 +35,7 @@ from genlab.callbacks import (
 from genlab.callbacks.monitors import monitors
 from genlab.callbacks.steps import CHECKPOINT_FILENAME, IterationLog, iteration_bar_like
 from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
-from genlab.errors import GenlabError, explain_parse_error
+from genlab.errors import GenlabError, explain_parse_error, rejected_by_optimizer
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
 from genlab.run_dir import claim_run_dir, latest_checkpoint, run_dir_of
@@ -284,6 +284,12 @@ class GenlabCLI(LightningCLI):
         except GenlabError:
             _discard_if_empty(self.run_dir)
             raise
+        except ValueError as err:  # a value torch's optimizer refuses is the user's to fix
+            user_error = rejected_by_optimizer(err)
+            if user_error is None:
+                raise
+            _discard_if_empty(self.run_dir)
+            raise user_error from err
         except SIGTERMException:
             saved = self.preemption.saved
             console.print(f"stopped by a signal at step {self.trainer.global_step}; "

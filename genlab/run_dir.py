@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from genlab.errors import GenlabError
+
 # Set by the launching process so that DDP workers it spawns write into the same directory.
 RUN_DIR_ENV = "GENLAB_RUN_DIR"
 
@@ -23,22 +25,31 @@ def claim_run_dir(root: str | Path, name: str, version: str | None = None) -> Pa
     if inherited and _is_spawned_worker():
         return Path(inherited)
     parent = Path(root) / name
-    if version is not None:
-        run_dir = parent / version
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        parent.mkdir(parents=True, exist_ok=True)
-        n = len(list(parent.glob("version_*")))
-        while True:
-            run_dir = parent / f"version_{n}"
-            try:
-                run_dir.mkdir()
-                break
-            except FileExistsError:
-                n += 1
+    try:
+        run_dir = _make_run_dir(parent, version)
+    except OSError as err:
+        raise GenlabError(f"--run.root {root}: cannot create {err.filename or parent} "
+                          f"({err.strerror or type(err).__name__}); give a directory you can "
+                          f"write to, e.g. --run.root runs") from err
     run_dir = run_dir.resolve()  # one spelling, so a resumed run's checkpoint state matches
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
+
+
+def _make_run_dir(parent: Path, version: str | None) -> Path:
+    if version is not None:
+        run_dir = parent / version
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    parent.mkdir(parents=True, exist_ok=True)
+    n = len(list(parent.glob("version_*")))
+    while True:
+        run_dir = parent / f"version_{n}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            n += 1
 
 
 def latest_checkpoint(root: str | Path, name: str) -> Path | None:

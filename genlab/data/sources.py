@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import datasets
 import numpy as np
+import pyarrow
 
 from genlab.errors import GenlabError
 
@@ -226,6 +227,8 @@ def load_source(source: str, subset: str | None = None, **text_kwargs: Any) -> d
 def _load_local(source: str, builder: str, kwargs: dict[str, Any]) -> datasets.DatasetDict:
     try:
         return datasets.load_dataset(builder, **kwargs)
+    except pyarrow.ArrowException as err:  # before ValueError: ArrowInvalid is one
+        raise GenlabError(_unreadable_message(source, kwargs, builder, err)) from err
     except ValueError as err:
         empty = re.match(r'Instruction "(.+)" corresponds to no data', str(err))
         if empty is None:
@@ -236,7 +239,28 @@ def _load_local(source: str, builder: str, kwargs: dict[str, Any]) -> datasets.D
         cause = err.__cause__ or err.__context__
         if isinstance(cause, UnicodeDecodeError):
             raise GenlabError(_decode_message(source, kwargs, cause)) from None
-        raise
+        raise GenlabError(_unreadable_message(source, kwargs, builder, cause or err)) from err
+
+
+def _unreadable_message(source: str, kwargs: dict[str, Any], builder: str,
+                        err: BaseException) -> str:
+    """Name the file ``builder`` cannot read (for parquet, the first whose footer is bad)."""
+    bad = source
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        pattern = kwargs.get("data_files") or os.path.join(kwargs.get("data_dir", source), "**",
+                                                           "*.parquet")
+        for name in sorted(glob.glob(pattern, recursive=True)):
+            try:
+                pq.read_metadata(name)
+            except (pyarrow.ArrowException, OSError):
+                bad = name
+                break
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"data.source: {bad!r} is not readable {builder} data ({type(err).__name__}: "
+            f"{detail}); the file is damaged or truncated (download or write it again) or is "
+            f"not {builder}")
 
 
 def _decode_message(source: str, kwargs: dict[str, Any], err: UnicodeDecodeError) -> str:
