@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import yaml
 from jsonargparse import ArgumentError, Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -33,7 +33,7 @@ from genlab.callbacks import (
     SampleMetrics,
 )
 from genlab.callbacks.monitors import monitors
-from genlab.callbacks.steps import CHECKPOINT_FILENAME, IterationLog, iteration_bar_like
+from genlab.callbacks.steps import count_iterations
 from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error, rejected_by_optimizer
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
@@ -313,19 +313,13 @@ class GenlabCLI(LightningCLI):
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
-        self.trainer.callbacks += [self.preemption, RNGState(), IterationLog(),
-                                   *monitors(self.trainer)]
+        self.trainer.callbacks += [self.preemption, RNGState(), *monitors(self.trainer)]
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / "checkpoints")
                 if callback.save_last is None:
                     callback.save_last = True
-            if isinstance(callback, ModelCheckpoint) and callback.filename is None:
-                callback.filename, callback.auto_insert_metric_name = CHECKPOINT_FILENAME, False
-        callbacks = self.trainer.callbacks  # the bar counts batches (a GAN's are not its steps)
-        for i, callback in enumerate(callbacks):
-            if type(callback) is RichProgressBar:
-                callbacks[i] = iteration_bar_like(callback)
+        count_iterations(self.trainer)
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
                 # Lightning always passes anonymous=None, which wandb>=0.19 warns about.

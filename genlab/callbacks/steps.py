@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
 ITERATION = "train/iteration"
@@ -95,7 +95,18 @@ class IterationBar(RichProgressBar):
         return f"{text:{len(self.validation_description)}}"  # padded as Lightning's, no flicker
 
 
-def iteration_bar_like(bar: RichProgressBar) -> IterationBar:
-    """An ``IterationBar`` with the refresh rate, theme and console of ``bar``."""
-    return IterationBar(refresh_rate=bar.refresh_rate, leave=bar._leave, theme=bar.theme,
-                        console_kwargs=bar._console_kwargs)
+def count_iterations(trainer: L.Trainer) -> None:
+    """Make a built trainer count iterations, as users read steps.
+
+    Logs ``train/iteration``, names checkpoints by it (unless a ``ModelCheckpoint`` has its own
+    ``filename``) and puts ``IterationBar`` in place of Lightning's rich bar (keeping its refresh
+    rate, theme and console).
+    """
+    trainer.callbacks.append(IterationLog())
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.filename is None:
+            callback.filename, callback.auto_insert_metric_name = CHECKPOINT_FILENAME, False
+    for i, bar in enumerate(trainer.callbacks):
+        if type(bar) is RichProgressBar:
+            trainer.callbacks[i] = IterationBar(refresh_rate=bar.refresh_rate, leave=bar._leave,
+                                                theme=bar.theme, console_kwargs=bar._console_kwargs)
