@@ -14,7 +14,7 @@ with ``genlab fit --config configs/add/mnist.yaml --model.teacher_ckpt <teacher>
 per second of the teacher's 50-step DDIM and of the student at 1, 2 and 4 steps (EMA weights,
 batch ``--batch-size``) and the 1-step speed-up. With ``--extractor`` (a ``genlab classifier``
 file) it runs ``genlab evaluate`` on both checkpoints and prints the FIDs and their ratios to the
-teacher's. Targets (issue 10): 1-step FID <= 1.5x the teacher's, 4-step <= 1.1x, >= 25x faster.
+teacher's. Targets: 1-step FID <= 1.5x the teacher's, 4-step <= 1.1x, >= 25x faster.
 Results go to benchmarks/results/add_mnist[_cpu_small].json.
 """
 

@@ -1,7 +1,7 @@
 """Char-level Shakespeare with the AR plugin (GPT): training tokens/s and validation loss.
 
     python -m benchmarks.ar_shakespeare --preset cpu     # 4 layers, 128 wide, block 64; 2 cores
-    python -m benchmarks.ar_shakespeare --preset gpu     # the issue's figures: one H100, bf16
+    python -m benchmarks.ar_shakespeare --preset gpu     # the target's setting: one H100, bf16
     python -m benchmarks.ar_shakespeare --preset gpu --device cpu --steps 20 --n-layer 2 \\
         --n-embd 64 --block-size 32 --batch-size 8 --val-batches 4 \\
         --out /tmp/ar_gpu_small.json                      # the GPU preset at reduced size, on a CPU
@@ -14,7 +14,7 @@ validation text in consecutive blocks (or its first ``--val-batches`` batches).
 
 tokens/s counts training tokens (batch x block) per second of training after the first
 ``--skip`` steps (compilation and warm-up), synchronised with the GPU.
-Targets: gpu preset (issue 7, reference small-GPT code on one H100, bf16 + compile): val loss
+Targets: gpu preset (the reference small-GPT code on one H100, bf16 + compile): val loss
 <= 1.388 at 5,000 steps and >= 64 x 256 tokens / 12 ms = 1.37M tokens/s; cpu preset: val loss
 < 1.9 in a few minutes on 2 cores. On a CPU shared with other jobs pass ``--threads 1``: two
 threads on an oversubscribed machine ran 9x slower per step than one.

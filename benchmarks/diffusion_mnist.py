@@ -12,7 +12,7 @@ Reduced size on a CPU (proves the script runs; its figures say nothing about qua
 Trains with ``genlab fit`` (the config plus overrides), then loads the checkpoint and prints
 samples per second of DDIM at 10, 50 and 250 steps (EMA weights, batch ``--batch-size``). With
 ``--extractor`` (a ``genlab classifier`` file) it runs ``genlab evaluate`` for 50- and 250-step
-DDIM and prints the FIDs and their ratio (the issue asks for 50-step within 1.2x of 250-step).
+DDIM and prints the FIDs and their ratio (target: 50-step within 1.2x of 250-step).
 Results go to benchmarks/results/diffusion_mnist[_cpu_small].json.
 """
 

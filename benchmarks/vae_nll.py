@@ -1,7 +1,7 @@
 """Test NLL of VAEs on dynamically binarized MNIST (importance-sampled), with training time.
 
     python -m benchmarks.vae_nll --preset cpu        # small budget; about 6 minutes on 2 cores
-    python -m benchmarks.vae_nll --preset gpu        # the issue's figures (k = 5000, full test set)
+    python -m benchmarks.vae_nll --preset gpu        # the targets' setting (k = 5000, all test)
     python -m benchmarks.vae_nll --preset gpu --device cpu --epochs 0.05 --test-examples 100 \\
         --k 100 --out /tmp/vae_gpu_small.json       # the GPU preset at reduced size, on a CPU
 
@@ -9,7 +9,7 @@ Trains one VAE per row of the preset (ELBO, then the IWAE bound with k samples),
 scratch with the same seed, and estimates the test NLL with ``k`` importance samples
 (``VAE.log_likelihood``) on the (dynamically binarized) test images. Prints the table and
 writes it as JSON to benchmarks/results/vae_nll_<preset>.json (another file with ``--out``).
-Targets (issue 6, GPU preset): ELBO <= 86.0 nats, IWAE k=50 <= 84.5 nats at k = 5000.
+Targets (GPU preset): ELBO <= 86.0 nats, IWAE k=50 <= 84.5 nats at k = 5000.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def report(rows: list[dict], cfg: dict, preset: str) -> None:
           f"{rows[0]['test_examples'] if rows else 0} test images, {cfg['device']}")
     print(f"{'model':<14}{'epochs':>8}{'train s':>10}{'NLL nats':>10}{'bits/dim':>10}"
           f"{'target':>8}")
-    targets = TARGETS if preset == "gpu" and not cfg["reduced"] else {}  # the issue's figures
+    targets = TARGETS if preset == "gpu" and not cfg["reduced"] else {}  # targets: full GPU preset
     for row in rows:
         target = targets.get(row["model"])
         print(f"{row['model']:<14}{cfg['epochs']:>8g}{row['train_seconds']:>10.1f}"

@@ -2,7 +2,7 @@
 
     python -m benchmarks.reference_classifier          # once: writes classifiers/mnist.pt
     python -m benchmarks.vaegan_mnist --preset cpu     # small budget: ~3 min (shared 2 cores)
-    python -m benchmarks.vaegan_mnist --preset gpu     # the issue's comparison (one GPU)
+    python -m benchmarks.vaegan_mnist --preset gpu     # the target comparison (one GPU)
     python -m benchmarks.vaegan_mnist --preset gpu --device cpu --batches 20 --num 500 \\
         --out /tmp/vaegan_gpu_small.json               # the GPU preset at reduced size, on a CPU
 
@@ -17,7 +17,7 @@ seed. Then, on the MNIST test split:
   (decoder of the posterior mean) the image's label (target: >= 90% for the VAE-GAN);
 - the classifier's accuracy on the test images themselves (the ceiling).
 
-The issue's target: VAE-GAN FID < VAE FID, with reconstruction accuracy >= 90%. Writes the
+The target: VAE-GAN FID < VAE FID, with reconstruction accuracy >= 90%. Writes the
 figures to benchmarks/results/vaegan_mnist_<preset>.json and a side-by-side picture (inputs,
 VAE-GAN reconstructions, VAE reconstructions) plus both models' samples to ``--pictures``.
 """
@@ -236,7 +236,7 @@ def report(rows: list[dict], verdict: dict, cfg: dict, acc: float, info: dict,
     print(f"classifier on the test images themselves: {acc:.4f}")
     if cfg["reduced"]:
         print("reduced budget (--batches/--num/--device): a check that the preset runs, "
-              "not the issue's comparison")
+              "not the target comparison")
     print(f"VAE-GAN FID better than VAE: {'MET' if verdict['fid_better'] else 'NOT MET'}; "
           f"VAE-GAN reconstructions >= {RECON_TARGET:.0%} recognised: "
           f"{'MET' if verdict['recon_recognisable'] else 'NOT MET'}")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import Any
 
 from rich.console import Console
 
-from genlab.errors import GenlabError
+from genlab.errors import DEBUG_ENV, GenlabError
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
 
             GenlabCLI(args=argv)  # None: LightningCLI reads sys.argv itself
     except GenlabError as err:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exception(err)
         console.print(f"[bold red]error:[/] {err}")
         raise SystemExit(2) from None
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable, Iterable
+
+DEBUG_ENV = "GENLAB_DEBUG"  # set to 1: a user error prints its full traceback too
 
 
 class GenlabError(Exception):
@@ -22,6 +25,22 @@ def raise_first(problems: Iterable[tuple[bool, str]]) -> None:
     for bad, message in problems:
         if bad:
             raise GenlabError(message)
+
+
+def rejected_by_optimizer(err: BaseException) -> GenlabError | None:
+    """A torch optimizer's ``ValueError`` (``Invalid learning rate: -1.0``) as a ``GenlabError``.
+
+    ``None`` for any other error, which stays a bug report with a traceback.
+    """
+    frames = traceback.extract_tb(err.__traceback__)
+    if not isinstance(err, ValueError) or not frames:
+        return None
+    if "torch/optim/" not in frames[-1].filename.replace("\\", "/"):
+        return None
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return GenlabError(f"the optimizer rejects a hyperparameter ({detail}); check the learning "
+                       f"rates, betas and weight decay under model.init_args ({DEBUG_ENV}=1 "
+                       f"shows the traceback)")
 
 
 # Lines of jsonargparse's nested union reports that explain nothing on their own.

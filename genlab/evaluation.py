@@ -8,6 +8,7 @@ or for tokens loss, perplexity and bits per token.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -28,8 +29,9 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model, read_checkpoint
 from genlab.data.stacked_mnist import StackedMNISTDataModule
-from genlab.errors import GenlabError
-from genlab.metrics.classifier import ChannelFeatures, load_classifier
+from genlab.errors import GenlabError, explain_parse_error
+from genlab.metrics.classifier import ChannelFeatures
+from genlab.metrics.extractors import build_extractor
 from genlab.metrics.precision_recall import PrecisionRecall
 from genlab.metrics.stacked import StackedModes
 from genlab.module import GenerativeModule
@@ -54,8 +56,9 @@ def build_parser() -> ArgumentParser:
                         help="Generated samples (and at most as many real ones). Default: 10000 "
                              "images, 2500 points, 64 token sequences.")
     parser.add_argument("--extractor", type=str | None, default=None,
-                        help="Image features for FID/KID/precision/recall: `inception` (needs its "
-                             "weights) or the path of a `genlab classifier` file.")
+                        help="Image features for FID/KID/precision/recall: `inception`, or the "
+                             "path of a `genlab classifier` file. Default: InceptionV3 when its "
+                             "weights are cached or can be downloaded, else classifiers/mnist.pt.")
     parser.add_argument("--sample_metrics", type=bool, default=True,
                         help="Score generated samples; false: only the likelihood, if any.")
     parser.add_argument("--floor", type=bool, default=True,
@@ -74,22 +77,53 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _data_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
-    if args.data is not None:
-        return {"class_path": args.data.class_path, "init_args": dict(args.data.init_args)}
-    if args.config is not None:
-        path = Path(args.config)
+def _data_section(config: str | None, ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The data section ``--data.*`` options override: ``--config``'s, else the checkpoint's.
+
+    ``None`` when neither names one.
+    """
+    if config is not None:
+        path = Path(config)
         if not path.is_file():
             raise GenlabError(f"config {path} does not exist")
         data = (yaml.safe_load(path.read_text()) or {}).get("data")
         if data is None:
             raise GenlabError(f"{path} has no data section; pass --data.class_path and its args")
         return data
-    data = ckpt.get("genlab", {}).get("data")
+    return ckpt.get("genlab", {}).get("data")
+
+
+def _data_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
+    if args.data is not None:
+        return {"class_path": args.data.class_path, "init_args": dict(args.data.init_args)}
+    data = _data_section(args.config, ckpt)
     if data is None:
         raise GenlabError("the checkpoint does not record its data; pass --config <fit config> "
                           "or --data.class_path ... to name the reference data")
     return data
+
+
+def parse_with_data(parser: ArgumentParser, argv: list[str]) -> tuple[Any, dict[str, Any]]:
+    """Parse ``argv``, its ``--data.*`` on top of the checkpoint's (or ``--config``'s) data.
+
+    As ``genlab fit`` applies them on top of its config. Returns the arguments and the
+    checkpoint's contents.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    for name in ("--ckpt", "--config", "--trust_checkpoint"):
+        pre.add_argument(name)
+    known = pre.parse_known_args(argv)[0]
+    trust = str(known.trust_checkpoint).lower() in ("true", "yes", "1")
+    ckpt = read_checkpoint(known.ckpt, trust) if known.ckpt and "--help" not in argv else {}
+    try:
+        data = _data_section(known.config, ckpt)
+        if data is not None:
+            parser.set_defaults(data=data)
+        return parser.parse_args(argv), ckpt
+    except ArgumentError as err:
+        from genlab.lightning_cli import _installed_classes
+
+        raise GenlabError(explain_parse_error(str(err), _installed_classes)) from None
 
 
 def instantiate(base: type, config: dict[str, Any]) -> Any:
@@ -129,37 +163,6 @@ def take(batches: Iterable[dict], num: int) -> Iterator[Tensor]:
         x = batch["x"][:left]
         left -= len(x)
         yield x
-
-
-class InceptionFeatures(nn.Module):
-    """torchmetrics' InceptionV3 features (2048) of images in [-1, 1], gray ones as RGB."""
-
-    num_features = 2048
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fid = FrechetInceptionDistance(feature=2048, normalize=True)  # loads the weights
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, 2048)`` features."""
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        return self.fid.inception(((x + 1) * 127.5).clamp(0, 255).to(torch.uint8))
-
-
-def build_extractor(name: str | None, channels: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The feature extractor named by ``--extractor`` and its description for the report."""
-    if name is None or name == "inception":
-        try:
-            return InceptionFeatures(), {"name": "inception-v3", "features": 2048}
-        except Exception as err:
-            raise GenlabError(
-                f"InceptionV3 features are unavailable ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:120]}); pass --extractor <classifier.pt> from "
-                f"`genlab classifier --source <MNIST-like data>` for an offline extractor"
-            ) from None
-    classifier, info = load_classifier(name)
-    info.pop("meta", None)
-    return ChannelFeatures(classifier, channels), info
 
 
 def image_metrics(extractor: nn.Module, num: int) -> dict[str, Any]:
@@ -226,8 +229,7 @@ def _report(results: dict[str, Any]) -> None:
     console = Console(highlight=False)
     console.print(table)
     if "extractor" in results:
-        ex = results["extractor"]
-        console.print(f"features: {ex['name']}" + (f" sha256:{ex['hash']}" if "hash" in ex else ""))
+        console.print(results["extractor"]["why"])  # which extractor scored, and why
 
 
 @torch.no_grad()
@@ -252,7 +254,8 @@ def _setup(datamodule: L.LightningDataModule, ckpt: dict[str, Any], split: str) 
 
 def _image_scores(args: Any, model: GenerativeModule, datamodule: L.LightningDataModule,
                   fake: Tensor, results: dict[str, Any]) -> dict[str, float]:
-    extractor, results["extractor"] = build_extractor(args.extractor, fake.shape[1])
+    extractor, results["extractor"], why = build_extractor(args.extractor, fake.shape[1])
+    results["extractor"]["why"] = why
     extractor = extractor.to(model.device)
     num, device = len(fake), model.device
     real = take(reference_batches(datamodule, args.split), num)
@@ -272,12 +275,15 @@ def _image_scores(args: Any, model: GenerativeModule, datamodule: L.LightningDat
     return scores
 
 
-def evaluate(args: Any) -> dict[str, Any]:
-    """Score the checkpoint named in ``args`` (parsed by ``build_parser``); returns the report."""
+def evaluate(args: Any, ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score the checkpoint named in ``args`` (parsed by ``build_parser``); returns the report.
+
+    ``ckpt``: the checkpoint's contents when already read (``parse_with_data``).
+    """
     load_plugins()
     if args.split not in ("train", "val", "test"):
         raise GenlabError(f"--split must be train, val or test, got {args.split!r}")
-    ckpt = read_checkpoint(args.ckpt, args.trust_checkpoint)
+    ckpt = ckpt or read_checkpoint(args.ckpt, args.trust_checkpoint)
     model = load_model(args.ckpt, trust=args.trust_checkpoint, device=args.device)
     datamodule = instantiate(L.LightningDataModule, _data_config(args, ckpt))
     _setup(datamodule, ckpt, args.split)
@@ -342,11 +348,8 @@ def _wandb_target(args: Any, ckpt_run: dict[str, str] | None) -> dict[str, str] 
 def evaluate_main(argv: list[str]) -> None:
     """Run ``genlab evaluate`` with command-line arguments ``argv``."""
     load_plugins()  # short data class names resolve only for classes imported before parsing
-    try:
-        args = build_parser().parse_args(argv)
-    except ArgumentError as err:
-        raise GenlabError(f"{str(err).splitlines()[0]} (see `genlab evaluate --help`)") from None
-    results = evaluate(args)
+    args, ckpt = parse_with_data(build_parser(), argv)
+    results = evaluate(args, ckpt)
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -32,8 +32,10 @@ from genlab.callbacks import (
     SampleLogger,
     SampleMetrics,
 )
+from genlab.callbacks.monitors import monitors
+from genlab.callbacks.steps import count_iterations
 from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
-from genlab.errors import GenlabError, explain_parse_error
+from genlab.errors import GenlabError, explain_parse_error, rejected_by_optimizer
 from genlab.launch import check_cpu_processes, current_launch
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
@@ -66,6 +68,10 @@ def _class_name(logger_cfg: Any) -> str:
     return str(getattr(logger_cfg, "class_path", "")).rsplit(".", 1)[-1]
 
 
+# What genlab sets on a W&B logger for this run only; config.yaml keeps what the user asked.
+RUN_ONLY_KEYS = ("name", "id", "offline", "mode", "settings")
+
+
 def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
                       resume_id: str | None) -> Namespace:
     """Point a logger's files at the run directory; make a W&B logger go offline when it must."""
@@ -92,15 +98,19 @@ def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
 
 
 def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str,
-                       resume_id: str | None = None) -> None:
+                       resume_id: str | None = None) -> list[tuple[Namespace, dict[str, Any]]]:
+    """Configure every logger; returns each W&B logger's ``init_args`` and its asked values."""
     logger = trainer_cfg.get("logger")
     if logger is False:
-        return
+        return []
     if logger in (None, True):  # Lightning's default logger, but inside the run directory
         logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace())
     loggers = logger if isinstance(logger, list) else [logger]
+    asked = [(lg.init_args, {k: lg.init_args.get(k) for k in RUN_ONLY_KEYS})
+             for lg in loggers if _class_name(lg) == "WandbLogger"]
     configured = [_configure_logger(lg, run_dir, run_name, resume_id) for lg in loggers]
     trainer_cfg.logger = configured if isinstance(logger, list) else configured[0]
+    return asked
 
 
 def _auto_checkpoint(cfg: Namespace, run_name: str, stage: str) -> str | None:
@@ -271,7 +281,7 @@ class GenlabCLI(LightningCLI):
             self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version, self.subcommand)
             resume_id = resume_id if self.subcommand == "fit" else None
         cfg.trainer.default_root_dir = str(self.run_dir)
-        _configure_loggers(cfg.trainer, self.run_dir, run_name, resume_id)
+        self._asked_loggers = _configure_loggers(cfg.trainer, self.run_dir, run_name, resume_id)
         _vocab_from_data(cfg)
 
     def instantiate_classes(self) -> None:
@@ -318,6 +328,12 @@ class GenlabCLI(LightningCLI):
         except GenlabError:
             _discard_if_empty(self.run_dir)
             raise
+        except ValueError as err:  # a value torch's optimizer refuses is the user's to fix
+            user_error = rejected_by_optimizer(err)
+            if user_error is None:
+                raise
+            _discard_if_empty(self.run_dir)
+            raise user_error from err
         except SIGTERMException:
             saved = self.preemption.saved
             if current_launch().rank == 0:
@@ -337,15 +353,18 @@ class GenlabCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``; add preemption."""
         super().after_instantiate_classes()
+        for init_args, asked in getattr(self, "_asked_loggers", []):
+            init_args.update(Namespace(asked))  # config.yaml: what was asked, not the fallback
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
-        self.trainer.callbacks += [self.preemption, RNGState()]
+        self.trainer.callbacks += [self.preemption, RNGState(), *monitors(self.trainer)]
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / "checkpoints")
                 if callback.save_last is None:
                     callback.save_last = True
+        count_iterations(self.trainer)
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous") is None:
                 # Lightning always passes anonymous=None, which wandb>=0.19 warns about.

@@ -116,15 +116,20 @@ def claim_run_dir(root: str | Path, name: str, version: str | None = None,
         return Path(inherited)
     parent = Path(root) / name
     launch = current_launch()
-    if version is not None:
-        run_dir = (parent / version).resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
-    elif launch.external and launch.rank > 0:
-        run_dir = _wait_for_claim(parent, stage, launch)
-    else:
-        run_dir = _recorded(parent, stage, launch) or _fresh_version(parent)
-        if launch.external:
-            _publish(parent, stage, launch, run_dir)
+    try:
+        if version is not None:
+            run_dir = (parent / version).resolve()
+            run_dir.mkdir(parents=True, exist_ok=True)
+        elif launch.external and launch.rank > 0:
+            run_dir = _wait_for_claim(parent, stage, launch)
+        else:
+            run_dir = _recorded(parent, stage, launch) or _fresh_version(parent)
+            if launch.external:
+                _publish(parent, stage, launch, run_dir)
+    except OSError as err:
+        raise GenlabError(f"--run.root {root}: cannot create {err.filename or parent} "
+                          f"({err.strerror or type(err).__name__}); give a directory you can "
+                          f"write to, e.g. --run.root runs") from err
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, explain_parse_error
 from genlab.visualize import image_grid, render, save_rendered
 
 # Options a family may accept in sample(); passed through only when the user gives them.
@@ -115,7 +115,7 @@ def sample_main(argv: list[str]) -> None:
     try:
         args = build_parser().parse_args(argv)
     except ArgumentError as err:
-        raise GenlabError(f"{err} (see `genlab sample --help`)") from None
+        raise GenlabError(explain_parse_error(str(err), lambda section: [])) from None
     model = load_model(args.ckpt, trust=args.trust_checkpoint, device=args.device)
     options = family_options(args)
     with fixed_seed(args.seed, model.device):

@@ -7,6 +7,7 @@ from pathlib import Path
 # (CLI runs, DDP workers) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import lightning.pytorch  # noqa: E402, F401
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -14,6 +15,9 @@ from genlab import registry  # noqa: E402
 from genlab.data.tiny import isolate_hf
 
 torch.set_num_threads(1)
+# Lightning gives its logger a StreamHandler on sys.stderr when first imported; imported here, that
+# is the session's stream, not the stream of the first test using capsys (closed after it, so
+# every later Lightning log line printed "--- Logging error ---" and a traceback).
 
 
 @pytest.fixture(autouse=True)

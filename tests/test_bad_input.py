@@ -65,13 +65,26 @@ def parquet(tmp_path):
     return str(write_parquet(tmp_path / "digits", {"train": 16}))
 
 
+def broken_parquet(tmp_path):
+    """A parquet file cut short, as an interrupted download leaves it."""
+    whole = write_parquet(tmp_path / "whole", {"train": 16}) / "train.parquet"
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(whole.read_bytes()[:300])
+    return str(path)
+
+
+def unwritable_root(tmp_path):
+    (tmp_path / "a_file").write_text("not a directory")
+    return str(tmp_path / "a_file" / "runs")
+
+
 IMAGE_DATA = {"class_path": "ImageDataModule",
               "init_args": {"image_size": 28, "channels": 1, "batch_size": 4, "num_workers": 0}}
 
 
 def image_fit(tmp_path, model_args=None, **data_args):
     data = yaml.safe_load(yaml.safe_dump(IMAGE_DATA))
-    data["init_args"].update(source=parquet(tmp_path), **data_args)
+    data["init_args"].update({"source": parquet(tmp_path), **data_args})
     model = {"class_path": "GAN", "init_args": {"image_size": 28, "channels": 1, "width": 8,
                                                 **(model_args or {})}}
     return fit(tmp_path, **{"data": data, "model": model})
@@ -112,6 +125,12 @@ CASES = [
     ("more devices than exist", lambda t: fit(t, "--trainer.accelerator", "gpu"), "gpu"),
     ("more CPU processes than the machine holds",
      lambda t: fit(t, "--trainer.devices", "64", "--trainer.strategy", "ddp"), "holds at most"),
+    ("corrupt data file", lambda t: image_fit(t, source=broken_parquet(t)),
+     "broken.parquet' is not readable parquet data"),
+    ("learning rate the optimizer rejects", lambda t: fit(t, "--model.init_args.lr_g", "-1"),
+     "Invalid learning rate: -1"),
+    ("run root that cannot be created", lambda t: fit(t, "--run.root", unwritable_root(t)),
+     "a_file/runs: cannot create"),
     ("sample: missing checkpoint", lambda t: ["sample", "--ckpt", str(t / "x.ckpt")],
      "does not exist"),
     ("sample: option the family lacks",
@@ -140,3 +159,12 @@ def test_bad_input_is_one_line(argv, expected, tmp_path, capsys):
     assert "Traceback" not in err
     last = err.splitlines()[-1]
     assert last.startswith("error:") and expected in last, last
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENLAB_DEBUG", "1")
+    with pytest.raises(SystemExit):
+        main(fit(tmp_path, "--model.init_args.lr_g", "-1"))
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" in err and "torch/optim" in err
+    assert err.splitlines()[-1].startswith("error: the optimizer rejects a hyperparameter")

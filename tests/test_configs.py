@@ -28,6 +28,33 @@ def test_config_builds(config, tmp_path, monkeypatch):
     assert cli.trainer.default_root_dir.startswith(str(tmp_path))
 
 
+def _data_sources(config: Path) -> list[str]:
+    """Every ``source`` under the config's data section (nested ones included)."""
+    found, todo = [], [yaml.safe_load(config.read_text()).get("data") or {}]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            found += [v for k, v in node.items() if k == "source" and isinstance(v, str)]
+            todo += list(node.values())
+        elif isinstance(node, list):
+            todo += node
+    return found
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_default_data_source_works_on_any_machine(config):
+    """A hub name or a URL, or a path inside the repository: never ../ or an absolute path."""
+    from genlab.data.sources import is_local, is_url
+
+    sources = _data_sources(config)
+    for source in sources:
+        if is_url(source) or not is_local(source):
+            continue
+        assert not Path(source).is_absolute() and ".." not in Path(source).parts, (
+            f"{config.name}: data source {source!r} exists only on this machine; use a hub "
+            f"name or a URL (local files are given with --data.source)")
+
+
 def test_example_sweep_runs_one_trial_locally(tmp_path, monkeypatch):
     """The sweep's command line, with ${args} as `wandb agent` expands it, is a valid fit."""
     from genlab.cli import main

@@ -127,3 +127,41 @@ def test_carve_is_seeded_and_disjoint():
     assert len(carve(data, 0.001, seed=0)[1]) == 1
     with pytest.raises(GenlabError, match="leaves no training data"):
         carve(data.select([0]), 0.5, seed=0)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A local HTTP server over ``tmp_path/www``: a URL source without leaving the machine."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_url_of_a_text_file_loads_as_one_document(served, monkeypatch):
+    root, base = served
+    (root / "input.txt").write_text("First Citizen:\nBefore we proceed any further\n")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    splits = load_source(f"{base}/input.txt", sample_by="document")
+    assert splits["train"]["text"] == ["First Citizen:\nBefore we proceed any further\n"]
+    assert not is_local(f"{base}/input.txt")
+
+
+def test_url_offline_or_unknown_kind_is_one_clear_line(served):
+    _, base = served
+    with pytest.raises(GenlabError, match="could not be downloaded.*pass its path as --data"):
+        load_source(f"{base}/input.txt")  # the tests' hub is offline
+    with pytest.raises(GenlabError, match="a URL must name one data file"):
+        load_source(f"{base}/folder/")

@@ -3,6 +3,7 @@ comparable sample grids, preemption by signal."""
 
 import os
 import signal
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -12,6 +13,8 @@ import yaml
 from genlab.cli import main
 from tests.test_cli import TINY
 from tests.wandb_records import offline_runs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WANDB = {"class_path": "lightning.pytorch.loggers.WandbLogger",
          "init_args": {"project": "genlab-test", "log_model": True}}
@@ -161,3 +164,26 @@ def test_ddp_fit_makes_one_wandb_run_and_exits(config, tmp_path, fake_dist):
     runs = offline_runs(run_dir)
     assert len(runs) == 1 and max(runs[0].steps()) > 0
     assert (run_dir / "checkpoints/last.ckpt").is_file()
+
+
+def test_quickstart_offline_holds_learning_rate_iterations_and_best_model(tmp_path, monkeypatch):
+    """The shipped quickstart, shortened: what a W&B user looks for is in the offline run."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    root = tmp_path / "runs"
+    main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--run.root", str(root),
+          "--trainer.max_steps", "24", "--trainer.val_check_interval", "6",
+          "--trainer.log_every_n_steps", "2", "--trainer.enable_progress_bar", "false",
+          "--trainer.enable_model_summary", "false", "--samples.every_n_steps", "0",
+          "--sample_metrics.num", "200", "--data.init_args.batch_size", "32"])
+    run_dir = root / "quickstart/version_0"
+    run = offline_runs(run_dir)[0]
+    lr_g = [row["lr-Adam"] for row in run.history if "lr-Adam" in row]
+    assert len(lr_g) >= 3 and lr_g[0] > lr_g[-1] > 0  # the cosine schedule, step by step
+    iterations = [row["train/iteration"] for row in run.history if "train/iteration" in row]
+    assert max(iterations) == 12  # 24 optimizer steps of a GAN are 12 batches
+    assert any("best" in aliases for _, aliases in run.artifacts)
+    assert {name for name, _ in run.artifacts} == {f"model-{run.id}"}
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["logger"]
+    assert saved["init_args"]["mode"] is None and saved["init_args"]["offline"] is False
+    assert saved["init_args"]["log_model"] is True

@@ -1,9 +1,9 @@
 """Where data comes from: a Hugging Face hub name or local files, loaded with ``datasets``.
 
-A ``source`` is either a local path (a file, a directory or a glob: parquet, arrow, an image
-folder, plain text, or a ``save_to_disk`` directory) or a hub name such as ``ylecun/mnist``.
-Offline is normal: a hub name that cannot be fetched gives a ``GenlabError`` saying how to point
-``source`` at local files instead.
+A ``source`` is a local path (a file, a directory or a glob: parquet, arrow, an image folder,
+plain text, or a ``save_to_disk`` directory), a hub name such as ``ylecun/mnist``, or the
+``http(s)://`` URL of one data file (e.g. a .txt corpus). Offline is normal: a hub name or URL
+that cannot be fetched gives a ``GenlabError`` saying how to point ``source`` at local files.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import datasets
 import numpy as np
+import pyarrow
 
 from genlab.errors import GenlabError
 
@@ -40,12 +41,23 @@ LOCAL_HINT = ("point data.source at local files instead: a directory of parquet 
               "source: /data/mnist), an image folder, or .txt files")
 
 
-def is_local(source: str) -> bool:
-    """Whether ``source`` names local files rather than a hub dataset.
+def is_url(source: str) -> bool:
+    """Whether ``source`` is the ``http(s)://`` URL of a data file.
 
     Args:
-        source: A path, a glob or a hub name.
+        source: A path, a glob, a hub name or a URL.
     """
+    return source.startswith(("http://", "https://"))
+
+
+def is_local(source: str) -> bool:
+    """Whether ``source`` names local files rather than a hub dataset or a URL.
+
+    Args:
+        source: A path, a glob, a hub name or a URL.
+    """
+    if is_url(source):
+        return False
     path = Path(source).expanduser()
     if path.exists() or any(ch in source for ch in "*?["):
         return True
@@ -62,6 +74,9 @@ def check_source(source: str) -> None:
     """
     if not source:
         raise GenlabError("data.source is empty; give a local path or a hub dataset name")
+    if is_url(source):
+        _url_builder(source)
+        return
     if not is_local(source):
         if not HUB_NAME.match(source):
             raise GenlabError(f"data.source {source!r} is neither an existing path nor a hub name")
@@ -92,6 +107,31 @@ def _local_builder(source: str) -> tuple[str, dict[str, Any]]:
         return _builder_for(files, source), {"data_dir": str(path)}
     files = [Path(f) for f in glob.glob(str(path), recursive=True) if Path(f).is_file()]
     return _builder_for(files, source), {"data_files": str(path)}
+
+
+def _url_builder(url: str) -> str:
+    """The ``datasets`` builder for the file a URL names, from its suffix."""
+    suffix = Path(urlparse(url).path).suffix.lower()
+    for builder, known in BUILDERS.items():
+        if suffix in known and builder != "imagefolder":
+            return builder
+    raise GenlabError(f"data.source {url!r}: a URL must name one data file (.parquet, .arrow, "
+                      f".txt, .json, .csv); for image folders download them and give the path")
+
+
+def _load_url(url: str, text_kwargs: dict[str, Any]) -> datasets.DatasetDict:
+    builder = _url_builder(url)
+    kwargs = text_kwargs if builder == "text" else {}
+    offline = _offline_requested()
+    try:
+        with _offline_mode(offline):
+            return datasets.load_dataset(builder, data_files=url, **kwargs)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if offline:
+            reason = "offline mode is on (HF_HUB_OFFLINE) and it is not in the local cache"
+        raise GenlabError(f"data.source {url!r} could not be downloaded: {reason}; download "
+                          f"the file and pass its path as --data.source") from None
 
 
 def _is_saved_dataset(source: str) -> bool:
@@ -162,13 +202,15 @@ def load_source(source: str, subset: str | None = None, **text_kwargs: Any) -> d
     """Load every split of ``source`` as a ``DatasetDict``.
 
     Args:
-        source: A local path / glob, or a hub dataset name.
+        source: A local path / glob, a hub dataset name, or a data file's URL.
         subset: The hub dataset's configuration name (e.g. ``wikitext-2-raw-v1``).
         **text_kwargs: Options of the ``text`` builder (``sample_by``, ``encoding``), used when
             the source is plain text.
     """
     check_source(source)
-    if not is_local(source):
+    if is_url(source):
+        loaded = _load_url(source, text_kwargs)
+    elif not is_local(source):
         loaded = _load_hub(source, subset)
     elif _is_saved_dataset(source):
         loaded = datasets.load_from_disk(str(Path(source).expanduser()))
@@ -185,6 +227,8 @@ def load_source(source: str, subset: str | None = None, **text_kwargs: Any) -> d
 def _load_local(source: str, builder: str, kwargs: dict[str, Any]) -> datasets.DatasetDict:
     try:
         return datasets.load_dataset(builder, **kwargs)
+    except pyarrow.ArrowException as err:  # before ValueError: ArrowInvalid is one
+        raise GenlabError(_unreadable_message(source, kwargs, builder, err)) from err
     except ValueError as err:
         empty = re.match(r'Instruction "(.+)" corresponds to no data', str(err))
         if empty is None:
@@ -195,7 +239,28 @@ def _load_local(source: str, builder: str, kwargs: dict[str, Any]) -> datasets.D
         cause = err.__cause__ or err.__context__
         if isinstance(cause, UnicodeDecodeError):
             raise GenlabError(_decode_message(source, kwargs, cause)) from None
-        raise
+        raise GenlabError(_unreadable_message(source, kwargs, builder, cause or err)) from err
+
+
+def _unreadable_message(source: str, kwargs: dict[str, Any], builder: str,
+                        err: BaseException) -> str:
+    """Name the file ``builder`` cannot read (for parquet, the first whose footer is bad)."""
+    bad = source
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        pattern = kwargs.get("data_files") or os.path.join(kwargs.get("data_dir", source), "**",
+                                                           "*.parquet")
+        for name in sorted(glob.glob(pattern, recursive=True)):
+            try:
+                pq.read_metadata(name)
+            except (pyarrow.ArrowException, OSError):
+                bad = name
+                break
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"data.source: {bad!r} is not readable {builder} data ({type(err).__name__}: "
+            f"{detail}); the file is damaged or truncated (download or write it again) or is "
+            f"not {builder}")
 
 
 def _decode_message(source: str, kwargs: dict[str, Any], err: UnicodeDecodeError) -> str:
