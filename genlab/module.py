@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -11,9 +11,7 @@ from torch import Tensor
 
 from genlab.distributed import destroy_process_group_at_exit
 from genlab.errors import GenlabError
-
-Modality = Literal["image", "points", "tokens"]
-MODALITIES: tuple[str, ...] = ("image", "points", "tokens")
+from genlab.modality import check_modality
 
 
 class GenerativeModule(L.LightningModule):
@@ -21,10 +19,15 @@ class GenerativeModule(L.LightningModule):
 
     What a plugin owes the core:
 
-    - ``modality``: what samples are (``"image"``, ``"points"`` or ``"tokens"``), so the core knows
-      how to show, save and measure them.
+    - ``modality``: a class attribute naming a registered modality (``"image"``, ``"points"``,
+      ``"tokens"``, or one a package registers under ``genlab.modalities``), so the core knows
+      how to show, save and measure samples; checked when the class is created. A family whose
+      modality follows its data lists every one it can take in ``modalities`` and makes
+      ``modality`` a read-only property of its hyperparameters (checked against that list).
     - ``sample(num, **options)``: ``num`` samples in the data's own space: images in [-1, 1] as
-      ``(B, C, H, W)``, points as ``(B, D)``, token ids as ``(B, T)``.
+      ``(B, C, H, W)``, points as ``(B, D)``, token ids as ``(B, T)``. Its typed keyword
+      arguments (with defaults and docstring) are the options of ``genlab sample`` and
+      ``genlab evaluate``; a ``Tensor`` option is per sample (one entry for all, or one each).
     - ordinary Lightning: a typed ``__init__`` (jsonargparse builds it from YAML),
       ``training_step`` and ``configure_optimizers``.
     - optionally ``log_likelihood(batch)``, per-example log-likelihood in nats, used for
@@ -34,15 +37,25 @@ class GenerativeModule(L.LightningModule):
     data module provides them.
     """
 
-    modality: ClassVar[Modality]
+    modality: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         modality = getattr(cls, "modality", None)
-        if modality is not None and modality not in MODALITIES:
-            raise TypeError(
-                f"{cls.__name__}.modality is {modality!r}; it must be one of {MODALITIES}"
-            )
+        if isinstance(modality, property):
+            if not cls.modalities:
+                raise TypeError(f"{cls.__name__}.modality is a property; list every modality it "
+                                f"can take in the class attribute `modalities`")
+            for name in cls.modalities:
+                check_modality(f"{cls.__name__}.modalities holds", name)
+        elif modality is not None:
+            check_modality(f"{cls.__name__}.modality is", modality)
+
+    def validate_modality(self) -> None:
+        """Raise ``TypeError`` unless this model's modality is one its class declares."""
+        declared = type(self).modalities or (type(self).modality,)
+        check_modality(f"{type(self).__name__}.modality is", self.modality, declared)
 
     def sample(self, num: int, **options: Any) -> Tensor:
         """Draw ``num`` samples in the data's own space; family options are keyword arguments."""
@@ -58,7 +71,11 @@ class GenerativeModule(L.LightningModule):
         return type(self).log_likelihood is not GenerativeModule.log_likelihood
 
     def setup(self, stage: str) -> None:
-        """Under DDP, have the process group torn down at exit; overrides call ``super()``."""
+        """Check the modality; under DDP, have the process group torn down at exit.
+
+        Overrides call ``super()``.
+        """
+        self.validate_modality()
         destroy_process_group_at_exit()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Plugin discovery through ``importlib.metadata`` entry points.
 
-Model families register under the group ``genlab.models`` and data modules under ``genlab.data``.
+Model families register under the group ``genlab.models``, data modules under ``genlab.data`` and
+modalities (how samples are shown, saved and scored) under ``genlab.modalities``.
 Entry points are read once and loaded lazily; a plugin that fails to import is recorded with its
 error instead of breaking the others.
 """
@@ -18,6 +19,7 @@ from genlab.errors import GenlabError
 
 MODEL_GROUP = "genlab.models"
 DATA_GROUP = "genlab.data"
+MODALITY_GROUP = "genlab.modalities"
 GROUPS = (MODEL_GROUP, DATA_GROUP)
 
 

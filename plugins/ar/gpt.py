@@ -69,7 +69,12 @@ class GPT(GenerativeModule):
             token ``pixel_levels`` is the start token, so vocab_size is ``pixel_levels + 1``.
     """
 
-    modality = "tokens"  # "image" per instance when data_shape is given
+    modalities = ("tokens", "image")
+
+    @property
+    def modality(self) -> str:
+        """``image`` when modelling images as pixel sequences (``data_shape`` set), else tokens."""
+        return "tokens" if self.hparams.data_shape is None else "image"
 
     def __init__(
         self,
@@ -100,7 +105,6 @@ class GPT(GenerativeModule):
         if data_shape is not None:
             vocab_size = self._pixel_vocab(data_shape, pixel_levels, vocab_size, block_size)
             self.data_shape = tuple(data_shape)
-            self.modality = "image"
         _check(vocab_size is not None and vocab_size > 0,
                f"model.vocab_size must be a positive number of tokens, got {vocab_size}; set it, "
                f"or leave it null in a config whose data module knows its vocabulary")
