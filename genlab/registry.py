@@ -9,6 +9,7 @@ error instead of breaking the others.
 from __future__ import annotations
 
 import functools
+import importlib.machinery
 import importlib.util
 import warnings
 from dataclasses import dataclass
@@ -48,11 +49,23 @@ class Plugin:
         return self.target.split(":", 1)[0]
 
     def module_found(self) -> bool:
-        """Whether the plugin's module can be found, without importing it (fast)."""
+        """Whether the plugin's module can be found, importing neither it nor its packages.
+
+        ``find_spec("pkg.mod")`` would import ``pkg`` (and so torch, Lightning, ...): only the
+        top-level package is looked up that way, the rest in its folders (editable installs too).
+        """
+        top, *rest = self.module.split(".")
         try:
-            return importlib.util.find_spec(self.module) is not None
-        except (ImportError, ValueError):  # a missing parent package
+            spec = importlib.util.find_spec(top)
+            for depth in range(1, len(rest) + 1):
+                if spec is None or spec.submodule_search_locations is None:
+                    return False
+                name = ".".join([top, *rest[:depth]])
+                spec = importlib.machinery.PathFinder.find_spec(
+                    name, list(spec.submodule_search_locations))
+        except (ImportError, ValueError):
             return False
+        return spec is not None
 
 
 def _distribution(ep: EntryPoint) -> tuple[str, str]:
