@@ -96,6 +96,18 @@ def flat_values(prefix: str, value: Any) -> dict[str, float]:
     return {prefix: float(value)}
 
 
+def compute_metrics(metrics: dict[str, Any], fake: Tensor,
+                    context: EvalContext) -> dict[str, float]:
+    """Update each metric (keyed by the prefix of its names) with ``fake``; their values."""
+    scores: dict[str, float] = {}
+    for prefix, metric in metrics.items():
+        metric = metric.to(context.device)
+        for x in fake.split(context.batch_size):
+            metric.update(x.to(context.device))
+        scores.update(flat_values(prefix, metric.compute()))
+    return scores
+
+
 class Modality:
     """How samples of one kind become a picture, files, logger media and scores.
 
@@ -152,13 +164,7 @@ class Modality:
         Default: the ``sample_metrics`` updated with ``fake``. A subclass may take extra typed
         keyword arguments: they become ``genlab evaluate`` options, as ``sample()``'s do.
         """
-        scores: dict[str, float] = {}
-        for prefix, metric in self.sample_metrics(context.datamodule).items():
-            metric = metric.to(context.device)
-            for x in fake.split(context.batch_size):
-                metric.update(x.to(context.device))
-            scores.update(flat_values(prefix, metric.compute()))
-        return scores
+        return compute_metrics(self.sample_metrics(context.datamodule), fake, context)
 
     def likelihood_units(self, x: Tensor) -> int:
         """Units one example's NLL is spread over (dimensions; tokens: predicted tokens)."""
