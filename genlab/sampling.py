@@ -80,10 +80,13 @@ def option_names(cls: type, method: str, skip: set[str]) -> list[str]:
 
 def model_from_argv(argv: list[str]) -> GenerativeModule | None:
     """Step one: the model of ``--ckpt`` (on the CPU), or ``None`` when no ``--ckpt`` is given."""
-    first = argparse.ArgumentParser(add_help=False)
+    first = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     first.add_argument("--ckpt")
     first.add_argument("--trust_checkpoint", default="false")
-    known, _ = first.parse_known_args(argv)
+    try:
+        known, _ = first.parse_known_args(argv)
+    except argparse.ArgumentError:  # e.g. --ckpt without a value: step two says so
+        return None
     if known.ckpt is None:
         return None
     return load_model(known.ckpt, trust=yaml.safe_load(known.trust_checkpoint) is True)
@@ -100,11 +103,10 @@ def parse(parser: ArgumentParser, argv: list[str], takes: dict[str, list[str]]) 
         message = str(err).splitlines()[0]
         unknown = re.findall(r"--[\w.]+", message) if "unrecognized" in message else []
         if unknown and takes:
-            offers = [f"{', '.join('--' + n for n in names) or 'none'}" for names in takes.values()]
+            offers = [f"{owner} takes: {', '.join('--' + n for n in names)}"
+                      for owner, names in takes.items() if names] or ["it takes none"]
             if len(takes) == 1:
-                offers = [f"it takes: {offers[0]}"]
-            else:
-                offers = [f"{owner} takes: {o}" for owner, o in zip(takes, offers)]
+                offers = [offers[0].replace(f"{next(iter(takes))} takes", "it takes")]
             raise GenlabError(f"{' or '.join(takes)} does not take {', '.join(unknown)}; "
                               f"{'; '.join(offers)} (see `{parser.prog} --ckpt <file> --help`)"
                               ) from None
