@@ -16,8 +16,9 @@ import torch
 
 from benchmarks.common import command, stamp, write_result
 from genlab.data.images import ImageDataModule
-from genlab.evaluation import fid_between, take
 from genlab.metrics.classifier import ChannelFeatures, load_classifier
+from genlab.modalities.image import fid_between
+from genlab.modality import take
 from genlab.train_classifier import fit_reference
 
 ROOT = Path(__file__).resolve().parent.parent

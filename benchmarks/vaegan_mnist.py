@@ -40,8 +40,9 @@ from benchmarks.common import load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
-from genlab.evaluation import fid_between, take
 from genlab.metrics.classifier import ChannelFeatures, load_classifier
+from genlab.modalities.image import fid_between
+from genlab.modality import take
 from genlab.pictures import reconstructions
 from genlab.registry import create_model
 from genlab.visualize import image_grid

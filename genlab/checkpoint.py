@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import importlib
 import os
 import pickle
 import zipfile
@@ -54,7 +55,16 @@ def _provides(plugin: Plugin, class_path: str) -> bool:
     if plugin.target.replace(":", ".") == class_path:
         return True
     cls = plugin.cls
-    return cls is not None and f"{cls.__module__}.{cls.__name__}" == class_path
+    if cls is None or f"{cls.__module__}.{cls.__name__}" == class_path:
+        return cls is not None
+    # A class re-exported by its package (`pkg.Model` for `pkg.model:Model`) is the same class.
+    module, _, name = class_path.rpartition(".")
+    if module.split(".")[0] != cls.__module__.split(".")[0]:
+        return False
+    try:
+        return getattr(importlib.import_module(module), name, None) is cls
+    except ImportError:
+        return False
 
 
 def model_class(ckpt: dict[str, Any]) -> type[GenerativeModule]:

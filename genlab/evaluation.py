@@ -1,17 +1,17 @@
 """``genlab evaluate``: score a checkpoint with the metrics that fit its modality and data.
 
-Images: FID and KID (torchmetrics) and precision / recall, on an extractor's features, with the
-real-train vs real-test FID as the floor; Stacked MNIST: modes and KL to uniform. Points: the data
-module's own sample metrics (mode coverage). Models with a likelihood: NLL in nats and bits/dim,
-or for tokens loss, perplexity and bits per token.
+The model's modality scores generated samples (``Modality.score``: FID / KID / precision-recall
+for images, the data module's metrics such as mode coverage for points, ...) and reports the
+likelihood of models that have one (NLL and bits/dim; for tokens loss, perplexity and bits per
+token). Options come from the checkpoint's model (``sample()``'s) and its modality (``score()``'s),
+parsed in two steps as in ``genlab sample``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +22,25 @@ from jsonargparse import ArgumentError, ArgumentParser
 from jsonargparse.typing import PositiveInt
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor, nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from genlab.callbacks.samples import fixed_seed
-from genlab.checkpoint import load_model, read_checkpoint
-from genlab.data.stacked_mnist import StackedMNISTDataModule
-from genlab.errors import GenlabError, explain_parse_error
-from genlab.metrics.classifier import ChannelFeatures
-from genlab.metrics.extractors import build_extractor
-from genlab.metrics.precision_recall import PrecisionRecall
-from genlab.metrics.stacked import StackedModes
+from genlab.checkpoint import read_checkpoint
+from genlab.errors import GenlabError
+from genlab.modality import EvalContext, Modality, modality_of, reference_batches
 from genlab.module import GenerativeModule
 from genlab.registry import load_plugins
-from genlab.sampling import add_model_options, draw, family_options
+from genlab.sampling import add_signature_options, draw, model_from_argv, option_names, parse
 
-DEFAULT_NUM = {"image": 10_000, "points": 2_500, "tokens": 64}
+SCORE_SKIP = {"fake", "context"}  # score()'s own arguments, not options
 
 
-def build_parser() -> ArgumentParser:
-    """The ``genlab evaluate`` argument parser."""
+def build_parser(model: GenerativeModule | None = None) -> ArgumentParser:
+    """The ``genlab evaluate`` parser, with the options of ``model`` and its modality if given."""
     parser = ArgumentParser(prog="genlab evaluate", exit_on_error=False,
-                            description="Score a genlab checkpoint; prints and writes JSON.")
+                            description="Score a genlab checkpoint; prints and writes JSON. The "
+                                        "options of the model's sample() and of its modality's "
+                                        "score() are listed by `genlab evaluate --ckpt <file> "
+                                        "--help`.")
     parser.add_argument("--ckpt", type=str, required=True, help="Checkpoint (.ckpt) to score.")
     parser.add_argument("--config", type=str | None, default=None,
                         help="A `genlab fit` config whose data section gives the reference data "
@@ -53,16 +49,10 @@ def build_parser() -> ArgumentParser:
                                   help="The reference data, as in a fit config.")
     parser.add_argument("--split", type=str, default="test", help="Reference split: test or val.")
     parser.add_argument("--num", type=PositiveInt | None, default=None,
-                        help="Generated samples (and at most as many real ones). Default: 10000 "
-                             "images, 2500 points, 64 token sequences.")
-    parser.add_argument("--extractor", type=str | None, default=None,
-                        help="Image features for FID/KID/precision/recall: `inception`, or the "
-                             "path of a `genlab classifier` file. Default: InceptionV3 when its "
-                             "weights are cached or can be downloaded, else classifiers/mnist.pt.")
+                        help="Generated samples (and at most as many real ones). Default: the "
+                             "modality's (10000 images, 2500 points).")
     parser.add_argument("--sample_metrics", type=bool, default=True,
                         help="Score generated samples; false: only the likelihood, if any.")
-    parser.add_argument("--floor", type=bool, default=True,
-                        help="Also report FID of real train vs real reference images.")
     parser.add_argument("--max_batches", type=PositiveInt | None, default=None,
                         help="Reference batches used for likelihoods (default: all).")
     parser.add_argument("--batch_size", type=PositiveInt, default=256, help="Samples per call.")
@@ -73,8 +63,19 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--wandb_run", type=str | None, default=None,
                         help="Log to this W&B run, [entity/]project/run_id (default: the run "
                              "that wrote the checkpoint, when it had one).")
-    add_model_options(parser)
+    parser.add_argument("--trust_checkpoint", type=bool, default=False,
+                        help="Allow full unpickling (only for files you trust).")
+    if model is not None:
+        add_signature_options(parser, type(model), "sample", skip={"num"})
+        add_signature_options(parser, type(modality_of(model)), "score", skip=SCORE_SKIP)
     return parser
+
+
+def option_owners(model: GenerativeModule) -> dict[str, list[str]]:
+    """The options of ``model.sample`` and of its modality's ``score``, by owner."""
+    modality = type(modality_of(model))
+    return {f"{type(model).__name__}.sample": option_names(type(model), "sample", {"num"}),
+            f"{modality.__name__}.score": option_names(modality, "score", SCORE_SKIP)}
 
 
 def _data_section(config: str | None, ckpt: dict[str, Any]) -> dict[str, Any] | None:
@@ -103,11 +104,10 @@ def _data_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def parse_with_data(parser: ArgumentParser, argv: list[str]) -> tuple[Any, dict[str, Any]]:
-    """Parse ``argv``, its ``--data.*`` on top of the checkpoint's (or ``--config``'s) data.
+def data_defaults(parser: ArgumentParser, argv: list[str]) -> None:
+    """Make the checkpoint's (or ``--config``'s) data section the parser's ``--data`` default.
 
-    As ``genlab fit`` applies them on top of its config. Returns the arguments and the
-    checkpoint's contents.
+    So ``--data.*`` options apply on top of it, as ``genlab fit`` applies them on its config.
     """
     pre = argparse.ArgumentParser(add_help=False)
     for name in ("--ckpt", "--config", "--trust_checkpoint"):
@@ -115,15 +115,9 @@ def parse_with_data(parser: ArgumentParser, argv: list[str]) -> tuple[Any, dict[
     known = pre.parse_known_args(argv)[0]
     trust = str(known.trust_checkpoint).lower() in ("true", "yes", "1")
     ckpt = read_checkpoint(known.ckpt, trust) if known.ckpt and "--help" not in argv else {}
-    try:
-        data = _data_section(known.config, ckpt)
-        if data is not None:
-            parser.set_defaults(data=data)
-        return parser.parse_args(argv), ckpt
-    except ArgumentError as err:
-        from genlab.lightning_cli import _installed_classes
-
-        raise GenlabError(explain_parse_error(str(err), _installed_classes)) from None
+    data = _data_section(known.config, ckpt)
+    if data is not None:
+        parser.set_defaults(data=data)
 
 
 def instantiate(base: type, config: dict[str, Any]) -> Any:
@@ -141,83 +135,20 @@ def instantiate(base: type, config: dict[str, Any]) -> Any:
     return parser.instantiate_classes(cfg).section
 
 
-def reference_batches(datamodule: L.LightningDataModule, split: str) -> Iterable[dict]:
-    """The batches of ``split`` (``train``, ``val`` or ``test``) of a set-up data module."""
-    loader = getattr(datamodule, f"{split}_dataloader", None)
-    if split not in ("train", "val", "test") or loader is None:
-        raise GenlabError(f"--split must be train, val or test, got {split!r}")
-    try:
-        return loader()
-    except GenlabError:
-        raise
-    except Exception as err:
-        raise GenlabError(f"the data has no {split} split ({err}); pass --split val") from None
-
-
-def take(batches: Iterable[dict], num: int) -> Iterator[Tensor]:
-    """The ``x`` of ``batches``, ``num`` examples in all at most."""
-    left = num
-    for batch in batches:
-        if left <= 0:
-            return
-        x = batch["x"][:left]
-        left -= len(x)
-        yield x
-
-
-def image_metrics(extractor: nn.Module, num: int) -> dict[str, Any]:
-    """FID, KID and precision/recall sharing one extractor."""
-    subset = max(2, min(1000, num // 2))
-    return {
-        "fid": FrechetInceptionDistance(feature=extractor),
-        "kid": KernelInceptionDistance(feature=extractor, subset_size=subset, subsets=50),
-        "pr": PrecisionRecall(extractor),
-    }
-
-
-def _flat(results: dict[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, value in results.items():
-        if isinstance(value, dict):
-            out.update({k: float(v) for k, v in value.items()})
-        elif isinstance(value, tuple):  # KID: (mean, std)
-            out[f"{name}"], out[f"{name}_std"] = float(value[0]), float(value[1])
-        else:
-            out[name] = float(value)
-    return out
-
-
-@torch.no_grad()
-def score_images(fake: Tensor, real: Iterable[Tensor], extractor: nn.Module,
-                 device: torch.device, batch_size: int) -> dict[str, float]:
-    """FID, KID, precision and recall of ``fake`` images against the ``real`` batches."""
-    metrics = {k: m.to(device) for k, m in image_metrics(extractor, len(fake)).items()}
-    for x in real:
-        for m in metrics.values():
-            m.update(x.to(device).float(), real=True)
-    for x in fake.split(batch_size):
-        for m in metrics.values():
-            m.update(x.to(device).float(), real=False)
-    return _flat({k: m.compute() for k, m in metrics.items()})
-
-
 @torch.no_grad()
 def likelihood(model: GenerativeModule, batches: Iterable[dict],
                max_batches: int | None) -> dict[str, float]:
-    """NLL per example (nats, bits/dim) or, for tokens, per token (loss, perplexity, bits)."""
+    """NLL per example (nats, bits/dim), or the modality's own figures (tokens: per token)."""
+    modality = modality_of(model)
     nll, examples, units = 0.0, 0, 0
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
         batch = {k: v.to(model.device) for k, v in batch.items()}
         nll -= float(model.log_likelihood(batch).double().sum())
-        x = batch["x"]
-        examples += len(x)
-        units += len(x) * (x.shape[1] - 1 if model.modality == "tokens" else x[0].numel())
-    if model.modality == "tokens":
-        loss = nll / units
-        return {"loss": loss, "perplexity": math.exp(loss), "bits_per_token": loss / math.log(2)}
-    return {"nll": nll / examples, "bits_per_dim": nll / units / math.log(2)}
+        examples += len(batch["x"])
+        units += len(batch["x"]) * modality.likelihood_units(batch["x"])
+    return modality.likelihood_report(nll, examples, units)
 
 
 def _report(results: dict[str, Any]) -> None:
@@ -232,18 +163,6 @@ def _report(results: dict[str, Any]) -> None:
         console.print(results["extractor"]["why"])  # which extractor scored, and why
 
 
-@torch.no_grad()
-def fid_between(a: Iterable[Tensor], b: Iterable[Tensor], extractor: nn.Module,
-                device: torch.device) -> float:
-    """FID of two sets of real images: the floor that generated images are compared with."""
-    fid = FrechetInceptionDistance(feature=extractor).to(device)
-    for x in a:
-        fid.update(x.to(device).float(), real=True)
-    for x in b:
-        fid.update(x.to(device).float(), real=False)
-    return float(fid.compute())
-
-
 def _setup(datamodule: L.LightningDataModule, ckpt: dict[str, Any], split: str) -> None:
     state = ckpt.get(type(datamodule).__qualname__)
     if state is not None:  # e.g. a char vocabulary: encode the data as in training
@@ -252,57 +171,33 @@ def _setup(datamodule: L.LightningDataModule, ckpt: dict[str, Any], split: str) 
     datamodule.setup("validate" if split == "val" else "test")
 
 
-def _image_scores(args: Any, model: GenerativeModule, datamodule: L.LightningDataModule,
-                  fake: Tensor, results: dict[str, Any]) -> dict[str, float]:
-    extractor, results["extractor"], why = build_extractor(args.extractor, fake.shape[1])
-    results["extractor"]["why"] = why
-    extractor = extractor.to(model.device)
-    num, device = len(fake), model.device
-    real = take(reference_batches(datamodule, args.split), num)
-    scores = score_images(fake, real, extractor, device, args.batch_size)
-    if args.floor and args.split != "train":
-        train = take(reference_batches(datamodule, "train"), num)
-        scores["fid_floor"] = fid_between(train, take(reference_batches(datamodule, args.split),
-                                                      num), extractor, device)
-    if isinstance(datamodule, StackedMNISTDataModule):
-        if not isinstance(extractor, ChannelFeatures):
-            raise GenlabError("Stacked MNIST modes need the digit classifier: pass "
-                              "--extractor <classifier.pt> from `genlab classifier`")
-        modes = StackedModes(extractor.classifier).to(device)
-        for x in fake.split(args.batch_size):
-            modes.update(x.to(device))
-        scores.update(_flat(modes.compute()))
-    return scores
+def _scores(args: Any, model: GenerativeModule, modality: Modality,
+            datamodule: L.LightningDataModule, results: dict[str, Any]) -> dict[str, float]:
+    """Draw ``results["num_samples"]`` samples and score them with the modality."""
+    with fixed_seed(args.seed, model.device):
+        options = {k: args[k] for k in option_names(type(model), "sample", {"num"})}
+        fake = draw(model, results["num_samples"], args.batch_size, options)
+    context = EvalContext(datamodule, args.split, args.batch_size, model.device, results)
+    extra = {k: args[k] for k in option_names(type(modality), "score", SCORE_SKIP)}
+    return modality.score(fake, context, **extra)
 
 
-def evaluate(args: Any, ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score the checkpoint named in ``args`` (parsed by ``build_parser``); returns the report.
-
-    ``ckpt``: the checkpoint's contents when already read (``parse_with_data``).
-    """
+def evaluate(args: Any, model: GenerativeModule) -> dict[str, Any]:
+    """Score ``model`` (read from ``args.ckpt``) with the options in ``args``; the report."""
     load_plugins()
     if args.split not in ("train", "val", "test"):
         raise GenlabError(f"--split must be train, val or test, got {args.split!r}")
-    ckpt = ckpt or read_checkpoint(args.ckpt, args.trust_checkpoint)
-    model = load_model(args.ckpt, trust=args.trust_checkpoint, device=args.device)
+    ckpt = read_checkpoint(args.ckpt, args.trust_checkpoint)
     datamodule = instantiate(L.LightningDataModule, _data_config(args, ckpt))
     _setup(datamodule, ckpt, args.split)
-    num = args.num or DEFAULT_NUM[model.modality]
+    modality = modality_of(model)
     metrics: dict[str, float] = {}
     results = {"checkpoint": str(args.ckpt), "model": type(model).__name__,
                "plugin": ckpt.get("genlab", {}).get("plugin"), "split": args.split,
-               "num_samples": num, "metrics": metrics,
+               "num_samples": args.num or modality.eval_num, "metrics": metrics,
                "wandb_run": ckpt.get("genlab", {}).get("wandb")}
-    if model.modality in ("image", "points") and args.sample_metrics:
-        with fixed_seed(args.seed, model.device):
-            fake = draw(model, num, args.batch_size, family_options(args))
-        if model.modality == "image":
-            metrics.update(_image_scores(args, model, datamodule, fake, results))
-        sample_metrics = getattr(datamodule, "sample_metrics", None)
-        for prefix, metric in (sample_metrics() if callable(sample_metrics) else {}).items():
-            metric = metric.to(model.device)
-            metric.update(fake)
-            metrics.update({prefix + k: v for k, v in _flat(metric.compute()).items()})
+    if args.sample_metrics and results["num_samples"] > 0:
+        metrics.update(_scores(args, model, modality, datamodule, results))
     if model.has_log_likelihood:
         batches = reference_batches(datamodule, args.split)
         metrics.update(likelihood(model, batches, args.max_batches))
@@ -348,8 +243,11 @@ def _wandb_target(args: Any, ckpt_run: dict[str, str] | None) -> dict[str, str] 
 def evaluate_main(argv: list[str]) -> None:
     """Run ``genlab evaluate`` with command-line arguments ``argv``."""
     load_plugins()  # short data class names resolve only for classes imported before parsing
-    args, ckpt = parse_with_data(build_parser(), argv)
-    results = evaluate(args, ckpt)
+    model = model_from_argv(argv)
+    parser = build_parser(model)
+    data_defaults(parser, argv)
+    args = parse(parser, argv, {} if model is None else option_owners(model))
+    results = evaluate(args, model.to(args.device))
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

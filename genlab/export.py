@@ -126,15 +126,16 @@ def _versions(record: dict[str, Any]) -> dict[str, str]:
 
 
 def _samples(model: Any, out: Path, seed: int = 0) -> Path:
-    """The model's samples for ``seed`` (64 images, 1,000 points or 4 texts) in ``out``."""
+    """The model's samples for ``seed`` (its modality's ``picture_num``), drawn into ``out``."""
     from genlab.callbacks.samples import fixed_seed
-    from genlab.visualize import render, save_rendered
+    from genlab.modality import modality_of
+    from genlab.visualize import save_rendered
 
-    num = {"image": 64, "points": 1000}.get(model.modality, 4)
+    modality = modality_of(model)
     with fixed_seed(seed, model.device):
-        samples = model.sample_eval(num)
-    rendered = render(samples, model.modality, decode=getattr(model, "decode", None),
-                      title=f"{type(model).__name__}, seed {seed}")
+        samples = model.sample_eval(modality.picture_num)
+    rendered = modality.render(samples, decode=getattr(model, "decode", None),
+                               title=f"{type(model).__name__}, seed {seed}")
     return save_rendered(rendered, out / "samples")
 
 
@@ -151,15 +152,15 @@ def _evaluation(ckpt_path: Path, eval_json: str | None, out: Path) -> dict[str, 
 
 
 def model_card(config: dict[str, Any], samples: Path, report: dict[str, Any] | None,
-               license: str, modality: str) -> str:
+               license: str, modality: str, pipeline_tag: str | None = None) -> str:
     """The Hub model card: YAML front matter, samples, usage, evaluation, data, versions."""
     record = config["genlab"]
     name = config["model"]["class_path"].rpartition(".")[2]
     plugin, package = record.get("plugin", name), record.get("package", "genlab")
     front = {"library_name": "genlab", "license": license,
              "tags": ["genlab", str(plugin), modality, "generative-model"]}
-    if modality == "image":
-        front["pipeline_tag"] = "unconditional-image-generation"
+    if pipeline_tag:
+        front["pipeline_tag"] = pipeline_tag
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {name} ({plugin}, genlab)", "",
              f"A {modality} generative model trained with genlab (plugin `{plugin}` from package "
@@ -197,7 +198,7 @@ def export(ckpt_path: str | Path, out: str | Path, eval_json: str | None = None,
 
     ckpt_path, out = Path(ckpt_path), Path(out)
     ckpt = read_checkpoint(ckpt_path, trust)
-    cls = model_class(ckpt)  # the plugin must be installed to rebuild (and check) the model
+    model_class(ckpt)  # the plugin must be installed to rebuild (and check) the model
     config = export_config(ckpt)
     out.mkdir(parents=True, exist_ok=True)
     save_file(_weights(ckpt["state_dict"]), str(out / WEIGHTS), metadata={"format": "pt"})
@@ -205,7 +206,11 @@ def export(ckpt_path: str | Path, out: str | Path, eval_json: str | None = None,
     model = load_model(out)  # the folder rebuilds the model on its own, or export fails here
     samples = _samples(model, out)
     report = _evaluation(ckpt_path, eval_json, out)
-    (out / CARD).write_text(model_card(config, samples, report, license, cls.modality))
+    from genlab.modality import modality_of
+
+    card = model_card(config, samples, report, license, model.modality,
+                      modality_of(model).pipeline_tag)
+    (out / CARD).write_text(card)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -14,9 +14,7 @@ from torch import Tensor
 
 from genlab.distributed import destroy_process_group_at_exit
 from genlab.errors import GenlabError
-
-Modality = Literal["image", "points", "tokens"]
-MODALITIES: tuple[str, ...] = ("image", "points", "tokens")
+from genlab.modality import check_modality
 
 
 @dataclass
@@ -43,10 +41,15 @@ class GenerativeModule(L.LightningModule):
 
     What a plugin owes the core:
 
-    - ``modality``: what samples are (``"image"``, ``"points"`` or ``"tokens"``), so the core knows
-      how to show, save and measure them.
+    - ``modality``: a class attribute naming a registered modality (``"image"``, ``"points"``,
+      ``"tokens"``, or one a package registers under ``genlab.modalities``), so the core knows
+      how to show, save and measure samples; checked when the class is created. A family whose
+      modality follows its data lists every one it can take in ``modalities`` and makes
+      ``modality`` a read-only property of its hyperparameters (checked against that list).
     - ``sample(num, **options)``: ``num`` samples in the data's own space: images in [-1, 1] as
-      ``(B, C, H, W)``, points as ``(B, D)``, token ids as ``(B, T)``.
+      ``(B, C, H, W)``, points as ``(B, D)``, token ids as ``(B, T)``. Its typed keyword
+      arguments (with defaults and docstring) are the options of ``genlab sample`` and
+      ``genlab evaluate``; a ``Tensor`` option is per sample (one entry for all, or one each).
     - ordinary Lightning: a typed ``__init__`` (jsonargparse builds it from YAML),
       ``training_step`` and ``configure_optimizers``.
     - optionally ``log_likelihood(batch)``, per-example log-likelihood in nats, used for
@@ -61,15 +64,29 @@ class GenerativeModule(L.LightningModule):
     data module provides them.
     """
 
-    modality: ClassVar[Modality]
+    modality: ClassVar[str]
+    modalities: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         modality = getattr(cls, "modality", None)
-        if modality is not None and modality not in MODALITIES:
-            raise TypeError(
-                f"{cls.__name__}.modality is {modality!r}; it must be one of {MODALITIES}"
-            )
+        if isinstance(modality, property):
+            if not cls.modalities:
+                raise TypeError(f"{cls.__name__}.modality is a property; list every modality it "
+                                f"can take in the class attribute `modalities`")
+            for name in cls.modalities:
+                check_modality(f"{cls.__name__}.modalities holds", name)
+        elif modality is not None:
+            check_modality(f"{cls.__name__}.modality is", modality)
+
+    def validate_modality(self) -> None:
+        """Raise ``TypeError`` unless this model's modality is one its class declares.
+
+        A class that declares none is left to the conformance kit, which requires one.
+        """
+        declared = type(self).modalities or (getattr(type(self), "modality", None),)
+        if declared != (None,):
+            check_modality(f"{type(self).__name__}.modality is", self.modality, declared)
 
     def sample(self, num: int, **options: Any) -> Tensor:
         """Draw ``num`` samples in the data's own space; family options are keyword arguments."""
@@ -107,8 +124,12 @@ class GenerativeModule(L.LightningModule):
         return type(self).log_likelihood is not GenerativeModule.log_likelihood
 
     def setup(self, stage: str) -> None:
-        """Under DDP, have the process group torn down at exit; overrides call ``super()``."""
+        """Check the modality; under DDP, have the process group torn down at exit.
+
+        Overrides call ``super()``.
+        """
         destroy_process_group_at_exit()
+        self.validate_modality()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record which plugin wrote the checkpoint and on what data; overrides call ``super()``.

@@ -1,6 +1,7 @@
 """Plugin discovery through ``importlib.metadata`` entry points.
 
-Model families register under the group ``genlab.models`` and data modules under ``genlab.data``.
+Model families register under the group ``genlab.models``, data modules under ``genlab.data`` and
+modalities (how samples are shown, saved and scored) under ``genlab.modalities``.
 Entry points are read once and loaded lazily; a plugin that fails to import is recorded with its
 error instead of breaking the others.
 """
@@ -8,6 +9,7 @@ error instead of breaking the others.
 from __future__ import annotations
 
 import functools
+import importlib.machinery
 import importlib.util
 import warnings
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from genlab.errors import GenlabError
 
 MODEL_GROUP = "genlab.models"
 DATA_GROUP = "genlab.data"
+MODALITY_GROUP = "genlab.modalities"
 GROUPS = (MODEL_GROUP, DATA_GROUP)
 
 
@@ -46,11 +49,23 @@ class Plugin:
         return self.target.split(":", 1)[0]
 
     def module_found(self) -> bool:
-        """Whether the plugin's module can be found, without importing it (fast)."""
+        """Whether the plugin's module can be found, importing neither it nor its packages.
+
+        ``find_spec("pkg.mod")`` would import ``pkg`` (and so torch, Lightning, ...): only the
+        top-level package is looked up that way, the rest in its folders (editable installs too).
+        """
+        top, *rest = self.module.split(".")
         try:
-            return importlib.util.find_spec(self.module) is not None
-        except (ImportError, ValueError):  # a missing parent package
+            spec = importlib.util.find_spec(top)
+            for depth in range(1, len(rest) + 1):
+                if spec is None or spec.submodule_search_locations is None:
+                    return False
+                name = ".".join([top, *rest[:depth]])
+                spec = importlib.machinery.PathFinder.find_spec(
+                    name, list(spec.submodule_search_locations))
+        except (ImportError, ValueError):
             return False
+        return spec is not None
 
 
 def _distribution(ep: EntryPoint) -> tuple[str, str]:

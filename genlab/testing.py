@@ -27,7 +27,8 @@ from torch import Tensor
 from genlab.callbacks.rng import RNGState
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
-from genlab.module import MODALITIES, ConformanceCase, GenerativeModule, check_model_and_data
+from genlab.modality import modality_of
+from genlab.module import ConformanceCase, GenerativeModule, check_model_and_data
 from genlab.registry import MODEL_GROUP, plugins
 
 
@@ -58,15 +59,21 @@ def build(cls: type[GenerativeModule], init_args: dict[str, Any]) -> GenerativeM
     from genlab.evaluation import instantiate
 
     _expect(issubclass(cls, GenerativeModule), f"{cls.__name__} must subclass GenerativeModule")
-    _expect(getattr(cls, "modality", None) in MODALITIES,
-            f"{cls.__name__}.modality must be one of {MODALITIES}")
+    _expect(getattr(cls, "modality", None) is not None,
+            f"{cls.__name__} must declare its modality: a class attribute naming a registered "
+            f"modality, or a property with the class attribute `modalities` listing its values")
     try:
-        return instantiate(GenerativeModule, {"class_path": f"{cls.__module__}.{cls.__name__}",
-                                              "init_args": init_args})
+        model = instantiate(GenerativeModule, {"class_path": f"{cls.__module__}.{cls.__name__}",
+                                               "init_args": init_args})
     except Exception as err:
         raise ConformanceError(f"{cls.__name__} cannot be built from a config with init_args "
                                f"{init_args}: {err}; give every __init__ argument a type hint "
                                f"jsonargparse understands") from err
+    try:
+        model.validate_modality()
+    except TypeError as err:
+        raise ConformanceError(str(err)) from None
+    return model
 
 
 def check_samples(model: GenerativeModule, samples: Any, num: int,
@@ -75,23 +82,8 @@ def check_samples(model: GenerativeModule, samples: Any, num: int,
     name = f"{type(model).__name__}.sample({num})"
     _expect(isinstance(samples, Tensor), f"{name} must return a Tensor, got {type(samples)}")
     _expect(len(samples) == num, f"{name} returned {len(samples)} samples, not {num}")
-    if model.modality == "tokens":
-        _expect(samples.ndim == 2 and not samples.is_floating_point(),
-                f"{name} must return integer token ids (num, T), got {samples.dtype} "
-                f"{tuple(samples.shape)}")
-        return
-    _expect(torch.isfinite(samples).all().item(), f"{name} returned NaN or Inf")
-    if data_shape is not None:
-        _expect(tuple(samples.shape[1:]) == tuple(data_shape),
-                f"{name} returned examples of shape {tuple(samples.shape[1:])}; the data's are "
-                f"{tuple(data_shape)}")
-    if model.modality == "image":
-        _expect(samples.ndim == 4, f"{name} must return images (num, C, H, W)")
-        _expect(samples.min() >= -1 - 1e-4 and samples.max() <= 1 + 1e-4,
-                f"{name} must return images in [-1, 1] (got {samples.min():.3g} .. "
-                f"{samples.max():.3g}); end the generator with tanh or clamp")
-    if model.modality == "points":
-        _expect(samples.ndim == 2, f"{name} must return points (num, D)")
+    problem = modality_of(model).check_samples(samples, name, data_shape)
+    _expect(problem is None, str(problem))
 
 
 def _trainer(root: Path, steps: int, **kwargs: Any) -> L.Trainer:

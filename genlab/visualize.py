@@ -1,4 +1,4 @@
-"""Turn samples of each modality into something to look at: image grids, scatter plots, text."""
+"""Drawing helpers the modalities share: image grids, scatter plots, text, saving a rendering."""
 
 from __future__ import annotations
 
@@ -59,23 +59,6 @@ def decode_tokens(tokens: Tensor, decode: Decode | None = None) -> list[str]:
     if decode is not None:
         return decode(tokens)
     return [" ".join(str(t) for t in row.tolist()) for row in tokens]
-
-
-def render(
-    samples: Tensor,
-    modality: str,
-    real: Tensor | None = None,
-    decode: Decode | None = None,
-    title: str = "",
-) -> Image.Image | list[str]:
-    """A picture (image / points) or a list of strings (tokens) for ``samples``."""
-    if modality == "image":
-        return image_grid(samples)
-    if modality == "points":
-        return scatter_plot(samples, real, title)
-    if modality == "tokens":
-        return decode_tokens(samples, decode)
-    raise ValueError(f"unknown modality {modality!r}")
 
 
 def save_rendered(rendered: Image.Image | list[str], path: Path) -> Path:

@@ -166,7 +166,7 @@ def test_likelihood_only_needs_no_extractor(tmp_path, mnist_like):
 
 def test_data_options_apply_on_top_of_the_checkpoints_data(tmp_path, capsys):
     from genlab.data.tiny import SHORT_TEXT
-    from genlab.evaluation import build_parser, parse_with_data
+    from genlab.evaluation import build_parser, data_defaults
 
     data = {"class_path": "TextDataModule",
             "init_args": {"source": str(write_text(tmp_path / "t.txt")), "block_size": 16,
@@ -174,7 +174,10 @@ def test_data_options_apply_on_top_of_the_checkpoints_data(tmp_path, capsys):
     ckpt = fit(tmp_path, {"class_path": "Unigram"}, data, "tok")
     other = str(write_text(tmp_path / "other.txt", SHORT_TEXT[::-1] * 8))
     override = ["--data", "TextDataModule", "--data.source", other]
-    args, _ = parse_with_data(build_parser(), ["--ckpt", str(ckpt), *override])
+    argv = ["--ckpt", str(ckpt), *override]
+    parser = build_parser()
+    data_defaults(parser, argv)
+    args = parser.parse_args(argv)
     assert args.data.init_args.source == other
     assert args.data.init_args.block_size == 16 and args.data.init_args.batch_size == 4
     assert evaluate(ckpt, *override, "--split", "val")["metrics"]["loss"] > 0
@@ -187,15 +190,17 @@ def test_data_options_apply_on_top_of_the_checkpoints_data(tmp_path, capsys):
 
 def test_data_source_on_top_of_a_fit_config(tmp_path, mnist_like):
     """`--config configs/gan/mnist.yaml --data.source <local MNIST>` scores as it trained."""
-    from genlab.evaluation import build_parser, parse_with_data
+    from genlab.evaluation import build_parser, data_defaults
 
     data = {"class_path": "ImageDataModule",
             "init_args": {"source": str(mnist_like), "image_size": 8, "channels": 1,
                           "batch_size": 16, "num_workers": 0}}
     ckpt = fit(tmp_path, {"class_path": "GaussImages"}, data, "img")
     config = str(Path(__file__).resolve().parents[1] / "configs/gan/mnist.yaml")
-    args, _ = parse_with_data(build_parser(), ["--ckpt", str(ckpt), "--config", config,
-                                               "--data.source", str(mnist_like)])
+    argv = ["--ckpt", str(ckpt), "--config", config, "--data.source", str(mnist_like)]
+    parser = build_parser()
+    data_defaults(parser, argv)
+    args = parser.parse_args(argv)
     init = args.data.init_args
     assert args.data.class_path.endswith("ImageDataModule") and init.source == str(mnist_like)
     assert (init.image_size, init.resize, init.batch_size) == (28, False, 64)  # the config's

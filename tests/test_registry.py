@@ -65,3 +65,25 @@ def test_no_warning_when_all_plugins_load():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         registry.load_plugins()
+
+
+def test_list_imports_no_plugin_even_with_a_dotted_entry_point(fake_dist):
+    import subprocess
+    import sys
+
+    site = fake_dist("genlab-dotted", {"genlab.models": {"dotted": "dotted_pkg.model:Flow",
+                                                         "gone": "dotted_pkg.missing:Flow"}}, {})
+    (site / "dotted_pkg").mkdir()
+    (site / "dotted_pkg/__init__.py").write_text("import torch\n")
+    (site / "dotted_pkg/model.py").write_text(TINY_MODEL.format(cls="Flow"))
+    code = ("import sys; from genlab.cli import main; main(['list']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'dotted_pkg', "
+            "'lightning'))))")
+    env = {**__import__("os").environ, "PYTHONPATH": str(site), "COLUMNS": "200"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    *table, imported = out.stdout.strip().splitlines()
+    assert imported == "[]"
+    rows = {line.split()[1]: line for line in table if "dotted" in line or "gone" in line}
+    assert "installed" in rows["dotted"]
+    assert "module dotted_pkg.missing not found" in rows["gone"]

@@ -171,8 +171,13 @@ def test_fp16_is_refused_with_one_clear_error():
 
 def test_pictures_are_logged_on_the_step_axis_of_the_metrics(tmp_path, monkeypatch):
     logged = []
-    monkeypatch.setattr(samples, "_log_to",
-                        lambda logger, picture, step, key="samples": logged.append((key, step)))
+    def record(logger, picture, step, key="samples"):
+        logged.append((key, step))
+
+    import genlab.modality
+
+    monkeypatch.setattr(genlab.modality, "log_rendered", record)  # the samples
+    monkeypatch.setattr(samples, "log_rendered", record)  # the model's pictures
     model = VAEGAN(**TINY)
     trainer(tmp_path, 6, enable_checkpointing=False, logger=CSVLogger(tmp_path),
             callbacks=[samples.SampleLogger(every_n_steps=0, num=8)]).fit(model, images(tmp_path))

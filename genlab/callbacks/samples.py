@@ -8,15 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 from torch import Tensor
 
-from genlab.visualize import render, save_rendered
-
-DEFAULT_NUM = {"image": 64, "points": 1000, "tokens": 4}
+from genlab.modality import log_rendered, modality_of
+from genlab.visualize import save_rendered
 
 
 @contextlib.contextmanager
@@ -44,14 +41,15 @@ class SampleLogger(L.Callback):
     """Every ``every_n_steps`` and at the end of training, draw samples and show them.
 
     Samples come from the same noise every time (``seed``), so pictures at different steps are
-    comparable. They are written to ``<run dir>/samples/`` and logged to W&B (images, or a text
-    table for tokens) and TensorBoard. Points are plotted over real points from the training data.
-    The model's own pictures (``GenerativeModule.pictures``, given a few training examples) are
-    saved and logged with them, as ``pictures/<name>``, on the step axis of the metrics.
+    comparable. The model's modality draws them (image grid, points over real points from the
+    training data, text, ...), writes them to ``<run dir>/samples/`` and logs them to W&B and
+    TensorBoard. The model's own pictures (``GenerativeModule.pictures``, given a few training
+    examples) are saved and logged with them, as ``pictures/<name>``, on the step axis of the
+    metrics.
 
     Args:
         every_n_steps: Trainer steps between two logs; 0 logs only at the end of training.
-        num: Number of samples; ``None`` takes 64 images, 1,000 points or 4 texts.
+        num: Number of samples; ``None``: the modality's ``picture_num`` (64 images, ...).
         seed: Seed of the fixed noise.
     """
 
@@ -95,7 +93,7 @@ class SampleLogger(L.Callback):
             self.log_samples(trainer, pl_module)
 
     def _num(self, pl_module: L.LightningModule) -> int:
-        return self.num or DEFAULT_NUM.get(getattr(pl_module, "modality", ""), 64)
+        return self.num or modality_of(pl_module).picture_num
 
     def log_samples(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         """Draw, render, save and log one set of samples; returns the file written on rank 0."""
@@ -104,19 +102,20 @@ class SampleLogger(L.Callback):
         with fixed_seed(self.seed, pl_module.device):
             samples = pl_module.sample_eval(self._num(pl_module))
         step = self._logged_step = trainer.global_step
-        rendered = render(samples, pl_module.modality, real=self._real,
-                          decode=_decoder(trainer, pl_module), title=f"step {step}")
+        modality = modality_of(pl_module)
+        rendered = modality.render(samples, real=self._real, decode=_decoder(trainer, pl_module),
+                                   title=f"step {step}")
         out = Path(trainer.default_root_dir) / "samples" / f"step_{step:07d}"
         path = save_rendered(rendered, out)
         # The x-axis Lightning logs metrics against: batches, which differs from global_step
         # when a family steps several optimizers per batch (GAN).
         log_step = trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in trainer.loggers:
-            _log_to(logger, rendered, log_step)
+            modality.log(logger, rendered, samples, log_step)
         for name, picture in self._pictures(pl_module).items():
             save_rendered(picture, out.with_name(f"{name}_step_{step:07d}"))
             for logger in trainer.loggers:
-                _log_to(logger, picture, log_step, key=f"pictures/{name}")
+                log_rendered(logger, picture, log_step, key=f"pictures/{name}")
         return path
 
     def _pictures(self, pl_module: L.LightningModule) -> dict[str, Image.Image]:
@@ -133,29 +132,13 @@ class SampleLogger(L.Callback):
         finally:
             pl_module.train(was_training)
 
-
-def _log_to(logger: Any, rendered: Image.Image | list[str], step: int,
-            key: str = "samples") -> None:
-    if isinstance(logger, WandbLogger):
-        if isinstance(rendered, Image.Image):
-            logger.log_image(key, [rendered], step=step)
-        else:
-            logger.log_text(key, columns=["step", "text"],
-                            data=[[step, text] for text in rendered], step=step)
-    elif isinstance(logger, TensorBoardLogger):
-        if isinstance(rendered, Image.Image):
-            array = torch.from_numpy(np.asarray(rendered)).permute(2, 0, 1)
-            logger.experiment.add_image(key, array, global_step=step)
-        else:
-            logger.experiment.add_text(key, "\n\n---\n\n".join(rendered), global_step=step)
-
-
 class SampleMetrics(L.Callback):
     """At the end of each validation, score generated samples with the data module's metrics.
 
-    A data module opts in by defining ``sample_metrics() -> dict[str, torchmetrics.Metric]``;
-    each metric is updated with generated samples and its values are logged as
-    ``val/<prefix><name>`` (e.g. ``val/modes_covered`` for the toy data's mode coverage).
+    The model's modality says which metrics apply (``Modality.sample_metrics``; by default the
+    data module's own ``sample_metrics() -> dict[str, torchmetrics.Metric]``); each metric is
+    updated with generated samples and its values are logged as ``val/<prefix><name>`` (e.g.
+    ``val/modes_covered`` for the toy data's mode coverage).
 
     Args:
         num: Samples drawn in total, split across ranks (2,500 is the mode-coverage protocol).
@@ -170,10 +153,12 @@ class SampleMetrics(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Draw samples, update the metrics, log their values."""
-        factory = getattr(trainer.datamodule, "sample_metrics", None)
-        if trainer.sanity_checking or not callable(factory) or self.num <= 0:
+        if trainer.sanity_checking or self.num <= 0:
             return
-        metrics = {prefix: m.to(pl_module.device) for prefix, m in factory().items()}
+        found = modality_of(pl_module).sample_metrics(trainer.datamodule)
+        if not found:
+            return
+        metrics = {prefix: m.to(pl_module.device) for prefix, m in found.items()}
         share = -(-self.num // trainer.world_size)
         with fixed_seed(self.seed + trainer.global_rank, pl_module.device):
             for start in range(0, share, self.batch_size):

@@ -119,7 +119,12 @@ class ADD(GenerativeModule):
         lr_schedule: ``constant``, or ``cosine``: both learning rates decay to zero over the run.
     """
 
-    modality = "points"  # set per instance from the teacher
+    modalities = ("points", "image")
+
+    @property
+    def modality(self) -> str:
+        """The teacher's: ``points`` for data of shape ``[D]`` (or no teacher yet), else image."""
+        return "points" if len(getattr(self, "data_shape", (0,))) == 1 else "image"
 
     def __init__(
         self,
@@ -201,7 +206,6 @@ class ADD(GenerativeModule):
         h.teacher_args = {k: v for k, v in teacher.hparams.items() if not k.startswith("_")}
         th = teacher.hparams
         self.data_shape = tuple(teacher.data_shape)
-        self.modality = teacher.modality
         self.prediction, self.data_scale, self.num_classes = (th.prediction, th.data_scale,
                                                               th.num_classes)
         clip = th.get("clip_x0")

@@ -67,7 +67,12 @@ class GPT(GenerativeModule):
             token ``pixel_levels`` is the start token, so vocab_size is ``pixel_levels + 1``.
     """
 
-    modality = "tokens"  # "image" per instance when data_shape is given
+    modalities = ("tokens", "image")
+
+    @property
+    def modality(self) -> str:
+        """``image`` when modelling images as pixel sequences (``data_shape`` set), else tokens."""
+        return "tokens" if self.hparams.data_shape is None else "image"
 
     def __init__(
         self,
@@ -98,7 +103,6 @@ class GPT(GenerativeModule):
         if data_shape is not None:
             vocab_size = self._pixel_vocab(data_shape, pixel_levels, vocab_size, block_size)
             self.data_shape = tuple(data_shape)
-            self.modality = "image"
         _check_hparams(vocab_size, block_size, n_layer, n_head, n_embd, position, dropout, lr,
                        min_lr, warmup_steps)
         self._check_sampling(temperature, top_k, top_p)

@@ -83,7 +83,12 @@ class Diffusion(GenerativeModule):
             (``samples/trajectory_step_<step>.png``, the ``pictures`` hook); 0 draws none.
     """
 
-    modality = "points"  # set per instance from data_shape
+    modalities = ("points", "image")
+
+    @property
+    def modality(self) -> str:
+        """``points`` for a data shape ``[D]``, ``image`` for ``[C, H, W]``."""
+        return "points" if len(self.hparams.data_shape) == 1 else "image"
 
     def __init__(
         self,
@@ -134,7 +139,6 @@ class Diffusion(GenerativeModule):
         ])
         self.save_hyperparameters()
         self.data_shape = tuple(data_shape)
-        self.modality = "points" if len(data_shape) == 1 else "image"
         self.denoiser = self.build_denoiser()
         # EMA copy of the denoiser: a submodule, so checkpoints save it; sample() uses it.
         self.ema = ema_model(self.denoiser, ema_decay)

@@ -84,7 +84,12 @@ class GAN(GenerativeModule):
             (Loshchilov & Hutter 2017, without restarts).
     """
 
-    modality = "points"
+    modalities = ("points", "image")
+
+    @property
+    def modality(self) -> str:
+        """``image`` when built for images (``image_size`` set), else ``points``."""
+        return "points" if self.hparams.image_size is None else "image"
 
     def __init__(
         self,
@@ -115,7 +120,6 @@ class GAN(GenerativeModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         if image_size is not None:
-            self.modality = "image"
             self.data_shape: tuple[int, ...] = (channels, image_size, image_size)
         else:
             self.data_shape = (data_dim,)

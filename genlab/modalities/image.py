@@ -1,0 +1,135 @@
+"""Images ``(B, C, H, W)`` in [-1, 1]: grids, PNG files, FID / KID / precision-recall.
+
+Features come from InceptionV3 when its weights can be had, or from the reference digit
+classifier of ``genlab classifier``; the report names the extractor (and its file's hash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from genlab.data.stacked_mnist import StackedMNISTDataModule
+from genlab.errors import GenlabError
+from genlab.metrics.classifier import ChannelFeatures
+from genlab.metrics.extractors import build_extractor
+from genlab.metrics.precision_recall import PrecisionRecall
+from genlab.metrics.stacked import StackedModes
+from genlab.modality import EvalContext, Modality, flat_values
+from genlab.visualize import image_grid
+
+
+def image_metrics(extractor: nn.Module, num: int) -> dict[str, Any]:
+    """FID, KID and precision/recall sharing one extractor, keyed by the prefix they report."""
+    subset = max(2, min(1000, num // 2))
+    return {
+        "fid": FrechetInceptionDistance(feature=extractor),
+        "kid": KernelInceptionDistance(feature=extractor, subset_size=subset, subsets=50),
+        "": PrecisionRecall(extractor),  # reports precision and recall
+    }
+
+
+@torch.no_grad()
+def score_images(fake: Tensor, real: Iterable[Tensor], extractor: nn.Module,
+                 device: torch.device, batch_size: int) -> dict[str, float]:
+    """FID, KID, precision and recall of ``fake`` images against the ``real`` batches."""
+    metrics = {k: m.to(device) for k, m in image_metrics(extractor, len(fake)).items()}
+    for x in real:
+        for m in metrics.values():
+            m.update(x.to(device).float(), real=True)
+    for x in fake.split(batch_size):
+        for m in metrics.values():
+            m.update(x.to(device).float(), real=False)
+    scores: dict[str, float] = {}
+    for prefix, m in metrics.items():
+        scores.update(flat_values(prefix, m.compute()))
+    return scores
+
+
+@torch.no_grad()
+def fid_between(a: Iterable[Tensor], b: Iterable[Tensor], extractor: nn.Module,
+                device: torch.device) -> float:
+    """FID of two sets of real images: the floor that generated images are compared with."""
+    fid = FrechetInceptionDistance(feature=extractor).to(device)
+    for x in a:
+        fid.update(x.to(device).float(), real=True)
+    for x in b:
+        fid.update(x.to(device).float(), real=False)
+    return float(fid.compute())
+
+
+@torch.no_grad()
+def stacked_modes(fake: Tensor, extractor: nn.Module, context: EvalContext) -> dict[str, float]:
+    """Stacked MNIST's modes out of 1,000 and KL to uniform, by the digit classifier."""
+    if not isinstance(extractor, ChannelFeatures):
+        raise GenlabError("Stacked MNIST modes need the digit classifier: pass "
+                          "--extractor <classifier.pt> from `genlab classifier`")
+    modes = StackedModes(extractor.classifier).to(context.device)
+    for x in fake.split(context.batch_size):
+        modes.update(x.to(context.device))
+    return flat_values("", modes.compute())
+
+
+class ImageModality(Modality):
+    """Images in [-1, 1]: grids for pictures, PNG files, feature-based scores."""
+
+    picture_num = 64
+    eval_num = 10_000
+    pipeline_tag = "unconditional-image-generation"
+
+    def render(self, samples: Tensor, real: Tensor | None = None, decode: Any = None,
+               title: str = "") -> Image.Image:
+        """A grid of the images."""
+        return image_grid(samples)
+
+    def save(self, samples: Tensor, out: Path, decode: Any = None) -> list[Path]:
+        """A grid ``.png`` at ``out``, or one PNG per image when ``out`` has no suffix."""
+        if out.suffix:
+            return super().save(samples, out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / f"{i:06d}.png" for i in range(len(samples))]
+        for image, path in zip(samples, paths):
+            image_grid(image[None], nrow=1).save(path)
+        return paths
+
+    def score(self, fake: Tensor, context: EvalContext, extractor: str | None = None,
+              floor: bool = True) -> dict[str, float]:
+        """FID, KID, precision / recall (and the data module's metrics) of ``fake`` images.
+
+        Args:
+            fake: Generated images.
+            context: The reference data and where to compute.
+            extractor: Image features for FID/KID/precision/recall: ``inception``, or the path
+                of a ``genlab classifier`` file. Default: InceptionV3 when its weights are cached
+                or can be downloaded, else classifiers/mnist.pt.
+            floor: Also report FID of real train vs real reference images.
+        """
+        features, info, why = build_extractor(extractor, fake.shape[1])
+        context.results["extractor"] = {**info, "why": why}
+        features = features.to(context.device)
+        num, device = len(fake), context.device
+        scores = score_images(fake, context.real(num), features, device, context.batch_size)
+        if floor and context.split != "train":
+            scores["fid_floor"] = fid_between(context.real(num, "train"), context.real(num),
+                                              features, device)
+        if isinstance(context.datamodule, StackedMNISTDataModule):
+            scores.update(stacked_modes(fake, features, context))
+        return {**scores, **super().score(fake, context)}
+
+    def check_samples(self, samples: Tensor, name: str,
+                      data_shape: tuple[int, ...] | None = None) -> str | None:
+        """Images are finite ``(num, C, H, W)`` in [-1, 1]."""
+        if samples.ndim != 4:
+            return f"{name} must return images (num, C, H, W)"
+        problem = super().check_samples(samples, name, data_shape)
+        if problem is None and (samples.min() < -1 - 1e-4 or samples.max() > 1 + 1e-4):
+            return (f"{name} must return images in [-1, 1] (got {samples.min():.3g} .. "
+                    f"{samples.max():.3g}); end the generator with tanh or clamp")
+        return problem
