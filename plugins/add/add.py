@@ -46,6 +46,7 @@ from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
 from genlab.noise import batch_randint, batch_randn
 from genlab.registry import create_model, origin
+from genlab.sharding import shard
 
 Weighting = Literal["exponential", "sds", "none"]
 LRSchedule = Literal["constant", "cosine"]
@@ -161,13 +162,17 @@ class ADD(GenerativeModule):
             self.configure_model()
 
     def configure_model(self) -> None:
-        """Load the teacher and build the student and discriminator (once).
+        """Load the teacher and build the student and discriminator (once); shard them under
+        ``--trainer.strategy fsdp2`` (the frozen teacher stays whole on every process).
 
         Called from ``__init__`` when the teacher can be had, else by Lightning at the start of
         fit (and by ``load_from_checkpoint``).
         """
-        if self.networks_built:
-            return
+        if not self.networks_built:
+            self._build_networks()
+        shard(self, ["student", "heads", "student_ema"])
+
+    def _build_networks(self) -> None:
         h = self.hparams
         # In a fresh context: LightningCLI builds this model inside a context variable holding
         # *its* init args, which the teacher's save_hyperparameters() would otherwise take.

@@ -28,6 +28,7 @@ from genlab.errors import GenlabError
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
+from genlab.sharding import shard
 from genlab.visualize import image_grid, scatter_plot
 
 SamplerName = Literal["ddpm", "ddim", "heun"]
@@ -190,6 +191,10 @@ class Diffusion(GenerativeModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Update the EMA weights after each optimizer step."""
         self.ema.update_parameters(self.denoiser)
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp2``: shard the denoiser and its EMA alike."""
+        shard(self, ["denoiser", "ema"])
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

@@ -46,6 +46,7 @@ from genlab.losses.adversarial import (
 )
 from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.noise import NoiseStream, batch_rand, batch_randn
+from genlab.sharding import shard
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
@@ -243,6 +244,10 @@ class GAN(GenerativeModule):
         self._noise.load(checkpoint)
 
     # ----------------------------------------------------------------------------- optimizers
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp2``: shard both networks and the generator's EMA."""
+        shard(self, ["generator", "discriminator", "generator_ema"])
 
     def configure_optimizers(
         self,

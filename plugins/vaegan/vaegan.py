@@ -46,6 +46,7 @@ from genlab.losses.adversarial import d_hinge, d_nonsaturating, g_hinge, g_nonsa
 from genlab.losses.likelihoods import kl_std_normal
 from genlab.nn.conv import ConvDecoder, Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
+from genlab.sharding import shard
 
 Loss = Literal["nonsaturating", "hinge"]
 
@@ -254,6 +255,10 @@ class VAEGAN(GenerativeModule):
         if self.hparams.grad_clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip,
                                 gradient_clip_algorithm="norm")
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp2``: shard the three networks and the EMA copies."""
+        shard(self, ["encoder", "decoder", "discriminator", "encoder_ema", "decoder_ema"])
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         h = self.hparams
