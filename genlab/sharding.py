@@ -135,6 +135,15 @@ def is_sharded(module: nn.Module) -> bool:
     return any(isinstance(p, DTensor) for p in module.parameters())
 
 
+def draws_here(trainer: L.Trainer, module: nn.Module) -> bool:
+    """Whether this process runs the networks for a picture or samples that rank 0 keeps.
+
+    Rank 0 always; every rank when ``module`` is sharded, since each sharded forward gathers
+    weights from all processes (rank 0 alone would wait forever). Only rank 0 writes the result.
+    """
+    return trainer.is_global_zero or is_sharded(module)
+
+
 def check_strategy(strategy: Any, accelerator: Any, model: L.LightningModule) -> None:
     """Refuse, in one line before the trainer is built, a strategy that cannot run this fit.
 

@@ -23,3 +23,22 @@ def test_gan_sharded_with_ema(tmp_path):
     for net in ("generator", "discriminator", "generator_ema"):
         local, full = sizes[net]
         assert local <= 0.6 * full, (net, local, full)  # about 1/2 on each of 2 ranks
+
+
+def test_gpt_sharded(tmp_path):
+    data = TextDataModule(str(write_text(tmp_path / "t.txt")), block_size=16, batch_size=4)
+    sizes = check_sharded(resolve("ar"), {
+        "vocab_size": data.vocab_size, "block_size": 16, "n_layer": 2, "n_head": 2,
+        "n_embd": 16, "dropout": 0.0, "max_new_tokens": 8}, data, tmp_path, steps=2)
+    local, full = sizes["net"]
+    assert local <= 0.6 * full, (local, full)
+
+
+def test_diffusion_sharded_with_ema(tmp_path):
+    sizes = check_sharded(resolve("diffusion"), {
+        "data_shape": [2], "hidden": [16], "num_timesteps": 50, "sample_steps": 4,
+        "trajectory_frames": 2},
+        points(), tmp_path, steps=2)
+    for net in ("denoiser", "ema"):
+        local, full = sizes[net]
+        assert local <= 0.6 * full, (net, local, full)

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 from torch import Tensor
 
-from genlab.sharding import is_sharded
+from genlab.sharding import draws_here
 from genlab.visualize import render, save_rendered
 
 DEFAULT_NUM = {"image": 64, "points": 1000, "tokens": 4}
@@ -94,8 +94,7 @@ class SampleLogger(L.Callback):
 
     def log_samples(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         """Draw, render, save and log one set of samples; returns the file written on rank 0."""
-        sharded = is_sharded(pl_module)  # then every rank must run the forwards (they gather)
-        if not trainer.is_global_zero and not sharded:
+        if not draws_here(trainer, pl_module):
             return None
         with fixed_seed(self.seed, pl_module.device):
             samples = pl_module.sample_eval(self._num(pl_module))

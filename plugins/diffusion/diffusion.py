@@ -28,7 +28,7 @@ from genlab.errors import GenlabError
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
-from genlab.sharding import shard
+from genlab.sharding import draws_here, shard
 from genlab.visualize import image_grid, scatter_plot
 
 SamplerName = Literal["ddpm", "ddim", "heun"]
@@ -317,8 +317,10 @@ class Diffusion(GenerativeModule):
 
     def on_train_end(self) -> None:
         """Save the denoising-trajectory strip to ``<run dir>/samples/trajectory.png``."""
-        if self.hparams.trajectory_frames <= 0 or not self.trainer.is_global_zero:
+        if self.hparams.trajectory_frames <= 0 or not draws_here(self.trainer, self):
             return
-        out = Path(self.trainer.default_root_dir) / "samples" / "trajectory.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.trajectory_strip().save(out)
+        strip = self.trajectory_strip()
+        if self.trainer.is_global_zero:
+            out = Path(self.trainer.default_root_dir) / "samples" / "trajectory.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            strip.save(out)

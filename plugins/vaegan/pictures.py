@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from genlab.callbacks.samples import fixed_seed
+from genlab.sharding import draws_here
 from genlab.visualize import image_grid, save_rendered
 
 
@@ -43,7 +44,7 @@ class VAEGANPictures(L.Callback):
                                 batch: dict[str, Tensor], batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
         """Keep the first validation images (from several batches if they are small)."""
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not draws_here(trainer, pl_module):
             return
         keep = max(self.num, 2 * self.pairs)
         if self._x is None or len(self._x) < keep:
@@ -51,7 +52,7 @@ class VAEGANPictures(L.Callback):
             self._x = x[:keep]
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self._x is None:
+        if trainer.sanity_checking or not draws_here(trainer, pl_module) or self._x is None:
             return
         self.log_pictures(trainer, pl_module)
 
@@ -90,6 +91,8 @@ class VAEGANPictures(L.Callback):
         step, written = trainer.global_step, []
         x = self._x.to(pl_module.device)
         for name, picture in self.pictures(pl_module, x).items():
+            if not trainer.is_global_zero:  # sharded: every rank drew, rank 0 keeps
+                continue
             out = Path(trainer.default_root_dir) / "samples" / f"{name}_step_{step:07d}"
             written.append(save_rendered(picture, out))
             for logger in trainer.loggers:
