@@ -98,9 +98,9 @@ class SampleLogger(L.Callback):
             return None
         with fixed_seed(self.seed, pl_module.device):
             samples = pl_module.sample_eval(self._num(pl_module))
+        step = self._logged_step = trainer.global_step  # on every rank that drew
         if not trainer.is_global_zero:
             return None
-        step = self._logged_step = trainer.global_step
         rendered = render(samples, pl_module.modality, real=self._real,
                           decode=_decoder(trainer, pl_module), title=f"step {step}")
         out = Path(trainer.default_root_dir) / "samples" / f"step_{step:07d}"
