@@ -4,13 +4,21 @@ The conformance kit's ``check_sharded``: 2 processes sharded agree with 1 proces
 bitwise from their own checkpoint, and the checkpoint samples in one process.
 """
 
-import pytest
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+import yaml
+
+from genlab.cli import main
 from genlab.data.text import TextDataModule
 from genlab.data.tiny import write_text
 from genlab.data.toy import ToyDataModule
-from genlab.errors import GenlabError
 from genlab.testing import check_sharded, resolve
+from tests.test_cli import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def points():
@@ -42,3 +50,55 @@ def test_diffusion_sharded_with_ema(tmp_path):
     for net in ("denoiser", "ema"):
         local, full = sizes[net]
         assert local <= 0.6 * full, (net, local, full)
+
+
+def tiny_fit(tmp_path, *extra, model=None):
+    cfg = yaml.safe_load(yaml.safe_dump(TINY))
+    cfg["trainer"].update(logger=False, max_steps=2)
+    cfg["model"] = model or cfg["model"]
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return ["fit", "--config", str(path), "--run.root", str(tmp_path / "r"), *extra]
+
+
+VAE = {"class_path": "VAE", "init_args": {"data_shape": [1, 4, 4], "hidden": [8], "latent_dim": 2,
+                                          "likelihood": "gaussian"}}
+
+
+@pytest.mark.parametrize("extra, model, expected", [
+    (["--trainer.strategy", "fsdp", "--trainer.devices", "2"], None,
+     "--trainer.strategy fsdp needs GPUs (Lightning's FSDP refuses a CPU accelerator); on CPUs "
+     "shard with --trainer.strategy fsdp2"),
+    (["--trainer.strategy", "deepspeed"], None, "use --trainer.strategy ddp or fsdp2"),
+    (["--trainer.strategy", "fsdp2", "--trainer.devices", "2"], VAE,
+     "VAE does not support sharded training"),
+], ids=["fsdp-on-cpu", "deepspeed-manual-optimization", "fsdp2-without-configure_model"])
+def test_unusable_strategy_is_one_line(tmp_path, capsys, extra, model, expected):
+    args = tiny_fit(tmp_path, *extra, model=model)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "Traceback" not in err, err
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.yaml"))
+
+
+def test_shipped_fsdp_config_trains_sharded_and_samples_in_one_process(tmp_path):
+    """configs/ar/shakespeare_char_fsdp.yaml as it stands (2 CPU processes, fsdp2), shrunk."""
+    text = write_text(tmp_path / "t.txt")
+    tiny = ["--data.init_args.source", str(text), "--model.init_args.vocab_size", "null",
+            "--model.init_args.n_layer", "1", "--model.init_args.n_embd", "16",
+            "--model.init_args.n_head", "2", "--model.init_args.block_size", "16",
+            "--model.init_args.max_new_tokens", "8", "--data.init_args.block_size", "16",
+            "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
+            "--trainer.limit_val_batches", "2", "--samples.every_n_steps", "2",
+            "--trainer.logger", "false", "--run.root", str(tmp_path / "runs")]
+    cmd = [sys.executable, "-m", "genlab.cli", "fit", "--config",
+           str(ROOT / "configs/ar/shakespeare_char_fsdp.yaml"), *tiny]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = tmp_path / "runs/shakespeare_char_fsdp/version_0/checkpoints/last.ckpt"
+    assert ckpt.is_file()
+    main(["sample", "--ckpt", str(ckpt), "--num", "2", "--out", str(tmp_path / "s")])
+    assert len((tmp_path / "s.txt").read_text()) > 8
