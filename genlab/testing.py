@@ -323,7 +323,8 @@ def _local_bytes(t: Tensor) -> int:
 
 def check_sharded(cls: type[GenerativeModule], init_args: dict[str, Any],
                   datamodule: L.LightningDataModule, root: Path, steps: int,
-                  tolerance: float = 1e-3, timeout: float = 300) -> dict[str, list[int]]:
+                  tolerance: float | None = 1e-3,
+                  timeout: float = 300) -> dict[str, list[int]]:
     """2-process CPU FSDP2 (``--trainer.strategy fsdp2``, gloo) against 1 process.
 
     Two processes started by ``torchrun`` (as a launcher would) train the model sharded: once for
@@ -331,7 +332,8 @@ def check_sharded(cls: type[GenerativeModule], init_args: dict[str, Any],
     ``2 * steps``. Then, in this one process: the resumed run equals the uninterrupted one
     bitwise (weights, buffers, optimizer states), its checkpoint loads (``weights_only``) and
     ``genlab sample`` runs on it, and its weights agree with a 1-process fit on the same global
-    batch to within ``tolerance`` of how far training moved them (as in ``check_ddp``).
+    batch to within ``tolerance`` of how far training moved them (as in ``check_ddp``; ``None``:
+    not compared).
 
     The model must call ``genlab.sharding.shard`` from ``configure_model``; the data module and
     ``init_args`` must pickle. Returns each top-level submodule's ``[bytes on rank 0, full
@@ -356,6 +358,9 @@ def check_sharded(cls: type[GenerativeModule], init_args: dict[str, Any],
         _expect(not bad, f"the sharded run resumed from its checkpoint differs from the "
                          f"uninterrupted one in {part} {bad[:3]}")
     check_sample_command(root / "resumed.ckpt", root)
+    sizes = json.loads((root / "bytes_per_rank.json").read_text())
+    if tolerance is None:  # e.g. batch norm: statistics are per process
+        return sizes
     one_data = _fresh(datamodule)
     one_data.hparams.batch_size *= 2
     one = _seeded_fit(cls, init_args, one_data, root / "one", 2 * steps,
@@ -370,7 +375,7 @@ def check_sharded(cls: type[GenerativeModule], init_args: dict[str, Any],
             f"{gap / max(moved, 1e-12):.3g} of how far training moved the weights (tolerance "
             f"{tolerance}): shard every trained network in configure_model and draw training "
             f"noise with genlab.noise")
-    return json.loads((root / "bytes_per_rank.json").read_text())
+    return sizes
 
 
 class SameWeightsOnAllRanks(L.Callback):
@@ -390,7 +395,7 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
                  tmp_path: str | Path, init_args: dict[str, Any] | None = None,
                  steps: int = 4, num: int = 8, ddp: bool = False, resume: bool = True,
                  precisions: tuple[str, ...] = ("bf16-mixed",),
-                 ddp_tolerance: float | None = 1e-3) -> None:
+                 ddp_tolerance: float | None = 1e-3, sharded: bool = False) -> None:
     """Run every contract check on a model plugin; raises ``ConformanceError`` on the first miss.
 
     Args:
@@ -405,6 +410,9 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
             1-process runs may end; ``None``: only check that the processes agree.
         resume: Check that a stopped and resumed fit is bitwise the uninterrupted one.
         precisions: Lightning precisions a short CPU fit must run under.
+        sharded: Also run ``check_sharded`` (2-process FSDP2 against 1 process, resume, one-process
+            sampling of the sharded checkpoint); needs ``configure_model`` calling
+            ``genlab.sharding.shard``.
     """
     root = Path(tmp_path)
     cls = resolve(model)
@@ -422,6 +430,8 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
         check_precision(cls, init_args, datamodule, root / precision, steps, precision)
     if ddp:
         check_ddp(cls, init_args, datamodule, root / "ddp", steps, ddp_tolerance)
+    if sharded:
+        check_sharded(cls, init_args, datamodule, root / "sharded", steps, ddp_tolerance)
 
 
 if __name__ == "__main__":  # a rank of check_sharded's 2-process fits, started by torchrun
