@@ -127,6 +127,23 @@ def shard(module: L.LightningModule, names: Sequence[str]) -> None:
                           f"module to the names passed to genlab.sharding.shard")
 
 
+def refuse_double_backward(module: L.LightningModule, option: str) -> None:
+    """Under a sharding strategy, refuse a loss that differentiates twice through a sharded net.
+
+    Gradient penalties (R1, WGAN-GP) backpropagate through ``autograd.grad(create_graph=True)``;
+    FSDP2 frees the gathered weights after the first backward, which the second one still needs
+    ("storage of size 0"). Call it from ``configure_model`` when such a penalty is on.
+
+    Args:
+        module: The model being configured.
+        option: The option that turns the penalty on, named in the error (``model.r1_gamma``).
+    """
+    if module.device_mesh is not None:
+        raise GenlabError(f"{option} differentiates twice through a sharded network, which FSDP2 "
+                          f"does not support; turn it off for --trainer.strategy {FSDP2}, or "
+                          f"train with --trainer.strategy ddp")
+
+
 def is_sharded(module: nn.Module) -> bool:
     """Whether any parameter of ``module`` is a sharded ``DTensor``.
 

@@ -15,6 +15,7 @@ from genlab.cli import main
 from genlab.data.text import TextDataModule
 from genlab.data.tiny import write_text
 from genlab.data.toy import ToyDataModule
+from genlab.errors import GenlabError
 from genlab.testing import check_sharded, resolve
 from tests.test_cli import TINY
 
@@ -102,3 +103,14 @@ def test_shipped_fsdp_config_trains_sharded_and_samples_in_one_process(tmp_path)
     assert ckpt.is_file()
     main(["sample", "--ckpt", str(ckpt), "--num", "2", "--out", str(tmp_path / "s")])
     assert len((tmp_path / "s.txt").read_text()) > 8
+
+
+@pytest.mark.parametrize("args, option", [({"r1_gamma": 1.0}, "model.r1_gamma"),
+                                          ({"loss": "wgan-gp"}, "wgan-gp")])
+def test_gradient_penalties_are_refused_when_sharded(args, option):
+    """R1 / WGAN-GP differentiate twice through D, which FSDP2 cannot: one line, not a crash."""
+    gan = resolve("gan")(hidden=[8], latent_dim=2, **args)
+    gan.configure_model()  # no sharding strategy: nothing happens
+    gan._device_mesh = object()  # what ModelParallelStrategy sets before configure_model
+    with pytest.raises(GenlabError, match=option):
+        gan.configure_model()

@@ -46,7 +46,7 @@ from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
 from genlab.noise import batch_randint, batch_randn
 from genlab.registry import create_model, origin
-from genlab.sharding import shard
+from genlab.sharding import refuse_double_backward, shard
 
 Weighting = Literal["exponential", "sds", "none"]
 LRSchedule = Literal["constant", "cosine"]
@@ -170,6 +170,8 @@ class ADD(GenerativeModule):
         """
         if not self.networks_built:
             self._build_networks()
+        if self.hparams.r1_gamma > 0:
+            refuse_double_backward(self, "model.r1_gamma (R1 on the heads)")
         shard(self, ["student", "heads", "student_ema"])
 
     def _build_networks(self) -> None:

@@ -46,7 +46,7 @@ from genlab.losses.adversarial import (
 )
 from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.noise import NoiseStream, batch_rand, batch_randn
-from genlab.sharding import shard
+from genlab.sharding import refuse_double_backward, shard
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
@@ -247,6 +247,8 @@ class GAN(GenerativeModule):
 
     def configure_model(self) -> None:
         """Under ``--trainer.strategy fsdp2``: shard both networks and the generator's EMA."""
+        if self.hparams.r1_gamma > 0 or self.hparams.loss == "wgan-gp":
+            refuse_double_backward(self, "model.r1_gamma / loss wgan-gp (a gradient penalty)")
         shard(self, ["generator", "discriminator", "generator_ema"])
 
     def configure_optimizers(

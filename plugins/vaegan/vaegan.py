@@ -175,9 +175,9 @@ class VAEGAN(GenerativeModule):
 
     def feature_loss(self, x: Tensor, x_rec: Tensor) -> Tensor:
         """Batch-mean L_llike of reconstructions ``x_rec`` of ``x`` in Dis_l's feature space."""
-        with torch.no_grad():
-            real = self.discriminator.features(x)
-        return feature_reconstruction(real, self.discriminator.features(x_rec)).mean()
+        with torch.no_grad():  # through forward, which FSDP2 hooks (sharded training)
+            real = self.discriminator(x)[1]
+        return feature_reconstruction(real, self.discriminator(x_rec)[1]).mean()
 
     def discriminator_loss(self, x: Tensor, eps: Tensor, z_p: Tensor) -> tuple[Tensor, dict]:
         """The discriminator's loss on real ``x`` against x̃ and x_p (drawn without a graph).
