@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import yaml
 
 from genlab.cli import main
+from genlab.data.images import ImageDataModule
 from genlab.data.text import TextDataModule
-from genlab.data.tiny import write_text
+from genlab.data.tiny import write_parquet, write_text
 from genlab.data.toy import ToyDataModule
 from genlab.errors import GenlabError
 from genlab.testing import check_sharded, resolve
@@ -114,3 +116,33 @@ def test_gradient_penalties_are_refused_when_sharded(args, option):
     gan._device_mesh = object()  # what ModelParallelStrategy sets before configure_model
     with pytest.raises(GenlabError, match=option):
         gan.configure_model()
+
+
+def test_vaegan_sharded_with_ema(tmp_path):
+    root = write_parquet(tmp_path / "digits", {"train": 32, "test": 8}, size=(28, 28))
+    data = ImageDataModule(str(root), image_size=28, channels=1, batch_size=4, num_workers=0)
+    sizes = check_sharded(resolve("vaegan"), {"image_size": 28, "channels": 1, "latent_dim": 4,
+                                              "width": 4, "decoder_norm": "none"},
+                          data, tmp_path / "kit", steps=2)
+    for net in ("encoder", "decoder", "encoder_ema", "decoder_ema"):
+        local, full = sizes[net]
+        assert local <= 0.6 * full, (net, local, full)
+
+
+def test_add_sharded_student_and_heads(tmp_path):
+    """ADD: student, its EMA and the heads sharded; the frozen teacher whole on each process."""
+    data = points()
+    L.seed_everything(0, verbose=False)
+    teacher = resolve("diffusion")(data_shape=[2], hidden=[16], emb_dim=8, num_timesteps=50,
+                                   sample_steps=4, trajectory_frames=0)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(teacher, data)
+    trainer.save_checkpoint(tmp_path / "teacher.ckpt")
+    sizes = check_sharded(resolve("add"), {
+        "teacher_ckpt": str(tmp_path / "teacher.ckpt"), "head_width": 8, "lr": 1e-3,
+        "lr_disc": 1e-3, "r1_gamma": 0.0}, data, tmp_path / "kit", steps=2)
+    for net in ("student", "student_ema", "heads"):
+        local, full = sizes[net]
+        assert local <= 0.6 * full, (net, local, full)

@@ -172,6 +172,8 @@ class ADD(GenerativeModule):
             self._build_networks()
         if self.hparams.r1_gamma > 0:
             refuse_double_backward(self, "model.r1_gamma (R1 on the heads)")
+        if self.device_mesh is not None:  # sharded resume loads weights before on_load_checkpoint
+            self.strict_loading = False   # can add the frozen keys, which checkpoints leave out
         shard(self, ["student", "heads", "student_ema"])
 
     def _build_networks(self) -> None:
@@ -434,7 +436,8 @@ class ADD(GenerativeModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen parts come from the live teacher (or are unused when sampling alone).
-        state = checkpoint["state_dict"]
+        # A sharded resume has loaded the weights already and popped them from the checkpoint.
+        state = checkpoint.get("state_dict", {})
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN):
                 state.setdefault(key, value)
