@@ -44,21 +44,21 @@ WORKING = f"ddp or {FSDP2} (sharded)"
 class FSDP2Strategy(ModelParallelStrategy):
     """FSDP2 on every process: ``ModelParallelStrategy`` with one data-parallel mesh of all ranks.
 
+    Checkpoints are whole files that rank 0 writes (gathered to its CPU memory): they resume
+    sharded and ``genlab sample`` / ``evaluate`` / ``--ckpt_path`` read them in one process.
+    (Lightning's per-rank checkpoint directories are not read by genlab's checkpoint tools.)
+
     Args:
-        save_distributed_checkpoint: ``False`` (default): rank 0 writes one whole checkpoint
-            file, which resumes sharded and loads in one process. ``True``: each rank writes
-            its shard into a checkpoint directory (no gather on rank 0; resume only).
         process_group_backend: ``None``: NCCL on GPUs, gloo on CPUs.
         timeout: Timeout of the process group's collectives.
     """
 
     strategy_name = FSDP2
 
-    def __init__(self, save_distributed_checkpoint: bool = False,
-                 process_group_backend: str | None = None,
+    def __init__(self, process_group_backend: str | None = None,
                  timeout: timedelta | None = default_pg_timeout) -> None:
         super().__init__(data_parallel_size="auto", tensor_parallel_size=1,
-                         save_distributed_checkpoint=save_distributed_checkpoint,
+                         save_distributed_checkpoint=False,
                          process_group_backend=process_group_backend, timeout=timeout)
 
     def setup_environment(self) -> None:
