@@ -19,9 +19,14 @@ from genlab.data.tiny import write_parquet, write_text
 from genlab.data.toy import ToyDataModule
 from genlab.errors import GenlabError
 from genlab.testing import check_sharded, resolve
-from tests.test_cli import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = {  # a points GAN, as in test_cli.py
+    "model": {"class_path": "GAN", "init_args": {"hidden": [16, 16], "latent_dim": 2}},
+    "data": {"class_path": "ToyDataModule",
+             "init_args": {"train_size": 256, "val_size": 64, "batch_size": 32}},
+    "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
+}
 
 
 def points():
