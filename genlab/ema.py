@@ -1,10 +1,14 @@
-"""Exponential moving averages of a network's weights (torch's ``AveragedModel``), ready for DDP."""
+"""Exponential moving averages of a network's weights (torch's ``AveragedModel``).
+
+Ready for DDP, and for FSDP2: ``genlab.sharding.shard`` shards an EMA copy like its network.
+"""
 
 from __future__ import annotations
 
 from functools import partial
 
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
@@ -25,7 +29,12 @@ def ema_update(decay: float, warmup: bool, ema: list[Tensor], current: list[Tens
     """
     if warmup:
         decay = min(decay, (1 + int(n)) / (10 + int(n)))
-    get_ema_multi_avg_fn(decay)(ema, current, n)
+    update = get_ema_multi_avg_fn(decay)
+    # Sharded (FSDP2) weights are DTensors, buffers plain tensors; a foreach op takes one kind.
+    for kind in (True, False):
+        pairs = [(e, c) for e, c in zip(ema, current) if isinstance(e, DTensor) is kind]
+        if pairs:
+            update([e for e, _ in pairs], [c for _, c in pairs], n)
 
 
 def ema_model(net: nn.Module, decay: float, warmup: bool = False) -> AveragedModel:

@@ -40,6 +40,7 @@ from genlab.launch import check_cpu_processes, current_launch
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
 from genlab.registry import DATA_GROUP, MODEL_GROUP, load_plugins, plugins
 from genlab.run_dir import claim_run_dir, latest_checkpoint, newest_checkpoint, run_dir_of
+from genlab.sharding import check_strategy
 from genlab.tracking import offline_message, offline_reason, run_metadata
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -314,6 +315,12 @@ class GenlabCLI(LightningCLI):
                               f"model's options instead (`genlab fit --model.help "
                               f"{type(self.model).__name__}`)")
         super()._add_configure_optimizers_method_to_model(subcommand)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """Refuse a strategy that this model or machine cannot use before the trainer starts."""
+        trainer = self._get(self.config_init, "trainer", default={})
+        check_strategy(trainer.get("strategy"), trainer.get("accelerator"), self.model)
+        return super().instantiate_trainer(**kwargs)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a failure before anything was written (e.g. bad data) leaves no empty run.

@@ -17,6 +17,10 @@ Each check fails with a ``ConformanceError`` that says what to fix.
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +265,115 @@ def check_ddp(cls: type[GenerativeModule], init_args: dict[str, Any],
             f"losses by mean")
 
 
+def _flat_tensors(obj: Any, prefix: str = "") -> dict[str, Tensor]:
+    """Every tensor in nested dicts and lists, keyed by its path."""
+    if isinstance(obj, Tensor):
+        return {prefix: obj}
+    if isinstance(obj, dict):
+        items = obj.items()
+    else:
+        items = enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    return {k: v for key, value in items
+            for k, v in _flat_tensors(value, f"{prefix}/{key}").items()}
+
+
+def _sharded_fits(job: dict[str, Any]) -> None:
+    """One rank of ``check_sharded``'s 2-process runs (started by torchrun).
+
+    An uninterrupted fit of ``2 * steps``, and a fit of ``steps`` resumed to ``2 * steps``, each
+    saving a checkpoint; rank 0 also records each network's bytes on it against its full size.
+    """
+    from genlab.sharding import FSDP2Strategy
+
+    root, steps = Path(job["root"]), job["steps"]
+
+    def fit(name: str, num: int, ckpt_path: Path | None = None) -> L.Trainer:
+        trainer = _seeded_fit(job["cls"], job["init_args"], job["datamodule"], root / name, num,
+                              ckpt_path, devices=2, strategy=FSDP2Strategy(),
+                              callbacks=[RNGState()], limit_val_batches=0)
+        trainer.save_checkpoint(root / f"{name}.ckpt", weights_only=False)
+        return trainer
+
+    fit("whole", 2 * steps)
+    fit("part", steps)
+    module = fit("resumed", 2 * steps, root / "part.ckpt").lightning_module
+    if module.global_rank == 0:
+        sizes = {name: [sum(_local_bytes(t) for t in _params_and_buffers(child)),
+                        sum(t.numel() * t.element_size() for t in _params_and_buffers(child))]
+                 for name, child in module.named_children()}
+        (root / "bytes_per_rank.json").write_text(json.dumps(sizes))
+
+
+def _params_and_buffers(module: torch.nn.Module) -> list[Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def _local_bytes(t: Tensor) -> int:
+    """Bytes this process holds of ``t`` (its shard, for a sharded ``DTensor``)."""
+    from torch.distributed.tensor import DTensor
+
+    local = t.to_local() if isinstance(t, DTensor) else t
+    return local.numel() * local.element_size()
+
+
+def check_sharded(cls: type[GenerativeModule], init_args: dict[str, Any],
+                  datamodule: L.LightningDataModule, root: Path, steps: int,
+                  tolerance: float | None = 1e-3,
+                  timeout: float = 300) -> dict[str, list[int]]:
+    """2-process CPU FSDP2 (``--trainer.strategy fsdp2``, gloo) against 1 process.
+
+    Two processes started by ``torchrun`` (as a launcher would) train the model sharded: once for
+    ``2 * steps``, once for ``steps`` then resumed from that sharded run's checkpoint to
+    ``2 * steps``. Then, in this one process: the resumed run equals the uninterrupted one
+    bitwise (weights, buffers, optimizer states), its checkpoint loads (``weights_only``) and
+    ``genlab sample`` runs on it, and its weights agree with a 1-process fit on the same global
+    batch to within ``tolerance`` of how far training moved them (as in ``check_ddp``; ``None``:
+    not compared).
+
+    The model must call ``genlab.sharding.shard`` from ``configure_model``; the data module and
+    ``init_args`` must pickle. Returns each top-level submodule's ``[bytes on rank 0, full
+    bytes]`` at the end of the sharded fit (sharded networks and EMA copies: about half).
+    """
+    from genlab.checkpoint import read_checkpoint
+
+    root.mkdir(parents=True, exist_ok=True)
+    job = root / "job.pt"
+    torch.save({"cls": cls, "init_args": init_args, "datamodule": _fresh(datamodule),
+                "root": str(root), "steps": steps}, job)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "genlab.testing", str(job)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    _expect(done.returncode == 0, f"the 2-process FSDP2 fit failed (exit {done.returncode}):\n"
+                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    whole, resumed = (read_checkpoint(root / f"{n}.ckpt") for n in ("whole", "resumed"))
+    for part in ("state_dict", "optimizer_states"):
+        want, got = _flat_tensors(whole[part]), _flat_tensors(resumed[part])
+        bad = [k for k, v in want.items() if k not in got or not torch.equal(v, got[k])]
+        _expect(not bad, f"the sharded run resumed from its checkpoint differs from the "
+                         f"uninterrupted one in {part} {bad[:3]}")
+    check_sample_command(root / "resumed.ckpt", root)
+    sizes = json.loads((root / "bytes_per_rank.json").read_text())
+    if tolerance is None:  # e.g. batch norm: statistics are per process
+        return sizes
+    one_data = _fresh(datamodule)
+    one_data.hparams.batch_size *= 2
+    one = _seeded_fit(cls, init_args, one_data, root / "one", 2 * steps,
+                      callbacks=[RNGState()], limit_val_batches=0).lightning_module.state_dict()
+    start = _initial_state(cls, init_args)
+    two = load_model(root / "resumed.ckpt").state_dict()
+    # The weights the checkpoint carries (a frozen teacher may come from its own file).
+    keys = [k for k, v in start.items() if v.is_floating_point() and k in resumed["state_dict"]]
+    gap = sum((two[k].float() - one[k].float()).pow(2).sum() for k in keys).sqrt().item()
+    moved = sum((one[k].float() - start[k].float()).pow(2).sum() for k in keys).sqrt().item()
+    _expect(gap <= tolerance * max(moved, 1e-12),
+            f"2-process FSDP2 and a 1-process run on the same global batch end {gap:.3g} apart, "
+            f"{gap / max(moved, 1e-12):.3g} of how far training moved the weights (tolerance "
+            f"{tolerance}): shard every trained network in configure_model and draw training "
+            f"noise with genlab.noise")
+    return sizes
+
+
 class SameWeightsOnAllRanks(L.Callback):
     """At the end of training, fail unless every process holds the same parameters."""
 
@@ -278,7 +391,7 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
                  tmp_path: str | Path, init_args: dict[str, Any] | None = None,
                  steps: int = 4, num: int = 8, ddp: bool = False, resume: bool = True,
                  precisions: tuple[str, ...] = ("bf16-mixed",),
-                 ddp_tolerance: float | None = 1e-3) -> None:
+                 ddp_tolerance: float | None = 1e-3, sharded: bool = False) -> None:
     """Run every contract check on a model plugin; raises ``ConformanceError`` on the first miss.
 
     Args:
@@ -293,6 +406,9 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
             1-process runs may end; ``None``: only check that the processes agree.
         resume: Check that a stopped and resumed fit is bitwise the uninterrupted one.
         precisions: Lightning precisions a short CPU fit must run under.
+        sharded: Also run ``check_sharded`` (2-process FSDP2 against 1 process, resume, one-process
+            sampling of the sharded checkpoint); needs ``configure_model`` calling
+            ``genlab.sharding.shard``.
     """
     root = Path(tmp_path)
     cls = resolve(model)
@@ -310,6 +426,8 @@ def check_plugin(model: str | type[GenerativeModule], datamodule: L.LightningDat
         check_precision(cls, init_args, datamodule, root / precision, steps, precision)
     if ddp:
         check_ddp(cls, init_args, datamodule, root / "ddp", steps, ddp_tolerance)
+    if sharded:
+        check_sharded(cls, init_args, datamodule, root / "sharded", steps, ddp_tolerance)
 
 
 def check_case(model: str | type[GenerativeModule], tmp_path: str | Path) -> ConformanceCase:
@@ -328,3 +446,7 @@ def check_case(model: str | type[GenerativeModule], tmp_path: str | Path) -> Con
     check_plugin(cls, case.datamodule, root / "kit", init_args=case.init_args, ddp=case.ddp,
                  precisions=case.precisions, **case.options)
     return case
+
+
+if __name__ == "__main__":  # a rank of check_sharded's 2-process fits, started by torchrun
+    _sharded_fits(torch.load(sys.argv[1], weights_only=False))  # our own job file

@@ -13,6 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from genlab.modality import log_rendered, modality_of
+from genlab.sharding import draws_here
 from genlab.visualize import save_rendered
 
 
@@ -97,11 +98,14 @@ class SampleLogger(L.Callback):
 
     def log_samples(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         """Draw, render, save and log one set of samples; returns the file written on rank 0."""
-        if not trainer.is_global_zero:
+        if not draws_here(trainer, pl_module):
             return None
         with fixed_seed(self.seed, pl_module.device):
             samples = pl_module.sample_eval(self._num(pl_module))
-        step = self._logged_step = trainer.global_step
+        step = self._logged_step = trainer.global_step  # on every rank that drew
+        pictures = self._pictures(pl_module)  # sharded networks run their forward on every rank
+        if not trainer.is_global_zero:
+            return None
         modality = modality_of(pl_module)
         rendered = modality.render(samples, real=self._real, decode=_decoder(trainer, pl_module),
                                    title=f"step {step}")
@@ -112,7 +116,7 @@ class SampleLogger(L.Callback):
         log_step = trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in trainer.loggers:
             modality.log(logger, rendered, samples, log_step)
-        for name, picture in self._pictures(pl_module).items():
+        for name, picture in pictures.items():
             save_rendered(picture, out.with_name(f"{name}_step_{step:07d}"))
             for logger in trainer.loggers:
                 log_rendered(logger, picture, log_step, key=f"pictures/{name}")
@@ -131,6 +135,7 @@ class SampleLogger(L.Callback):
                 return hook(batch)
         finally:
             pl_module.train(was_training)
+
 
 class SampleMetrics(L.Callback):
     """At the end of each validation, score generated samples with the data module's metrics.

@@ -264,9 +264,10 @@ class Transformer(nn.Module):
         Args:
             batch_size: Number of sequences generated together.
         """
-        p = self.wte.weight
+        p = self.wte.weight  # not p.new_zeros: sharded (FSDP2) p would make a sharded cache
         shape = (batch_size, self.n_head, self.block_size, self.n_embd // self.n_head)
-        return KVCache([LayerCache(p.new_zeros(shape), p.new_zeros(shape)) for _ in self.blocks])
+        return KVCache([LayerCache(*(torch.zeros(shape, device=p.device, dtype=p.dtype)
+                                     for _ in "kv")) for _ in self.blocks])
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """AdamW groups: decay on the matrices of linear layers, none on norms, biases, embeddings.

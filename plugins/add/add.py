@@ -47,6 +47,7 @@ from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
 from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
 from genlab.registry import create_model, origin
+from genlab.sharding import refuse_double_backward, shard
 
 Weighting = Literal["exponential", "sds", "none"]
 LRSchedule = Literal["constant", "cosine"]
@@ -189,13 +190,21 @@ class ADD(GenerativeModule):
                                       "r1_gamma": 0.1}, ddp=True)
 
     def configure_model(self) -> None:
-        """Load the teacher and build the student and discriminator (once).
+        """Load the teacher and build the student and discriminator (once); shard them under
+        ``--trainer.strategy fsdp2`` (the frozen teacher stays whole on every process).
 
         Called from ``__init__`` when the teacher can be had, else by Lightning at the start of
         fit (and by ``load_from_checkpoint``).
         """
-        if self.networks_built:
-            return
+        if not self.networks_built:
+            self._build_networks()
+        if self.hparams.r1_gamma > 0:
+            refuse_double_backward(self, "model.r1_gamma (R1 on the heads)")
+        if self.device_mesh is not None:  # sharded resume loads weights before on_load_checkpoint
+            self.strict_loading = False   # can add the frozen keys, which checkpoints leave out
+        shard(self, ["student", "heads", "student_ema"])
+
+    def _build_networks(self) -> None:
         h = self.hparams
         # In a fresh context: LightningCLI builds this model inside a context variable holding
         # *its* init args, which the teacher's save_hyperparameters() would otherwise take.
@@ -430,7 +439,8 @@ class ADD(GenerativeModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen parts come from the live teacher (or are unused when sampling alone).
-        state = checkpoint["state_dict"]
+        # A sharded resume has loaded the weights already and popped them from the checkpoint.
+        state = checkpoint.get("state_dict", {})
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN):
                 state.setdefault(key, value)

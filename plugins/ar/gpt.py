@@ -26,6 +26,7 @@ from genlab.errors import GenlabError, raise_first
 from genlab.module import ConformanceCase
 from genlab.nn.transformer import Position, Transformer, generate
 from genlab.recipes import lr_horizon, warmup_cosine
+from genlab.sharding import shard
 
 LRSchedule = Literal["constant", "cosine"]
 CHECKPOINT_KEY = "genlab_ar"  # {"tokenizer": state}: found by tokenizer_from_checkpoint too
@@ -208,6 +209,10 @@ class GPT(GenerativeModule):
         self.val_loss.reset()
         self.log_dict({"val/loss": loss, "val/ppl": loss.exp(), "val/bpc": loss / math.log(2)},
                       prog_bar=True)
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp2``: shard each block, then the rest of the net."""
+        shard(self, ["net.blocks.*", "net"])
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

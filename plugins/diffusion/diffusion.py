@@ -29,6 +29,7 @@ from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
 from genlab.pictures import strip
 from genlab.recipes import batch_labels, lr_horizon, sample_labels, warmup_cosine
+from genlab.sharding import shard
 
 SamplerName = Literal["ddpm", "ddim", "heun"]
 LRSchedule = Literal["constant", "cosine"]
@@ -199,6 +200,10 @@ class Diffusion(GenerativeModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Update the EMA weights after each optimizer step."""
         self.ema.update_parameters(self.denoiser)
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp2``: shard the denoiser and its EMA alike."""
+        shard(self, ["denoiser", "ema"])
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

@@ -44,6 +44,7 @@ from genlab.module import ConformanceCase
 from genlab.noise import NoiseStream, batch_rand, batch_randn
 from genlab.pictures import latent_interpolation
 from genlab.recipes import clip_gradients, lr_horizon, sample_labels
+from genlab.sharding import refuse_double_backward, shard
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
 LRSchedule = Literal["constant", "cosine"]
@@ -244,6 +245,12 @@ class GAN(GenerativeModule):
         self._noise.load(checkpoint)
 
     # ----------------------------------------------------------------------------- optimizers
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp2``: shard both networks and the generator's EMA."""
+        if self.hparams.r1_gamma > 0 or self.hparams.loss == "wgan-gp":
+            refuse_double_backward(self, "model.r1_gamma / loss wgan-gp (a gradient penalty)")
+        shard(self, ["generator", "discriminator", "generator_ema"])
 
     def configure_optimizers(
         self,

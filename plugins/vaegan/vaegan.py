@@ -49,6 +49,7 @@ from genlab.nn.conv import ConvDecoder, Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
 from genlab.pictures import latent_interpolation, reconstructions
 from genlab.recipes import clip_gradients
+from genlab.sharding import shard
 
 Loss = Literal["nonsaturating", "hinge"]
 
@@ -184,9 +185,9 @@ class VAEGAN(GenerativeModule):
 
     def feature_loss(self, x: Tensor, x_rec: Tensor) -> Tensor:
         """Batch-mean L_llike of reconstructions ``x_rec`` of ``x`` in Dis_l's feature space."""
-        with torch.no_grad():
-            real = self.discriminator.features(x)
-        return feature_reconstruction(real, self.discriminator.features(x_rec)).mean()
+        with torch.no_grad():  # through forward, which FSDP2 hooks (sharded training)
+            real = self.discriminator(x)[1]
+        return feature_reconstruction(real, self.discriminator(x_rec)[1]).mean()
 
     def discriminator_loss(self, x: Tensor, eps: Tensor, z_p: Tensor) -> tuple[Tensor, dict]:
         """The discriminator's loss on real ``x`` against x̃ and x_p (drawn without a graph).
@@ -262,6 +263,10 @@ class VAEGAN(GenerativeModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         clip_gradients(self, optimizer, self.hparams.grad_clip)
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp2``: shard the three networks and the EMA copies."""
+        shard(self, ["encoder", "decoder", "discriminator", "encoder_ema", "decoder_ema"])
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         h = self.hparams
