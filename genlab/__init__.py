@@ -14,6 +14,7 @@ _EXPORTS = {
     "ConformanceCase": "genlab.module",
     "GenerativeModule": "genlab.module",
     "GenlabError": "genlab.errors",
+    "Modality": "genlab.modality",
     "create_model": "genlab.registry",
     "list_models": "genlab.registry",
     "load_plugins": "genlab.registry",
