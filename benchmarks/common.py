@@ -21,7 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DATA = ROOT.parent / "shared" / "data"
+# The shared data beside the checkout; GENLAB_DATA points elsewhere (a worktree, a GPU box).
+DATA = Path(os.environ.get("GENLAB_DATA") or ROOT.parent / "shared" / "data")
 
 
 def cpu_model() -> str:

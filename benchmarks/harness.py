@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, describe, git_commit, hardware, now, write_result
+from benchmarks.common import DATA, RESULTS, ROOT, describe, git_commit, hardware, now, write_result
 
 Row = dict[str, Any]
-MNIST = str(ROOT.parent / "shared" / "data" / "mnist")
+MNIST = str(DATA / "mnist")
 CLASSIFIER = str(ROOT / "classifiers" / "mnist.pt")
 
 

@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import DATA, RESULTS, ROOT, command, stamp, write_result
 from genlab.callbacks import DivergenceGuard, Preemption, RNGState, SampleLogger
+from genlab.noise import share_randn
 
 Batches = list[dict[str, Tensor]]
 Rates = tuple[float, float]  # steps per wall second, steps per CPU second
@@ -180,8 +181,8 @@ def plain_gan(model: Any, batches: Batches, warmup: int,
     ema = AveragedModel(G, use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(h.ema_decay))
     noise = torch.Generator(device=device).manual_seed(NOISE_SEED)  # as gan_model's plugin
 
-    def z(num: int) -> Tensor:
-        return torch.randn(num, h.latent_dim, device=device, generator=noise)
+    def z(num: int) -> Tensor:  # the plugin's draw (genlab.noise) of a 1-process run
+        return share_randn((num, h.latent_dim), generator=noise, device=device)
 
     losses, start = [], (0.0, 0.0)
     for i, batch in enumerate(batches):

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import command, stamp, write_result
+from benchmarks.common import DATA, command, stamp, write_result
 from genlab.data.images import ImageDataModule
 from genlab.evaluation import fid_between, take
 from genlab.metrics.classifier import ChannelFeatures, load_classifier
 from genlab.train_classifier import fit_reference
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_SOURCE = DATA / "mnist"
 TARGET = 0.98
 
 

@@ -37,7 +37,7 @@ from genlab_vaegan import VAEGAN
 from genlab_vaegan.pictures import reconstructions
 from torch import Tensor
 
-from benchmarks.common import load_span, stamp, write_result
+from benchmarks.common import DATA, load_span, stamp, write_result
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
 from genlab.evaluation import fid_between, take
@@ -46,7 +46,7 @@ from genlab.registry import create_model
 from genlab.visualize import image_grid
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_SOURCE = DATA / "mnist"
 DEFAULT_CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 
 # Each preset: networks, budget (training batches, the same for both models), evaluation size.
