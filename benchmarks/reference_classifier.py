@@ -40,13 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "classifiers" / "mnist.pt"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where to train: cpu, cuda")
     parser.add_argument("--floor-num", type=int, default=10_000,
                         help="images per side of the train-vs-test FID floor")
     parser.add_argument("--results",
                         default=str(ROOT / "benchmarks/results/reference_classifier.json"))
     a = parser.parse_args(argv)
     args = argparse.Namespace(source=a.source, out=a.out, epochs=a.epochs, batch_size=128,
-                              num_workers=2, seed=a.seed, device="cpu")
+                              num_workers=2, seed=a.seed, device=a.device)
     done = fit_reference(args)
     done["fid_floor"] = floor(a.source, a.out, a.floor_num)
     done["fid_floor_num"] = a.floor_num
