@@ -10,11 +10,12 @@ processes then draws, example for example, the noise of a 1-process run with an 
 batch, and each process pays for its local batch only (time and memory), not the global one.
 
 The per-element numbers come from a counter-based generator (SplitMix64 of key + counter) and
-are turned into uniforms, integers and normals (Box-Muller) with integer arithmetic and float64
-``+ - * /`` and ``sqrt`` only: these are correctly rounded on every device and code path, so an
-element's value does not depend on where it sits in a tensor (vectorised body or scalar tail,
-thread split), which ``torch.log`` / ``torch.cos`` do not promise. Outside a fit they are plain
-``torch.randn`` / ``rand`` / ``randint``.
+are turned into uniforms, integers and normals (Box-Muller) with integer arithmetic and float
+``+ - * /`` and ``sqrt`` only (float64 for float64 noise, float32 otherwise): these are correctly
+rounded on every device and code path, so an element's value does not depend on where it sits in
+a tensor (vectorised body or scalar tail, thread split), which ``torch.log`` / ``torch.cos`` do
+not promise, and a CPU draws what a GPU draws. Outside a fit they are plain ``torch.randn`` /
+``rand`` / ``randint``.
 """
 
 from __future__ import annotations
