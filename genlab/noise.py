@@ -14,8 +14,7 @@ are turned into uniforms, integers and normals (Box-Muller) with integer arithme
 ``+ - * /`` and ``sqrt`` only (float64 for float64 noise, float32 otherwise): these are correctly
 rounded on every device and code path, so an element's value does not depend on where it sits in
 a tensor (vectorised body or scalar tail, thread split), which ``torch.log`` / ``torch.cos`` do
-not promise, and a CPU draws what a GPU draws. Outside a fit they are plain ``torch.randn`` /
-``rand`` / ``randint``.
+not promise. Outside a fit they are plain ``torch.randn`` / ``rand`` / ``randint``.
 """
 
 from __future__ import annotations
