@@ -300,6 +300,16 @@ def _mnist_fid(d: dict) -> list[Row]:
                  d.get("train_seconds"))]
 
 
+def _noise(d: dict) -> list[Row]:
+    shape = "x".join(map(str, d.get("local_shape", [])))
+    rows = [_row(f"noise draw, local {shape}, {r['scheme']} at world {r['world']}: peak MiB "
+                 f"(CPU s)", f"{r['peak_bytes'] / 2**20:.1f} ({r['seconds_cpu']})")
+            for r in d.get("rows", [])]
+    rows.append(_row("keyed noise peak memory, largest / smallest world",
+                     d.get("keyed_peak_ratio_largest_to_smallest"), "<= 2"))
+    return rows
+
+
 def _sampling(d: dict) -> list[Row]:
     return [_row(f"{r['config']} {r['model']}"
                  + (f" {r['steps']} steps" if "steps" in r else "") + ": samples/s",
@@ -365,7 +375,7 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "vaegan_mnist": ("vaegan", _vaegan), "sampling_speed": ("sampling", _sampling),
     "data_throughput": ("data", _data), "reference_classifier": ("classifier", _classifier),
     "overhead": ("overhead", _overhead), "speed_options": ("speed", _speed),
-    "mnist_fid": ("mnist_fid", _mnist_fid),
+    "mnist_fid": ("mnist_fid", _mnist_fid), "noise": ("noise", _noise),
 }
 SCRIPT_PREFIX = {f.name: f.script for f in FAMILIES}
 
