@@ -353,6 +353,31 @@ def compare(model: L.LightningModule, batches: Batches, warmup: int, device: tor
                              "genlab": first["genlab"][-1].tolist()}}
 
 
+def profile_hooks(model: L.LightningModule, batches: Batches, device: torch.device,
+                  keys: tuple[str, ...], optimizer_steps_per_batch: int,
+                  trainer_args: dict[str, Any], top: int = 12) -> list[tuple[str, float]]:
+    """CPU milliseconds per batch of each per-batch callback hook in one genlab run (cProfile).
+
+    Hooks are timed with their callees (not Lightning's dispatch around them); the CPU timer
+    also counts the process's other threads (the progress bar's refresh thread). cProfile
+    slows Python-heavy code, so the figures rank the costs rather than give them exactly.
+    ``(name, ms per batch)``, largest first.
+    """
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile(timer=time.process_time)
+    prof.enable()
+    genlab_run(copy.deepcopy(model), batches, 0, device, keys, optimizer_steps_per_batch, True,
+               trainer_args)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    hooks = [(f"{Path(file).stem}.{name}", ct * 1e3 / len(batches))
+             for (file, _, name), (_, calls, _, ct, _) in stats.items()
+             if name.startswith("on_") and calls >= len(batches) and "callbacks" in file]
+    return [(k, round(v, 3)) for k, v in sorted(hooks, key=lambda kv: -kv[1])[:top]]
+
+
 def max_loss_diff(a: list[Tensor], b: list[Tensor]) -> float:
     """Largest |a - b| over every step's losses (inf when the runs differ in length)."""
     if len(a) != len(b):
@@ -386,6 +411,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=["gan", "gpt"], choices=["gan", "gpt"])
     parser.add_argument("--tiny", action="store_true", help="toy-size models (a quick check)")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI start-up timing")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one genlab run: CPU ms per batch of each hook")
     parser.add_argument("--out", help="JSON (default benchmarks/results/overhead_<preset>.json)")
     return parser.parse_args(argv)
 
@@ -409,9 +436,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         batches = mnist_batches(cfg["steps"], 8 if args.tiny else 64)
         print(f"GAN (configs/gan/mnist.yaml), {cfg['steps']} batches of "
               f"{len(batches[0]['x'])}, {device}", flush=True)
+        keys = ("train/loss_d", "train/loss_g")
         models["GAN DCGAN MNIST"] = compare(model, batches, cfg["warmup"], device, plain_gan,
-                                            ("train/loss_d", "train/loss_g"), 2, targs,
-                                            cfg["repeats"])
+                                            keys, 2, targs, cfg["repeats"])
+        if args.profile:
+            models["GAN DCGAN MNIST"]["hook_cpu_ms_per_batch"] = profile_hooks(
+                model, batches, device, keys, 2, targs)
     if "gpt" in args.models:
         model, targs = gpt_model(args.tiny, cfg["steps"])
         h = model.hparams
@@ -423,6 +453,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             model, batches, cfg["warmup"], device,
             lambda m, b, w, d: plain_gpt(m, b, w, d, clip), ("train/loss",), 1, targs,
             cfg["repeats"])
+        if args.profile:
+            models["GPT char Shakespeare"]["hook_cpu_ms_per_batch"] = profile_hooks(
+                model, batches, device, ("train/loss",), 1, targs)
     result = {
         "benchmark": "framework overhead: genlab Trainer vs plain PyTorch loop, same model code",
         "preset": args.preset, "reduced": bool(args.tiny or args.steps), "settings": cfg,
@@ -461,6 +494,8 @@ def report(result: dict[str, Any]) -> None:
         print("  median steps/s: " + ", ".join(f"{n} {v['median']:.3f}"
                                               for n, v in rates.items())
               + f"; max |dloss| {r['max_loss_diff']:.2e}")
+        for hook, ms in r.get("hook_cpu_ms_per_batch", []):
+            print(f"  {hook:48s} {ms:8.3f} CPU ms per batch (cProfile)")
     for name, c in result["cli"].items():
         print(f"{name:24s}{c['seconds']:9.3f} s (best of {c['repeats']}; target < 3 s)")
 
