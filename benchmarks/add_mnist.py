@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import evaluated_fid, mnist_preset, write_result
+from benchmarks.common import DATA, evaluated_fid, mnist_preset, write_result
 from benchmarks.pictures import save_checkpoint_grid
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
@@ -49,7 +49,7 @@ CPU_STUDENT = ["--model.head_width", "8"]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--source", default=str(DATA / "mnist"))
     parser.add_argument("--teacher", default=None, help="skip the teacher's training")
     parser.add_argument("--student", default=None, help="skip the student's training")
     parser.add_argument("--cpu-small", action="store_true", help="reduced size on a CPU")

@@ -37,11 +37,11 @@ import lightning as L
 import torch
 from genlab_ar import GPT
 
-from benchmarks.common import load_span, stamp, write_result
+from benchmarks.common import DATA, load_span, stamp, write_result
 from genlab.data.text import TextDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "shakespeare" / "plays.txt"
+DEFAULT_SOURCE = DATA / "shakespeare" / "plays.txt"
 
 COMMON = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "weight_decay": 0.1,
           "betas": (0.9, 0.99), "grad_clip": 1.0, "skip": 10, "val_batches": None,

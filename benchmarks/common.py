@@ -21,7 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DATA = ROOT.parent / "shared" / "data"
+# The shared data beside the checkout; GENLAB_DATA points elsewhere (a worktree, a GPU box).
+DATA = Path(os.environ.get("GENLAB_DATA") or ROOT.parent / "shared" / "data")
 
 
 def cpu_model() -> str:
@@ -154,14 +155,16 @@ def mnist_preset(args: Any, title: str, module: str) -> tuple[str, int, dict[str
     return device, batch, report
 
 
+def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one, keys joined by ``/`` (``{"a": {"b": 1}}`` -> ``{"a/b": 1}``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}/") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
 def evaluated_fid(report: str | Path) -> float | None:
     """The FID in a ``genlab evaluate --out`` JSON (not its real-data floor); ``None``: none."""
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}/") if isinstance(v, dict) else {prefix + k: v})
-        return out
-
     found = [v for k, v in flat(json.loads(Path(report).read_text())).items()
              if k.endswith("fid") and "floor" not in k]
     return float(found[0]) if found else None

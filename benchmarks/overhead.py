@@ -17,15 +17,19 @@ and fp32:
   ``GPT.loss``, ``GPT.lr_factor``), the same optimizers, schedules, gradient clipping and EMA;
 - **genlab**: ``lightning.Trainer.fit`` configured as ``genlab fit`` configures a user's run:
   the progress bar, ``ModelCheckpoint`` (save_last), ``SampleLogger`` (the config's
-  ``samples.every_n_steps``), ``DivergenceGuard``, ``RNGState``, ``Preemption``, the config's
-  ``log_every_n_steps``; the logger is off (W&B would add network I/O unrelated to the loop);
+  ``samples.every_n_steps``), ``SampleMetrics``, ``DivergenceGuard``, ``ChannelsLast`` (off, its
+  default), ``RNGState``, ``Preemption``, the config's ``log_every_n_steps``; the logger is off
+  (W&B would add network I/O unrelated to the loop);
 - **genlab bare**: the same Trainer with no callbacks, no progress bar, no checkpointing:
   the difference to **genlab** is what the callbacks cost.
 
-Throughput is steps (batches) per second after ``warmup`` batches, best of ``repeats``
-alternating runs (a shared machine slows runs at random; the best is the least disturbed).
+Throughput is steps (batches) per second after ``warmup`` batches. Each of ``repeats`` (5)
+rounds runs plain, genlab and bare back to back, and a ratio is taken within a round (the
+machine's load drifts less within one than across); the figure is the median of the rounds'
+ratios, with its spread (min, max, quartiles): genlab / plain and genlab / genlab bare.
 The loss difference is the largest |genlab - plain| over every step's loss(es) of the first
-repeat. Targets: ratio >= 0.95 (CPU) / 0.97 (GPU), loss difference <= 1e-4. The CLI start-up
+repeat. Targets: genlab / plain >= 0.95 (CPU) / 0.97 (GPU), genlab / bare >= 0.99 (genlab's
+callbacks within 1%), loss difference <= 1e-4. The CLI start-up
 time (``genlab --help``, ``genlab list``; a fresh process each, best of 3) is reported too.
 """
 
@@ -35,6 +39,7 @@ import argparse
 import copy
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,15 +57,24 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from benchmarks.common import DATA, RESULTS, ROOT, command, stamp, write_result
-from genlab.callbacks import DivergenceGuard, Preemption, RNGState, SampleLogger
+from genlab.callbacks import (
+    ChannelsLast,
+    DivergenceGuard,
+    Preemption,
+    RNGState,
+    SampleLogger,
+    SampleMetrics,
+)
+from genlab.noise import share_randn
 
 Batches = list[dict[str, Tensor]]
 Rates = tuple[float, float]  # steps per wall second, steps per CPU second
 PlainLoop = Callable[[Any, Batches, int, torch.device], tuple[list[Tensor], Rates]]
-TARGETS = {"cpu": {"ratio": 0.95, "loss_diff": 1e-4}, "gpu": {"ratio": 0.97, "loss_diff": 1e-4}}
+TARGETS = {"cpu": {"ratio": 0.95, "ratio_vs_bare": 0.99, "loss_diff": 1e-4},
+           "gpu": {"ratio": 0.97, "ratio_vs_bare": 0.99, "loss_diff": 1e-4}}
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"device": "cpu", "steps": 60, "warmup": 10, "repeats": 3},
-    "gpu": {"device": "cuda", "steps": 300, "warmup": 30, "repeats": 3},
+    "cpu": {"device": "cpu", "steps": 60, "warmup": 10, "repeats": 5},
+    "gpu": {"device": "cuda", "steps": 300, "warmup": 30, "repeats": 5},
 }
 
 
@@ -113,8 +127,8 @@ def _rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> 
 
 def user_callbacks(root: Path, sample_every: int) -> list[L.Callback]:
     """The callbacks ``genlab fit`` adds to a user's run (the CLI's defaults)."""
-    return [SampleLogger(every_n_steps=sample_every), DivergenceGuard(), RNGState(),
-            Preemption(root / "checkpoints" / "last.ckpt"),
+    return [SampleLogger(every_n_steps=sample_every), SampleMetrics(), DivergenceGuard(),
+            ChannelsLast(), RNGState(), Preemption(root / "checkpoints" / "last.ckpt"),
             ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)]
 
 
@@ -180,8 +194,8 @@ def plain_gan(model: Any, batches: Batches, warmup: int,
     ema = AveragedModel(G, use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(h.ema_decay))
     noise = torch.Generator(device=device).manual_seed(NOISE_SEED)  # as gan_model's plugin
 
-    def z(num: int) -> Tensor:
-        return torch.randn(num, h.latent_dim, device=device, generator=noise)
+    def z(num: int) -> Tensor:  # the plugin's draw (genlab.noise) of a 1-process run
+        return share_randn((num, h.latent_dim), generator=noise, device=device)
 
     losses, start = [], (0.0, 0.0)
     for i, batch in enumerate(batches):
@@ -281,13 +295,24 @@ def text_batches(num: int, block_size: int, batch_size: int) -> Batches:
 # ------------------------------------------------------------------------ comparison
 
 
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median, min, max and quartiles of ``values`` (quartiles need two values or more)."""
+    q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
+            "max": round(max(values), 4), "q1": round(q[0], 4), "q3": round(q[2], 4),
+            "n": len(values)}
+
+
 def compare(model: L.LightningModule, batches: Batches, warmup: int, device: torch.device,
             plain: PlainLoop, keys: tuple[str, ...], optimizer_steps_per_batch: int,
             trainer_args: dict[str, Any], repeats: int) -> dict[str, Any]:
     """Alternate plain / genlab / genlab-bare runs from the same initial model; the figures.
 
-    ``ratio`` divides genlab's best steps/s by plain's: per CPU-second on a CPU (robust to other
-    jobs on a shared machine), per wall-second on a GPU; both are kept.
+    Throughput is per CPU-second on a CPU (robust to other jobs on a shared machine), per
+    wall-second on a GPU; both are kept. Each repeat runs the three back to back, so a ratio is
+    taken within a repeat (paired: the machine's state drifts less within one than across);
+    ``ratio`` is the median of the paired genlab / plain ratios, ``ratio_vs_bare`` of
+    genlab / genlab-bare, each with its spread (min, max, quartiles) over the repeats.
     """
     names = ("plain", "genlab", "genlab_bare")
     wall: dict[str, list[float]] = {n: [] for n in names}
@@ -306,21 +331,51 @@ def compare(model: L.LightningModule, batches: Batches, warmup: int, device: tor
             cpu[name].append(round(c, 3))
             first.setdefault(name, losses)
             print(f"  {name:12s} {w:8.3f} steps/s wall {c:8.3f} steps/CPU-s", flush=True)
-    best_wall = {n: max(r) for n, r in wall.items()}
-    best_cpu = {n: max(r) for n, r in cpu.items()}
-    best = best_cpu if device.type == "cpu" else best_wall
+    rates = cpu if device.type == "cpu" else wall
+
+    def paired(a: str, b: str, table: dict[str, list[float]] = rates) -> list[float]:
+        return [x / y for x, y in zip(table[a], table[b], strict=True)]
+
+    ratio, vs_bare = spread(paired("genlab", "plain")), spread(paired("genlab", "genlab_bare"))
     return {"steps": len(batches), "warmup": warmup, "repeats": repeats,
             "ratio_basis": "steps per CPU-second" if device.type == "cpu" else
             "steps per wall-second",
-            "ratio": round(best["genlab"] / best["plain"], 4),
-            "ratio_bare": round(best["genlab_bare"] / best["plain"], 4),
-            "ratio_wall": round(best_wall["genlab"] / best_wall["plain"], 4),
-            "steps_per_s": best_wall, "steps_per_cpu_s": best_cpu,
+            "ratio": ratio["median"], "ratio_spread": ratio,
+            "ratio_vs_bare": vs_bare["median"], "ratio_vs_bare_spread": vs_bare,
+            "ratio_bare": spread(paired("genlab_bare", "plain"))["median"],
+            "ratio_wall": spread(paired("genlab", "plain", wall))["median"],
+            "steps_per_s": {n: spread(r) for n, r in wall.items()},
+            "steps_per_cpu_s": {n: spread(r) for n, r in cpu.items()},
             "steps_per_s_each_repeat": wall, "steps_per_cpu_s_each_repeat": cpu,
             "max_loss_diff": max_loss_diff(first["plain"], first["genlab"]),
             "max_loss_diff_bare": max_loss_diff(first["plain"], first["genlab_bare"]),
             "final_losses": {"plain": first["plain"][-1].tolist(),
                              "genlab": first["genlab"][-1].tolist()}}
+
+
+def profile_hooks(model: L.LightningModule, batches: Batches, device: torch.device,
+                  keys: tuple[str, ...], optimizer_steps_per_batch: int,
+                  trainer_args: dict[str, Any], top: int = 12) -> list[tuple[str, float]]:
+    """CPU milliseconds per batch of each per-batch callback hook in one genlab run (cProfile).
+
+    Hooks are timed with their callees (not Lightning's dispatch around them); the CPU timer
+    also counts the process's other threads (the progress bar's refresh thread). cProfile
+    slows Python-heavy code, so the figures rank the costs rather than give them exactly.
+    ``(name, ms per batch)``, largest first.
+    """
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile(timer=time.process_time)
+    prof.enable()
+    genlab_run(copy.deepcopy(model), batches, 0, device, keys, optimizer_steps_per_batch, True,
+               trainer_args)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    hooks = [(f"{Path(file).stem}.{name}", ct * 1e3 / len(batches))
+             for (file, _, name), (_, calls, _, ct, _) in stats.items()
+             if name.startswith("on_") and calls >= len(batches) and "callbacks" in file]
+    return [(k, round(v, 3)) for k, v in sorted(hooks, key=lambda kv: -kv[1])[:top]]
 
 
 def max_loss_diff(a: list[Tensor], b: list[Tensor]) -> float:
@@ -356,6 +411,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=["gan", "gpt"], choices=["gan", "gpt"])
     parser.add_argument("--tiny", action="store_true", help="toy-size models (a quick check)")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI start-up timing")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one genlab run: CPU ms per batch of each hook")
     parser.add_argument("--out", help="JSON (default benchmarks/results/overhead_<preset>.json)")
     return parser.parse_args(argv)
 
@@ -379,9 +436,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         batches = mnist_batches(cfg["steps"], 8 if args.tiny else 64)
         print(f"GAN (configs/gan/mnist.yaml), {cfg['steps']} batches of "
               f"{len(batches[0]['x'])}, {device}", flush=True)
+        keys = ("train/loss_d", "train/loss_g")
         models["GAN DCGAN MNIST"] = compare(model, batches, cfg["warmup"], device, plain_gan,
-                                            ("train/loss_d", "train/loss_g"), 2, targs,
-                                            cfg["repeats"])
+                                            keys, 2, targs, cfg["repeats"])
+        if args.profile:
+            models["GAN DCGAN MNIST"]["hook_cpu_ms_per_batch"] = profile_hooks(
+                model, batches, device, keys, 2, targs)
     if "gpt" in args.models:
         model, targs = gpt_model(args.tiny, cfg["steps"])
         h = model.hparams
@@ -393,6 +453,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             model, batches, cfg["warmup"], device,
             lambda m, b, w, d: plain_gpt(m, b, w, d, clip), ("train/loss",), 1, targs,
             cfg["repeats"])
+        if args.profile:
+            models["GPT char Shakespeare"]["hook_cpu_ms_per_batch"] = profile_hooks(
+                model, batches, device, ("train/loss",), 1, targs)
     result = {
         "benchmark": "framework overhead: genlab Trainer vs plain PyTorch loop, same model code",
         "preset": args.preset, "reduced": bool(args.tiny or args.steps), "settings": cfg,
@@ -400,12 +463,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cli": {} if args.no_cli else cli_startup(),
         "protocol": {
             "genlab": "lightning.Trainer as genlab fit builds it: progress bar, ModelCheckpoint "
-                      "(save_last), SampleLogger, DivergenceGuard, RNGState, Preemption; "
+                      "(save_last), SampleLogger, SampleMetrics, DivergenceGuard, ChannelsLast "
+                      "(off), RNGState, Preemption; "
                       "logger off; fp32; data from a list of pre-read batches",
             "genlab_bare": "the same Trainer without callbacks, progress bar, checkpointing",
             "plain": "hand-written loop on the plugin's networks and loss functions",
             "determinism": "torch.use_deterministic_algorithms(True), 1 thread, no TF32",
-            "throughput": "batches/s after warm-up, best of the alternating repeats"},
+            "throughput": "batches/s after warm-up; ratios paired within each repeat (plain, "
+                          "genlab, bare back to back), median and spread over the repeats"},
         "command": command("benchmarks.overhead", argv), **stamp(device),
     }
     report(result)
@@ -416,15 +481,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> None:
     t = result["targets"]
-    print(f"\ntargets: ratio >= {t['ratio']}, |dloss| <= {t['loss_diff']}")
+    print(f"\ntargets: genlab / plain >= {t['ratio']}, genlab / bare Lightning >= "
+          f"{t['ratio_vs_bare']}, |dloss| <= {t['loss_diff']}")
     for name, r in result["models"].items():
-        w, c = r["steps_per_s"], r["steps_per_cpu_s"]
-        print(f"{name}: steps/s wall plain {w['plain']:.3f} genlab {w['genlab']:.3f} bare "
-              f"{w['genlab_bare']:.3f}; steps/CPU-s plain {c['plain']:.3f} genlab "
-              f"{c['genlab']:.3f} bare {c['genlab_bare']:.3f}")
-        print(f"  ratio genlab/plain {r['ratio']:.3f} ({r['ratio_basis']}; wall "
-              f"{r['ratio_wall']:.3f}), bare/plain {r['ratio_bare']:.3f}, max |dloss| "
-              f"{r['max_loss_diff']:.2e}")
+        print(f"{name} ({r['ratio_basis']}, median of {r['repeats']} paired repeats):")
+        for label, key in (("genlab / plain", "ratio_spread"),
+                           ("genlab / bare ", "ratio_vs_bare_spread")):
+            s = r[key]
+            print(f"  {label} {s['median']:.4f}  (min {s['min']:.4f}, max {s['max']:.4f}, "
+                  f"IQR {s['q1']:.4f}-{s['q3']:.4f})")
+        rates = r["steps_per_cpu_s" if "CPU" in r["ratio_basis"] else "steps_per_s"]
+        print("  median steps/s: " + ", ".join(f"{n} {v['median']:.3f}"
+                                              for n, v in rates.items())
+              + f"; max |dloss| {r['max_loss_diff']:.2e}")
+        for hook, ms in r.get("hook_cpu_ms_per_batch", []):
+            print(f"  {hook:48s} {ms:8.3f} CPU ms per batch (cProfile)")
     for name, c in result["cli"].items():
         print(f"{name:24s}{c['seconds']:9.3f} s (best of {c['repeats']}; target < 3 s)")
 

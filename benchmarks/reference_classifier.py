@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import command, stamp, write_result
+from benchmarks.common import DATA, command, stamp, write_result
 from genlab.data.images import ImageDataModule
 from genlab.metrics.classifier import ChannelFeatures, load_classifier
 from genlab.modalities.image import fid_between
@@ -22,7 +22,7 @@ from genlab.modality import take
 from genlab.train_classifier import fit_reference
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_SOURCE = DATA / "mnist"
 TARGET = 0.98
 
 
@@ -41,13 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "classifiers" / "mnist.pt"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where to train: cpu, cuda")
     parser.add_argument("--floor-num", type=int, default=10_000,
                         help="images per side of the train-vs-test FID floor")
     parser.add_argument("--results",
                         default=str(ROOT / "benchmarks/results/reference_classifier.json"))
     a = parser.parse_args(argv)
     args = argparse.Namespace(source=a.source, out=a.out, epochs=a.epochs, batch_size=128,
-                              num_workers=2, seed=a.seed, device="cpu")
+                              num_workers=2, seed=a.seed, device=a.device)
     done = fit_reference(args)
     done["fid_floor"] = floor(a.source, a.out, a.floor_num)
     done["fid_floor_num"] = a.floor_num

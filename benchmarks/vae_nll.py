@@ -25,12 +25,12 @@ import lightning as L
 import torch
 from genlab_vae import VAE
 
-from benchmarks.common import load_span, stamp, write_result
+from benchmarks.common import DATA, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from genlab.data.images import ImageDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_SOURCE = DATA / "mnist"
 DIMS = 28 * 28
 
 # Each preset: the networks, the budget and the rows (name -> k of the training bound).

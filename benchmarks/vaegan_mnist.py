@@ -36,7 +36,7 @@ import torch
 from genlab_vaegan import VAEGAN
 from torch import Tensor
 
-from benchmarks.common import load_span, stamp, write_result
+from benchmarks.common import DATA, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
@@ -48,7 +48,7 @@ from genlab.registry import create_model
 from genlab.visualize import image_grid
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_SOURCE = DATA / "mnist"
 DEFAULT_CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 
 # Each preset: networks, budget (training batches, the same for both models), evaluation size.

@@ -8,7 +8,15 @@ import torch
 
 from benchmarks.__main__ import parse_args
 from benchmarks.common import load_span, point_options, write_result
-from benchmarks.harness import FAMILIES, build_table, committed_rows, extract, parse_only
+from benchmarks.harness import (
+    FAMILIES,
+    argv_for,
+    build_table,
+    committed_rows,
+    extract,
+    parse_only,
+    quick_plan,
+)
 from benchmarks.overhead import (
     compare,
     gan_model,
@@ -16,6 +24,7 @@ from benchmarks.overhead import (
     max_loss_diff,
     plain_gan,
     plain_gpt,
+    spread,
 )
 
 GAN_JSON = {
@@ -130,3 +139,36 @@ def test_gpt_parity_loop_matches_genlab(deterministic):
                      trainer_args, repeats=1)
     assert result["max_loss_diff"] <= 1e-6
     assert max_loss_diff([torch.ones(1)], [torch.ones(1), torch.ones(1)]) == float("inf")
+
+
+def test_gpu_quick_preset_is_registered_with_its_plan():
+    quick = {f.name: f for f in parse_only(None, "gpu-quick")}
+    assert list(quick) == ["ar", "overhead", "classifier", "gan_mnist", "diffusion_mnist"]
+    assert sum(f.timeout_s for f in quick.values()) <= 8 * 60 - 60  # the kit's install: ~1 min
+    ar = " ".join(argv_for(quick["ar"], "gpu-quick", smoke=False))
+    assert "--preset gpu --steps 5000" in ar  # nanoGPT's config, the anchor's step count
+    smoke = [" ".join(argv_for(f, "gpu-quick", smoke=True)) for f in quick.values()]
+    assert all("cuda" not in a for a in smoke) and "--cpu-small" in smoke[3]
+    assert parse_args(["run", "--preset", "gpu-quick", "--smoke"]).preset == "gpu-quick"
+    with pytest.raises(SystemExit, match="unknown family gan;"):
+        parse_only("gan", "gpu-quick")
+    assert len(quick_plan()) == 5 and quick_plan()[0].startswith("ar")
+
+
+def test_quick_figures_from_json():
+    fid = {"model": "GAN", "max_steps": 6000, "num": 5000, "fid": 12.5, "sampling_steps": None,
+           "train_seconds": 40.0, "evaluation": {"metrics": {"fid": 12.5, "fid_floor": 0.4}}}
+    rows = extract("mnist_fid", fid)
+    assert rows[0]["value"] == 12.5 and "floor 0.4" in rows[0]["anchor"]
+    ar = extract("ar_shakespeare", {"preset": "gpu", "settings": {"steps": 5000},
+                                    "result": {"val_loss": 1.4, "tokens_per_s": 1e6},
+                                    "targets": {"val_loss": 1.388, "tokens_per_s": 1.36e6}})
+    assert "1.388 at 5,000 steps" in ar[0]["anchor"] and "5,000 steps" in ar[0]["figure"]
+    spread_ = spread([1.0, 0.9, 1.1, 0.95, 1.05])
+    assert spread_["median"] == 1.0 and (spread_["min"], spread_["max"]) == (0.9, 1.1)
+    over = {"targets": {"ratio": 0.97, "ratio_vs_bare": 0.99, "loss_diff": 1e-4},
+            "models": {"GPT": {"ratio": 0.98, "ratio_spread": spread_, "ratio_vs_bare": 0.995,
+                               "ratio_vs_bare_spread": spread_, "steps": 10,
+                               "max_loss_diff": 0.0, "ratio_basis": "steps per wall-second"}}}
+    figures = [r["figure"] for r in extract("overhead", over)]
+    assert any("bare Lightning" in f and "median of 5, 0.9-1.1" in f for f in figures)

@@ -1,11 +1,23 @@
 """Data order and training noise do not depend on how many processes share the batch."""
 
+import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 
+from genlab import noise
 from genlab.data.resumable import ResumableSampler
-from genlab.noise import NoiseStream, batch_rand, batch_randint, batch_randn
+from genlab.noise import (
+    NoiseStream,
+    _bits,
+    batch_rand,
+    batch_randint,
+    batch_randn,
+    share_rand,
+    share_randint,
+    share_randn,
+)
 
 
 def on_process(rank, world):
@@ -86,3 +98,75 @@ def test_a_noise_stream_never_drawn_from_saves_nothing():
     checkpoint = {}
     NoiseStream("my_noise").save(checkpoint)
     assert checkpoint == {}
+
+
+def test_counter_generator_is_splitmix64():
+    mask = (1 << 64) - 1
+
+    def splitmix(state):  # Steele, Lea and Flood's reference, in Python integers
+        z = state & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    key, counters = 0x1234_5678_9ABC_DEF, torch.arange(0, 10**6, 997)
+    got = [int(b) & mask for b in _bits(torch.tensor(key), counters)]
+    assert got == [splitmix(key + int(c) * 0x9E3779B97F4A7C15) for c in counters]
+
+
+@pytest.mark.parametrize("chunk", [7, 50, 1 << 16])  # rows cut in pieces, rows in groups
+def test_an_eight_way_split_reassembles_the_one_process_draw(monkeypatch, chunk):
+    monkeypatch.setitem(noise._CHUNK, "cpu", chunk)
+    for draw in (lambda m, n: batch_randn(m, (n, 3, 4, 5)),
+                 lambda m, n: batch_rand(m, (n, 3, 4), dtype=torch.float64),
+                 lambda m, n: batch_randint(m, -5, 5, (n, 20)),
+                 lambda m, n: batch_randn(m, (3, n, 4), dim=1)):
+        torch.manual_seed(1)
+        whole = draw(on_process(0, 1), 16)
+        dim = 1 if whole.shape[0] == 3 else 0
+        parts = []
+        for rank in range(8):
+            torch.manual_seed(1)
+            parts.append(draw(on_process(rank, 8), 2))
+        # row i of the global batch is row i // 8 of rank i % 8
+        assert torch.equal(torch.stack(parts, dim + 1).flatten(dim, dim + 1), whole)
+
+
+def test_values_do_not_depend_on_how_the_work_is_cut(monkeypatch):
+    draws = []
+    for chunk in (13, 1000, 1 << 16):
+        monkeypatch.setitem(noise._CHUNK, "cpu", chunk)
+        draws.append(share_randn((5, 300), rank=1, world=3, generator=torch.Generator()))
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
+
+
+def test_keyed_noise_has_the_right_distributions():
+    gen = torch.Generator().manual_seed(0)
+    z = share_randn((200_000,), generator=gen)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(z.pow(4).mean() - 3) < 0.05 and z.dtype == torch.float32
+    # float64: Box-Muller to ~1e-13 against torch's own log and cos
+    bits = _bits(torch.tensor(7), torch.arange(100_000))
+    u = (bits >> 32 & 0xFFFFFFFF).double() + 1
+    angle = ((bits & 0x7FFFFFFF).double() + 0.5) * (math.pi / 2 / 2**31)
+    sign = 1 - 2 * (bits >> 31 & 1).double()
+    want = sign * (-2 * torch.log(u / 2**32)).sqrt() * torch.cos(angle)
+    assert (noise._normal(bits, torch.float64) - want).abs().max() < 1e-12
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        x = share_rand((50_000,), generator=gen, dtype=dtype)
+        assert x.dtype == dtype and x.min() >= 0 and x.max() < 1
+        assert abs(x.double().mean() - 0.5) < 0.01
+    k = share_randint(3, 10, (50_000,), generator=gen)
+    assert k.min() == 3 and k.max() == 9 and torch.bincount(k)[3:].min() > 6000
+
+
+def test_noise_memory_follows_the_local_batch():
+    from benchmarks.noise import measure
+
+    keyed = [measure("keyed", (8, 3, 32, 32), world, repeats=0)["peak_bytes"]
+             for world in (1, 64)]
+    assert 0 < keyed[1] <= 2 * keyed[0]
+    # the measure can tell: the old scheme (the whole global batch on every rank) grows 64x
+    old = [measure("global", (8, 3, 32, 32), world, repeats=0)["peak_bytes"]
+           for world in (1, 64)]
+    assert old[1] > 30 * old[0] > 0

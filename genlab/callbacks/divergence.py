@@ -88,7 +88,9 @@ class DivergenceGuard(L.Callback):
             if self.on_divergence == "stop":
                 self._stop(trainer, "the loss is NaN or Inf")
         if trainer.global_step % max(1, self.check_every_n_steps) == 0:
-            if not all(torch.isfinite(p).all() for p in pl_module.parameters()):
+            # One fused norm and one host sync, not one per parameter (as for the gradients).
+            params = [p.detach() for p in pl_module.parameters()]
+            if params and not torch.isfinite(get_total_norm(params)):
                 self._stop(trainer, "a parameter is NaN or Inf")
 
     def state_dict(self) -> dict[str, Any]:
