@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 
-from genlab import GenerativeModule
+from genlab import ConformanceCase, GenerativeModule
 from genlab.errors import GenlabError
 from genlab.nn import MLP
+from genlab_signal.modality import line_plots
 
 
 class SignalVAE(GenerativeModule):
@@ -73,3 +76,19 @@ class SignalVAE(GenerativeModule):
             spectrum[:, lowpass + 1:] = 0
             x = torch.fft.irfft(spectrum, n=x.shape[1], dim=1)
         return x
+
+    def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
+        """Reconstructions (blue: decoder mean of the posterior mean) of a few training signals
+        (grey), logged by genlab's ``SampleLogger`` as ``pictures/reconstructions``."""
+        x = batch["x"][:8]
+        mu, _ = self.encoder(x).chunk(2, dim=1)
+        return {"reconstructions": line_plots(self.decoder(mu), x, "reconstructions")}
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """The tiny case genlab's conformance kit runs on (genlab's ``tests/test_plugins.py``)."""
+        from genlab_signal.data import SinesDataModule
+
+        data = SinesDataModule(length=32, max_freq=4, train_size=256, val_size=64, batch_size=32)
+        return ConformanceCase(data, {"length": 32, "latent_dim": 4, "hidden": [32]})
+

@@ -28,6 +28,13 @@ def test_conformance(tmp_path):
     check_plugin("signal_vae", SinesDataModule(**DATA), tmp_path, init_args=TINY)
 
 
+def test_pictures_hook_draws_reconstructions():
+    model = SignalVAE(**TINY)
+    x = sum_of_sines(8, 32, 1, 4, torch.Generator().manual_seed(0))
+    pictures = model.pictures({"x": x})
+    assert set(pictures) == {"reconstructions"} and pictures["reconstructions"].size[0] > 100
+
+
 def test_spectral_distance_tells_frequencies_apart():
     gen = torch.Generator().manual_seed(0)
     real = sum_of_sines(200, 32, 1, 4, gen)
@@ -68,6 +75,7 @@ def test_fit_sample_evaluate_and_log_through_the_cli(tmp_path, offline_wandb):
     run = tmp_path / "runs/sines/version_0"
     ckpt = run / "checkpoints/last.ckpt"
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "reconstructions_step_0000004.png", "reconstructions_step_0000008.png",
         "step_0000004.png", "step_0000008.png"]
 
     out = tmp_path / "drawn"
@@ -91,3 +99,4 @@ def test_fit_sample_evaluate_and_log_through_the_cli(tmp_path, offline_wandb):
     assert len({p.name.rsplit("-", 1)[1] for p in offline}) == 1
     assert any(p.glob("files/media/images/samples_*.png") for p in offline)
     assert any(p.glob("files/media/audio/samples_audio_*.wav") for p in offline)
+    assert any(p.glob("files/media/images/pictures/reconstructions_*.png") for p in offline)
