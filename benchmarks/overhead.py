@@ -52,6 +52,7 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers.logger import DummyLogger
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
@@ -65,6 +66,8 @@ from genlab.callbacks import (
     SampleLogger,
     SampleMetrics,
 )
+from genlab.callbacks.monitors import monitors
+from genlab.callbacks.steps import count_iterations
 from genlab.noise import share_randn
 
 Batches = list[dict[str, Tensor]]
@@ -135,11 +138,12 @@ def user_callbacks(root: Path, sample_every: int) -> list[L.Callback]:
 def genlab_run(model: L.LightningModule, batches: Batches | DataLoader, warmup: int,
                device: torch.device, keys: tuple[str, ...], optimizer_steps_per_batch: int,
                user: bool, trainer_args: dict[str, Any] | None = None,
-               precision: str = "32-true") -> tuple[list[Tensor], Rates]:
+               precision: str = "32-true",
+               inspect: Callable[[L.Trainer], None] | None = None) -> tuple[list[Tensor], Rates]:
     """Fit ``model`` on ``batches`` (a list, or a DataLoader) with a Trainer; returns every
     step's losses and the steps/s after ``warmup``. ``user``: the callbacks and progress bar of
     a ``genlab fit`` run. ``trainer_args`` may hold ``limit_train_batches`` for a DataLoader,
-    and ``callbacks`` to add."""
+    and ``callbacks`` to add; ``inspect`` sees the built trainer before it fits."""
     clock = StepClock(warmup, keys)
     args = dict(trainer_args or {})
     sample_every = args.pop("sample_every", 500)
@@ -151,9 +155,14 @@ def genlab_run(model: L.LightningModule, batches: Batches | DataLoader, warmup: 
         extra = user_callbacks(Path(tmp), sample_every) if user else []
         trainer = L.Trainer(
             max_steps=num * optimizer_steps_per_batch, accelerator=device.type,
-            devices=1, precision=precision, logger=False, default_root_dir=tmp,
+            devices=1, precision=precision, logger=DummyLogger(), default_root_dir=tmp,
             callbacks=[clock, *extra, *added], enable_progress_bar=user, enable_checkpointing=user,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, **args)
+        if user:  # as GenlabCLI.after_instantiate_classes completes a user's trainer
+            trainer.callbacks += monitors(trainer)
+            count_iterations(trainer)
+        if inspect is not None:
+            inspect(trainer)
         trainer.fit(model, train_dataloaders=loader)
     return clock.losses, _rates(num - warmup, clock.start, clock.end)
 
@@ -353,29 +362,42 @@ def compare(model: L.LightningModule, batches: Batches, warmup: int, device: tor
                              "genlab": first["genlab"][-1].tolist()}}
 
 
+PER_BATCH_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward",
+                   "on_before_optimizer_step", "on_before_zero_grad", "on_train_batch_end")
+
+
 def profile_hooks(model: L.LightningModule, batches: Batches, device: torch.device,
                   keys: tuple[str, ...], optimizer_steps_per_batch: int,
-                  trainer_args: dict[str, Any], top: int = 12) -> list[tuple[str, float]]:
-    """CPU milliseconds per batch of each per-batch callback hook in one genlab run (cProfile).
+                  trainer_args: dict[str, Any]) -> list[tuple[str, float]]:
+    """CPU milliseconds per batch of each callback's per-batch hooks in one genlab run.
 
-    Hooks are timed with their callees (not Lightning's dispatch around them); the CPU timer
-    also counts the process's other threads (the progress bar's refresh thread). cProfile
-    slows Python-heavy code, so the figures rank the costs rather than give them exactly.
-    ``(name, ms per batch)``, largest first.
+    Each hook a callback overrides is wrapped in a process-CPU-time clock (no profiler, so
+    Python-heavy hooks are not inflated); the clock counts the hook with its callees, not
+    Lightning's dispatch around it, and also the process's other threads while it runs (the
+    progress bar's refresh thread). ``(Class.hook, ms per batch)``, largest first.
     """
-    import cProfile
-    import pstats
+    spent: dict[str, float] = {}
 
-    prof = cProfile.Profile(timer=time.process_time)
-    prof.enable()
+    def timed(name: str, hook: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - start
+        return run
+
+    def wrap(trainer: L.Trainer) -> None:
+        for callback in trainer.callbacks:
+            for hook in PER_BATCH_HOOKS:
+                if getattr(type(callback), hook) is not getattr(L.Callback, hook):
+                    name = f"{type(callback).__name__}.{hook}"
+                    setattr(callback, hook, timed(name, getattr(callback, hook)))
+
     genlab_run(copy.deepcopy(model), batches, 0, device, keys, optimizer_steps_per_batch, True,
-               trainer_args)
-    prof.disable()
-    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
-    hooks = [(f"{Path(file).stem}.{name}", ct * 1e3 / len(batches))
-             for (file, _, name), (_, calls, _, ct, _) in stats.items()
-             if name.startswith("on_") and calls >= len(batches) and "callbacks" in file]
-    return [(k, round(v, 3)) for k, v in sorted(hooks, key=lambda kv: -kv[1])[:top]]
+               trainer_args, inspect=wrap)
+    per_batch = {k: v * 1e3 / len(batches) for k, v in spent.items()}
+    return [(k, round(v, 3)) for k, v in sorted(per_batch.items(), key=lambda kv: -kv[1])]
 
 
 def max_loss_diff(a: list[Tensor], b: list[Tensor]) -> float:
@@ -495,7 +517,7 @@ def report(result: dict[str, Any]) -> None:
                                               for n, v in rates.items())
               + f"; max |dloss| {r['max_loss_diff']:.2e}")
         for hook, ms in r.get("hook_cpu_ms_per_batch", []):
-            print(f"  {hook:48s} {ms:8.3f} CPU ms per batch (cProfile)")
+            print(f"  {hook:48s} {ms:8.3f} CPU ms per batch")
     for name, c in result["cli"].items():
         print(f"{name:24s}{c['seconds']:9.3f} s (best of {c['repeats']}; target < 3 s)")
 
