@@ -17,11 +17,13 @@ and fp32:
   ``GPT.loss``, ``GPT.lr_factor``), the same optimizers, schedules, gradient clipping and EMA;
 - **genlab**: ``lightning.Trainer.fit`` configured as ``genlab fit`` configures a user's run:
   the progress bar, ``ModelCheckpoint`` (save_last), ``SampleLogger`` (the config's
-  ``samples.every_n_steps``), ``SampleMetrics``, ``DivergenceGuard``, ``ChannelsLast`` (off, its
-  default), ``RNGState``, ``Preemption``, the config's ``log_every_n_steps``; the logger is off
-  (W&B would add network I/O unrelated to the loop);
-- **genlab bare**: the same Trainer with no callbacks, no progress bar, no checkpointing:
-  the difference to **genlab** is what the callbacks cost.
+  ``samples.every_n_steps``), ``SampleMetrics``, ``DivergenceGuard``, ``RNGState``,
+  ``Preemption``, then what ``GenlabCLI.after_instantiate_classes`` adds (``IterationBar``,
+  ``IterationLog``, ``LearningRateMonitor``, ``TrainThroughput``; not ``ChannelsLast``, off by
+  default), the config's ``log_every_n_steps``; the logger is Lightning's ``DummyLogger`` (W&B
+  would add network I/O unrelated to the loop; the monitors need a logger);
+- **genlab bare**: the same Trainer (and ``DummyLogger``) with no callbacks, no progress bar,
+  no checkpointing: the difference to **genlab** is what the callbacks cost.
 
 Throughput is steps (batches) per second after ``warmup`` batches. Each of ``repeats`` (5)
 rounds runs plain, genlab and bare back to back, and a ratio is taken within a round (the
@@ -59,7 +61,6 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import DATA, RESULTS, ROOT, command, stamp, write_result
 from genlab.callbacks import (
-    ChannelsLast,
     DivergenceGuard,
     Preemption,
     RNGState,
@@ -129,9 +130,10 @@ def _rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> 
 
 
 def user_callbacks(root: Path, sample_every: int) -> list[L.Callback]:
-    """The callbacks ``genlab fit`` adds to a user's run (the CLI's defaults)."""
+    """The callbacks ``genlab fit`` adds to a user's run (the CLI's defaults; ``ChannelsLast``
+    is off by default, and then not installed)."""
     return [SampleLogger(every_n_steps=sample_every), SampleMetrics(), DivergenceGuard(),
-            ChannelsLast(), RNGState(), Preemption(root / "checkpoints" / "last.ckpt"),
+            RNGState(), Preemption(root / "checkpoints" / "last.ckpt"),
             ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)]
 
 
@@ -484,11 +486,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": TARGETS[args.preset], "models": models,
         "cli": {} if args.no_cli else cli_startup(),
         "protocol": {
-            "genlab": "lightning.Trainer as genlab fit builds it: progress bar, ModelCheckpoint "
-                      "(save_last), SampleLogger, SampleMetrics, DivergenceGuard, ChannelsLast "
-                      "(off), RNGState, Preemption; "
-                      "logger off; fp32; data from a list of pre-read batches",
-            "genlab_bare": "the same Trainer without callbacks, progress bar, checkpointing",
+            "genlab": "lightning.Trainer as genlab fit builds it: IterationBar, ModelCheckpoint "
+                      "(save_last), SampleLogger, SampleMetrics, DivergenceGuard, RNGState, "
+                      "Preemption, IterationLog, LearningRateMonitor, "
+                      "TrainThroughput; DummyLogger; fp32; data from a list of pre-read batches",
+            "genlab_bare": "the same Trainer (DummyLogger) without callbacks, progress bar, "
+                           "checkpointing",
             "plain": "hand-written loop on the plugin's networks and loss functions",
             "determinism": "torch.use_deterministic_algorithms(True), 1 thread, no TF32",
             "throughput": "batches/s after warm-up; ratios paired within each repeat (plain, "
