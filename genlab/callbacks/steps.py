@@ -132,8 +132,8 @@ def count_iterations(trainer: L.Trainer) -> None:
     """Make a built trainer count iterations, as users read steps.
 
     Logs ``train/iteration``, names checkpoints by it (unless a ``ModelCheckpoint`` has its own
-    ``filename``) and puts ``IterationBar`` in place of Lightning's rich bar (keeping its refresh
-    rate, theme and console).
+    ``filename``) and puts ``IterationBar`` in place of Lightning's rich bar (keeping its theme,
+    console and a refresh rate of at most ``1 / REDRAW_SECONDS`` per second).
     """
     trainer.callbacks.append(IterationLog())
     for callback in trainer.checkpoint_callbacks:
@@ -141,5 +141,8 @@ def count_iterations(trainer: L.Trainer) -> None:
             callback.filename, callback.auto_insert_metric_name = CHECKPOINT_FILENAME, False
     for i, bar in enumerate(trainer.callbacks):
         if type(bar) is RichProgressBar:
-            trainer.callbacks[i] = IterationBar(refresh_rate=bar.refresh_rate, leave=bar._leave,
+            # Rich's thread wakes refresh_rate times a second; the bar asks for a redraw at
+            # most 1 / REDRAW_SECONDS times a second, so more wake-ups would only cost CPU.
+            rate = min(bar.refresh_rate, max(1, round(1 / REDRAW_SECONDS)))
+            trainer.callbacks[i] = IterationBar(refresh_rate=rate, leave=bar._leave,
                                                 theme=bar.theme, console_kwargs=bar._console_kwargs)
