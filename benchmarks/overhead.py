@@ -17,11 +17,13 @@ and fp32:
   ``GPT.loss``, ``GPT.lr_factor``), the same optimizers, schedules, gradient clipping and EMA;
 - **genlab**: ``lightning.Trainer.fit`` configured as ``genlab fit`` configures a user's run:
   the progress bar, ``ModelCheckpoint`` (save_last), ``SampleLogger`` (the config's
-  ``samples.every_n_steps``), ``SampleMetrics``, ``DivergenceGuard``, ``ChannelsLast`` (off, its
-  default), ``RNGState``, ``Preemption``, the config's ``log_every_n_steps``; the logger is off
-  (W&B would add network I/O unrelated to the loop);
-- **genlab bare**: the same Trainer with no callbacks, no progress bar, no checkpointing:
-  the difference to **genlab** is what the callbacks cost.
+  ``samples.every_n_steps``), ``SampleMetrics``, ``DivergenceGuard``, ``RNGState``,
+  ``Preemption``, then what ``GenlabCLI.after_instantiate_classes`` adds (``IterationBar``,
+  ``IterationLog``, ``LearningRateMonitor``, ``TrainThroughput``; not ``ChannelsLast``, off by
+  default), the config's ``log_every_n_steps``; the logger is Lightning's ``DummyLogger`` (W&B
+  would add network I/O unrelated to the loop; the monitors need a logger);
+- **genlab bare**: the same Trainer (and ``DummyLogger``) with no callbacks, no progress bar,
+  no checkpointing: the difference to **genlab** is what the callbacks cost.
 
 Throughput is steps (batches) per second after ``warmup`` batches. Each of ``repeats`` (5)
 rounds runs plain, genlab and bare back to back, and a ratio is taken within a round (the
@@ -52,19 +54,21 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers.logger import DummyLogger
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from benchmarks.common import DATA, RESULTS, ROOT, command, stamp, write_result
 from genlab.callbacks import (
-    ChannelsLast,
     DivergenceGuard,
     Preemption,
     RNGState,
     SampleLogger,
     SampleMetrics,
 )
+from genlab.callbacks.monitors import monitors
+from genlab.callbacks.steps import count_iterations
 from genlab.noise import share_randn
 
 Batches = list[dict[str, Tensor]]
@@ -126,20 +130,22 @@ def _rates(steps: int, start: tuple[float, float], end: tuple[float, float]) -> 
 
 
 def user_callbacks(root: Path, sample_every: int) -> list[L.Callback]:
-    """The callbacks ``genlab fit`` adds to a user's run (the CLI's defaults)."""
+    """The callbacks ``genlab fit`` adds to a user's run (the CLI's defaults; ``ChannelsLast``
+    is off by default, and then not installed)."""
     return [SampleLogger(every_n_steps=sample_every), SampleMetrics(), DivergenceGuard(),
-            ChannelsLast(), RNGState(), Preemption(root / "checkpoints" / "last.ckpt"),
+            RNGState(), Preemption(root / "checkpoints" / "last.ckpt"),
             ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)]
 
 
 def genlab_run(model: L.LightningModule, batches: Batches | DataLoader, warmup: int,
                device: torch.device, keys: tuple[str, ...], optimizer_steps_per_batch: int,
                user: bool, trainer_args: dict[str, Any] | None = None,
-               precision: str = "32-true") -> tuple[list[Tensor], Rates]:
+               precision: str = "32-true",
+               inspect: Callable[[L.Trainer], None] | None = None) -> tuple[list[Tensor], Rates]:
     """Fit ``model`` on ``batches`` (a list, or a DataLoader) with a Trainer; returns every
     step's losses and the steps/s after ``warmup``. ``user``: the callbacks and progress bar of
     a ``genlab fit`` run. ``trainer_args`` may hold ``limit_train_batches`` for a DataLoader,
-    and ``callbacks`` to add."""
+    and ``callbacks`` to add; ``inspect`` sees the built trainer before it fits."""
     clock = StepClock(warmup, keys)
     args = dict(trainer_args or {})
     sample_every = args.pop("sample_every", 500)
@@ -151,9 +157,14 @@ def genlab_run(model: L.LightningModule, batches: Batches | DataLoader, warmup: 
         extra = user_callbacks(Path(tmp), sample_every) if user else []
         trainer = L.Trainer(
             max_steps=num * optimizer_steps_per_batch, accelerator=device.type,
-            devices=1, precision=precision, logger=False, default_root_dir=tmp,
+            devices=1, precision=precision, logger=DummyLogger(), default_root_dir=tmp,
             callbacks=[clock, *extra, *added], enable_progress_bar=user, enable_checkpointing=user,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, **args)
+        if user:  # as GenlabCLI.after_instantiate_classes completes a user's trainer
+            trainer.callbacks += monitors(trainer)
+            count_iterations(trainer)
+        if inspect is not None:
+            inspect(trainer)
         trainer.fit(model, train_dataloaders=loader)
     return clock.losses, _rates(num - warmup, clock.start, clock.end)
 
@@ -353,29 +364,42 @@ def compare(model: L.LightningModule, batches: Batches, warmup: int, device: tor
                              "genlab": first["genlab"][-1].tolist()}}
 
 
+PER_BATCH_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward",
+                   "on_before_optimizer_step", "on_before_zero_grad", "on_train_batch_end")
+
+
 def profile_hooks(model: L.LightningModule, batches: Batches, device: torch.device,
                   keys: tuple[str, ...], optimizer_steps_per_batch: int,
-                  trainer_args: dict[str, Any], top: int = 12) -> list[tuple[str, float]]:
-    """CPU milliseconds per batch of each per-batch callback hook in one genlab run (cProfile).
+                  trainer_args: dict[str, Any]) -> list[tuple[str, float]]:
+    """CPU milliseconds per batch of each callback's per-batch hooks in one genlab run.
 
-    Hooks are timed with their callees (not Lightning's dispatch around them); the CPU timer
-    also counts the process's other threads (the progress bar's refresh thread). cProfile
-    slows Python-heavy code, so the figures rank the costs rather than give them exactly.
-    ``(name, ms per batch)``, largest first.
+    Each hook a callback overrides is wrapped in a process-CPU-time clock (no profiler, so
+    Python-heavy hooks are not inflated); the clock counts the hook with its callees, not
+    Lightning's dispatch around it, and also the process's other threads while it runs (the
+    progress bar's refresh thread). ``(Class.hook, ms per batch)``, largest first.
     """
-    import cProfile
-    import pstats
+    spent: dict[str, float] = {}
 
-    prof = cProfile.Profile(timer=time.process_time)
-    prof.enable()
+    def timed(name: str, hook: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - start
+        return run
+
+    def wrap(trainer: L.Trainer) -> None:
+        for callback in trainer.callbacks:
+            for hook in PER_BATCH_HOOKS:
+                if getattr(type(callback), hook) is not getattr(L.Callback, hook):
+                    name = f"{type(callback).__name__}.{hook}"
+                    setattr(callback, hook, timed(name, getattr(callback, hook)))
+
     genlab_run(copy.deepcopy(model), batches, 0, device, keys, optimizer_steps_per_batch, True,
-               trainer_args)
-    prof.disable()
-    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
-    hooks = [(f"{Path(file).stem}.{name}", ct * 1e3 / len(batches))
-             for (file, _, name), (_, calls, _, ct, _) in stats.items()
-             if name.startswith("on_") and calls >= len(batches) and "callbacks" in file]
-    return [(k, round(v, 3)) for k, v in sorted(hooks, key=lambda kv: -kv[1])[:top]]
+               trainer_args, inspect=wrap)
+    per_batch = {k: v * 1e3 / len(batches) for k, v in spent.items()}
+    return [(k, round(v, 3)) for k, v in sorted(per_batch.items(), key=lambda kv: -kv[1])]
 
 
 def max_loss_diff(a: list[Tensor], b: list[Tensor]) -> float:
@@ -462,11 +486,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": TARGETS[args.preset], "models": models,
         "cli": {} if args.no_cli else cli_startup(),
         "protocol": {
-            "genlab": "lightning.Trainer as genlab fit builds it: progress bar, ModelCheckpoint "
-                      "(save_last), SampleLogger, SampleMetrics, DivergenceGuard, ChannelsLast "
-                      "(off), RNGState, Preemption; "
-                      "logger off; fp32; data from a list of pre-read batches",
-            "genlab_bare": "the same Trainer without callbacks, progress bar, checkpointing",
+            "genlab": "lightning.Trainer as genlab fit builds it: IterationBar, ModelCheckpoint "
+                      "(save_last), SampleLogger, SampleMetrics, DivergenceGuard, RNGState, "
+                      "Preemption, IterationLog, LearningRateMonitor, "
+                      "TrainThroughput; DummyLogger; fp32; data from a list of pre-read batches",
+            "genlab_bare": "the same Trainer (DummyLogger) without callbacks, progress bar, "
+                           "checkpointing",
             "plain": "hand-written loop on the plugin's networks and loss functions",
             "determinism": "torch.use_deterministic_algorithms(True), 1 thread, no TF32",
             "throughput": "batches/s after warm-up; ratios paired within each repeat (plain, "
@@ -495,7 +520,7 @@ def report(result: dict[str, Any]) -> None:
                                               for n, v in rates.items())
               + f"; max |dloss| {r['max_loss_diff']:.2e}")
         for hook, ms in r.get("hook_cpu_ms_per_batch", []):
-            print(f"  {hook:48s} {ms:8.3f} CPU ms per batch (cProfile)")
+            print(f"  {hook:48s} {ms:8.3f} CPU ms per batch")
     for name, c in result["cli"].items():
         print(f"{name:24s}{c['seconds']:9.3f} s (best of {c['repeats']}; target < 3 s)")
 

@@ -358,13 +358,19 @@ class GenlabCLI(LightningCLI):
     before_validate = before_test = before_fit
 
     def after_instantiate_classes(self) -> None:
-        """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``; add preemption."""
+        """Checkpoints go to ``<run dir>/checkpoints``, with a ``last.ckpt``; add preemption.
+
+        Switched-off callbacks (``channels_last.enabled false``, ``sample_metrics.num 0``) are
+        left out.
+        """
         super().after_instantiate_classes()
         for init_args, asked in getattr(self, "_asked_loggers", []):
             init_args.update(Namespace(asked))  # config.yaml: what was asked, not the fallback
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
+        # A callback with nothing to do still costs Lightning's dispatch at every batch hook.
+        self.trainer.callbacks = [c for c in self.trainer.callbacks if not _idle(c)]
         self.trainer.callbacks += [self.preemption, RNGState(), *monitors(self.trainer)]
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
@@ -382,6 +388,13 @@ class GenlabCLI(LightningCLI):
         if self.trainer.state.status == "finished" and self.trainer.checkpoint_callbacks:
             self.trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt",
                                          weights_only=False)
+
+
+def _idle(callback: L.Callback) -> bool:
+    """Whether a callback from the config is switched off (then it is not installed)."""
+    if isinstance(callback, ChannelsLast):
+        return not callback.enabled
+    return isinstance(callback, SampleMetrics) and callback.num <= 0
 
 
 def _installed_classes(section: str) -> list[str]:

@@ -5,10 +5,12 @@ import torch
 import yaml
 from genlab_gan import GAN
 
-from genlab.callbacks import ChannelsLast
+from genlab.callbacks import ChannelsLast, SampleMetrics
 from genlab.cli import main
 from genlab.data.images import ImageDataModule
 from genlab.data.tiny import write_parquet
+from genlab.lightning_cli import GenlabCLI
+from tests.test_cli import TINY
 
 CONV = {"image_size": 28, "channels": 3, "latent_dim": 4, "width": 4}
 
@@ -62,3 +64,18 @@ def test_the_cli_switch_reaches_the_trainer(tmp_path):
     ckpt = torch.load(next((tmp_path / "runs").rglob("last.ckpt")), weights_only=True)
     conv = next(v for k, v in ckpt["state_dict"].items() if v.dim() == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_switched_off_callbacks_are_not_installed(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+
+    def callbacks(*extra):
+        cli = GenlabCLI(args=["--config", str(config), "--run.root", str(tmp_path / "runs"),
+                              *extra], run=False)
+        return {type(c) for c in cli.trainer.callbacks}
+
+    off = callbacks("--sample_metrics.num", "0")  # channels_last is off by default
+    assert ChannelsLast not in off and SampleMetrics not in off
+    on = callbacks("--channels_last.enabled", "true")
+    assert ChannelsLast in on and SampleMetrics in on

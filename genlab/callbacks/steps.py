@@ -9,6 +9,7 @@ keeps Lightning's meaning.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -18,6 +19,8 @@ from lightning.pytorch.loggers import WandbLogger
 ITERATION = "train/iteration"
 # ModelCheckpoint's file name when the config gives none: epoch and iteration, not optimizer step.
 CHECKPOINT_FILENAME = "epoch={epoch}-iteration={" + ITERATION + ":.0f}"
+# The bar redraws at most this often (and at an epoch's or the run's last batch).
+REDRAW_SECONDS = 0.1
 
 
 def iteration(trainer: L.Trainer) -> int:
@@ -48,6 +51,9 @@ class IterationBar(RichProgressBar):
     The optimizer steps a batch makes are measured as training goes (estimated from the number
     of optimizers before the first batch), so the bar of a GAN ends at its batches, not at half
     of ``max_steps``. Without an epoch limit the description reads ``Epoch n``, not ``n/-2``.
+    It updates at most every ``REDRAW_SECONDS``: Lightning's reads the metrics every batch and
+    redraws up to ``refresh_rate`` (100) times a second, which at GPU speed is a share of each
+    step that no one can read.
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -80,13 +86,40 @@ class IterationBar(RichProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Advance the bar; correct its total as the steps per batch are measured."""
+        """Advance the bar at most every ``REDRAW_SECONDS`` and at the last batch.
+
+        An update (reading the metrics, then a redraw in rich's thread) costs a fraction of a
+        millisecond, a share of a fast run's step.
+        """
         self._batches = getattr(self, "_batches", 0) + 1
+        self._pending = batch_idx + 1
+        now = time.monotonic()
+        if now - getattr(self, "_drawn_at", -math.inf) >= REDRAW_SECONDS or (
+                self._total(batch_idx + 1) <= batch_idx + 1):
+            self._drawn_at = now
+            self._draw_pending(trainer, pl_module)
+
+    def _draw_pending(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Draw the batches done, correcting the total as the steps per batch are measured."""
+        done, self._pending = getattr(self, "_pending", None), None
+        if done is None:
+            return
         if self.progress is not None and self.train_progress_bar_id is not None:
-            total = self._total(batch_idx + 1)
+            total = self._total(done)
             if not math.isinf(total):
                 self.progress.update(self.train_progress_bar_id, total=total)
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # Lightning's bar reads only the batch index of these arguments.
+        super().on_train_batch_end(trainer, pl_module, None, None, done - 1)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Show the training batches done before validation's bar appears."""
+        self._draw_pending(trainer, pl_module)
+        super().on_validation_start(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Show the epoch's last batches (their draw may have been skipped)."""
+        self._draw_pending(trainer, pl_module)
+        super().on_train_epoch_end(trainer, pl_module)
 
     def _get_train_description(self, current_epoch: int) -> str:
         text = f"Epoch {current_epoch}"
@@ -99,8 +132,8 @@ def count_iterations(trainer: L.Trainer) -> None:
     """Make a built trainer count iterations, as users read steps.
 
     Logs ``train/iteration``, names checkpoints by it (unless a ``ModelCheckpoint`` has its own
-    ``filename``) and puts ``IterationBar`` in place of Lightning's rich bar (keeping its refresh
-    rate, theme and console).
+    ``filename``) and puts ``IterationBar`` in place of Lightning's rich bar (keeping its theme,
+    console and a refresh rate of at most ``1 / REDRAW_SECONDS`` per second).
     """
     trainer.callbacks.append(IterationLog())
     for callback in trainer.checkpoint_callbacks:
@@ -108,5 +141,8 @@ def count_iterations(trainer: L.Trainer) -> None:
             callback.filename, callback.auto_insert_metric_name = CHECKPOINT_FILENAME, False
     for i, bar in enumerate(trainer.callbacks):
         if type(bar) is RichProgressBar:
-            trainer.callbacks[i] = IterationBar(refresh_rate=bar.refresh_rate, leave=bar._leave,
+            # Rich's thread wakes refresh_rate times a second; the bar asks for a redraw at
+            # most 1 / REDRAW_SECONDS times a second, so more wake-ups would only cost CPU.
+            rate = min(bar.refresh_rate, max(1, round(1 / REDRAW_SECONDS)))
+            trainer.callbacks[i] = IterationBar(refresh_rate=rate, leave=bar._leave,
                                                 theme=bar.theme, console_kwargs=bar._console_kwargs)
