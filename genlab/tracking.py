@@ -93,11 +93,12 @@ def run_metadata(model: object) -> dict[str, object]:
 
 
 def wandb_run(loggers: list[object]) -> dict[str, str] | None:
-    """Id, project and directory of the W&B run among ``loggers`` (kept in checkpoints)."""
+    """Id, project, directory and group of the W&B run among ``loggers`` (kept in checkpoints)."""
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger.version:
             return {"id": str(logger.version), "project": str(logger.name or ""),
-                    "save_dir": str(logger.save_dir or "")}
+                    "save_dir": str(logger.save_dir or ""),
+                    "group": str(logger._wandb_init.get("group") or "")}
     return None

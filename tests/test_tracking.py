@@ -187,3 +187,16 @@ def test_quickstart_offline_holds_learning_rate_iterations_and_best_model(tmp_pa
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["logger"]
     assert saved["init_args"]["mode"] is None and saved["init_args"]["offline"] is False
     assert saved["init_args"]["log_model"] is True
+
+
+def test_validate_of_a_checkpoint_joins_the_fit_group(config, tmp_path):
+    path = config()
+    run_dir = fit(path, tmp_path / "runs")
+    main(["validate", "--config", str(path), "--run.root", str(tmp_path / "runs"),
+          "--ckpt_path", str(run_dir / "checkpoints/last.ckpt")])
+    (fitted,) = offline_runs(run_dir)
+    (validated,) = offline_runs(tmp_path / "runs/tiny/version_1")
+    assert fitted.group == validated.group == "tiny/version_0"
+    assert (fitted.job_type, validated.job_type) == ("", "validate")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["logger"]
+    assert saved["init_args"].get("group") is None  # a rerun from config.yaml: its own group
