@@ -34,7 +34,7 @@ from genlab.callbacks import (
 )
 from genlab.callbacks.monitors import monitors
 from genlab.callbacks.steps import count_iterations
-from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
+from genlab.checkpoint import AtomicCheckpointIO, local_checkpoint, read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error, rejected_by_optimizer
 from genlab.launch import check_cpu_processes, current_launch
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
@@ -161,6 +161,7 @@ def _resolve_checkpoint(cfg: Namespace, run_name: str, stage: str = "fit") -> di
                               f"checkpoints/last.ckpt; start one without --ckpt_path (or with "
                               f"--ckpt_path auto)")
         cfg.ckpt_path = str(found)
+    cfg.ckpt_path = str(local_checkpoint(cfg.ckpt_path))  # a W&B artifact: its downloaded file
     saved = read_checkpoint(cfg.ckpt_path)
     record = saved.get("genlab", {})
     written_by = saved.get("hyper_parameters", {}).get("_class_path") or record.get("class_path")

@@ -41,6 +41,11 @@ def offline_reason(timeout: float = 3.0) -> str | None:
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in OFFLINE_MODES:
         return f"WANDB_MODE={mode}"
+    return server_problem(timeout)
+
+
+def server_problem(timeout: float = 3.0) -> str | None:
+    """Why the W&B server cannot be used from here (no key, unreachable), or ``None``."""
     if not _has_credentials():
         return "no W&B API key (set WANDB_API_KEY or run `wandb login`)"
     host = os.environ.get("WANDB_BASE_URL", DEFAULT_HOST)
