@@ -17,13 +17,60 @@ from genlab.errors import GenlabError
 from genlab.module import GenerativeModule
 from genlab.registry import MODEL_GROUP, Plugin, plugins
 
+WANDB_PREFIX = "wandb:"
+_downloaded: dict[Path, Path] = {}  # one download per artifact and process (sample reads twice)
+
+
+def _artifact_cache(ref: str) -> Path:
+    """Where a W&B artifact is downloaded: ``$XDG_CACHE_HOME/genlab/wandb/<ref>``."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "genlab" / "wandb" / ref.replace(":", "@")
+
+
+def _download_artifact(ref: str) -> Path:
+    """The ``.ckpt`` inside the W&B artifact ``ref`` (``entity/project/name:alias``)."""
+    import wandb
+
+    from genlab.tracking import server_problem
+
+    problem = server_problem()
+    if problem is not None:  # before wandb.Api, which would retry an unreachable host for minutes
+        raise GenlabError(f"cannot download W&B artifact {ref}: {problem}; or download it "
+                          f"elsewhere and pass --ckpt <file>.ckpt")
+    root = _artifact_cache(ref)
+    if root in _downloaded:
+        return _downloaded[root]
+    try:
+        wandb.Api().artifact(ref).download(root=str(root))
+    except (wandb.errors.Error, ValueError, OSError) as err:
+        raise GenlabError(f"cannot download W&B artifact {ref}: {str(err).splitlines()[0]} "
+                          f"(is it entity/project/name:alias, e.g. model-<run id>:best?)"
+                          ) from None
+    found = sorted(root.rglob("*.ckpt"))
+    if not found:
+        raise GenlabError(f"W&B artifact {ref} holds no .ckpt file; pass a model artifact "
+                          f"(WandbLogger log_model writes model-<run id>)")
+    _downloaded[root] = found[0]
+    return found[0]
+
+
+def local_checkpoint(path: str | Path) -> Path:
+    """``path`` as a local file or folder; ``wandb:entity/project/name:alias`` is downloaded.
+
+    Every command that takes a checkpoint (``--ckpt``, ``--ckpt_path``) goes through here.
+    """
+    if isinstance(path, str) and path.startswith(WANDB_PREFIX):
+        return _download_artifact(path.removeprefix(WANDB_PREFIX))
+    return Path(path)
+
 
 def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     """The checkpoint's contents, loaded with ``weights_only=True`` unless ``trust`` is given.
 
-    A folder written by ``genlab export`` is read from safetensors and YAML instead (no pickle).
+    ``path`` is a file, a folder written by ``genlab export`` (read from safetensors and YAML,
+    no pickle) or a W&B artifact ``wandb:entity/project/name:alias``.
     """
-    path = Path(path)
+    path = local_checkpoint(path)
     if path.is_dir():
         from genlab.export import is_export, read_export
 
@@ -91,7 +138,8 @@ def model_class(ckpt: dict[str, Any]) -> type[GenerativeModule]:
 
 def load_model(path: str | Path, trust: bool = False,
                device: str | torch.device = "cpu") -> GenerativeModule:
-    """Rebuild the model of a checkpoint, in eval mode on ``device``."""
+    """Rebuild the model of a checkpoint (any ``read_checkpoint`` takes), in eval mode."""
+    path = local_checkpoint(path)
     ckpt = read_checkpoint(path, trust)
     cls = model_class(ckpt)
     if Path(path).is_dir():  # an exported folder: rebuilt from its dict as Lightning would

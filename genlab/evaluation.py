@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genlab.callbacks.samples import fixed_seed
-from genlab.checkpoint import read_checkpoint
+from genlab.checkpoint import local_checkpoint, read_checkpoint
 from genlab.errors import GenlabError
 from genlab.modality import EvalContext, Modality, modality_of, reference_batches
 from genlab.module import GenerativeModule
@@ -41,7 +41,9 @@ def build_parser(model: GenerativeModule | None = None) -> ArgumentParser:
                                         "options of the model's sample() and of its modality's "
                                         "score() are listed by `genlab evaluate --ckpt <file> "
                                         "--help`.")
-    parser.add_argument("--ckpt", type=str, required=True, help="Checkpoint (.ckpt) to score.")
+    parser.add_argument("--ckpt", type=str, required=True,
+                        help="Checkpoint to score: a .ckpt, or a W&B artifact "
+                             "wandb:entity/project/name:alias.")
     parser.add_argument("--config", type=str | None, default=None,
                         help="A `genlab fit` config whose data section gives the reference data "
                              "(default: the data the checkpoint was trained on).")
@@ -248,7 +250,7 @@ def evaluate_main(argv: list[str]) -> None:
     data_defaults(parser, argv)
     args = parse(parser, argv, {} if model is None else option_owners(model))
     results = evaluate(args, model.to(args.device))
-    out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
+    out = Path(args.out) if args.out else local_checkpoint(args.ckpt).with_suffix(".eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     _report(results)

@@ -194,9 +194,9 @@ def model_card(config: dict[str, Any], samples: Path, report: dict[str, Any] | N
 def export(ckpt_path: str | Path, out: str | Path, eval_json: str | None = None,
            trust: bool = False, license: str = "mit") -> Path:
     """Write the shareable folder of a checkpoint to ``out``; returns ``out``."""
-    from genlab.checkpoint import load_model, model_class, read_checkpoint
+    from genlab.checkpoint import load_model, local_checkpoint, model_class, read_checkpoint
 
-    ckpt_path, out = Path(ckpt_path), Path(out)
+    ckpt_path, out = local_checkpoint(ckpt_path), Path(out)
     ckpt = read_checkpoint(ckpt_path, trust)
     model_class(ckpt)  # the plugin must be installed to rebuild (and check) the model
     config = export_config(ckpt)
@@ -219,7 +219,9 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="genlab export", exit_on_error=False,
                             description="Write a checkpoint as a folder to share: safetensors "
                                         "weights, config.yaml, model card README.md.")
-    parser.add_argument("--ckpt", type=str, required=True, help="Checkpoint (.ckpt) to export.")
+    parser.add_argument("--ckpt", type=str, required=True,
+                        help="Checkpoint to export: a .ckpt, or a W&B artifact "
+                             "wandb:entity/project/name:alias.")
     parser.add_argument("--out", type=str, required=True, help="Folder to write.")
     parser.add_argument("--eval", type=str | None, default=None,
                         help="Report of `genlab evaluate` for the card (default: <ckpt>.eval.json "

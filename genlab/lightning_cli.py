@@ -34,7 +34,7 @@ from genlab.callbacks import (
 )
 from genlab.callbacks.monitors import monitors
 from genlab.callbacks.steps import count_iterations
-from genlab.checkpoint import AtomicCheckpointIO, read_checkpoint
+from genlab.checkpoint import AtomicCheckpointIO, local_checkpoint, read_checkpoint
 from genlab.errors import GenlabError, explain_parse_error, rejected_by_optimizer
 from genlab.launch import check_cpu_processes, current_launch
 from genlab.module import GenerativeModule, check_data_shape, check_model_and_data
@@ -70,12 +70,16 @@ def _class_name(logger_cfg: Any) -> str:
 
 
 # What genlab sets on a W&B logger for this run only; config.yaml keeps what the user asked.
-RUN_ONLY_KEYS = ("name", "id", "offline", "mode", "settings")
+RUN_ONLY_KEYS = ("name", "id", "offline", "mode", "settings", "group", "job_type")
 
 
-def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
-                      resume_id: str | None) -> Namespace:
-    """Point a logger's files at the run directory; make a W&B logger go offline when it must."""
+def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str, resume_id: str | None,
+                      group: dict[str, str] | None = None) -> Namespace:
+    """Point a logger's files at the run directory; make a W&B logger go offline when it must.
+
+    A W&B run gets ``group`` (``group``, ``job_type``) unless the config sets them: a fit's
+    group is its run, which a validate or test of its checkpoint joins.
+    """
     args = cfg.init_args
     kind = _class_name(cfg)
     if kind in ("CSVLogger", "TensorBoardLogger"):
@@ -86,6 +90,9 @@ def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
             args.name = f"{run_name}/{run_dir.name}"
         if args.get("id") is None and resume_id is not None:
             args.id = resume_id  # a resumed fit continues the checkpoint's W&B run
+        for key, value in (group or {}).items():
+            if args.get(key) is None:
+                setattr(args, key, value)
         reason = "offline=true in the config" if args.get("offline") else offline_reason()
         if reason is not None:
             # wandb.init's own mode, not Lightning's offline flag: Lightning refuses log_model
@@ -99,8 +106,12 @@ def _configure_logger(cfg: Namespace, run_dir: Path, run_name: str,
 
 
 def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str,
-                       resume_id: str | None = None) -> list[tuple[Namespace, dict[str, Any]]]:
-    """Configure every logger; returns each W&B logger's ``init_args`` and its asked values."""
+                       resume_id: str | None = None, group: dict[str, str] | None = None
+                       ) -> list[tuple[Namespace, dict[str, Any]]]:
+    """Configure every logger; returns each W&B logger's ``init_args`` and its asked values.
+
+    ``group``: the W&B ``group`` (and ``job_type``) this run joins, by default its own.
+    """
     logger = trainer_cfg.get("logger")
     if logger is False:
         return []
@@ -109,7 +120,8 @@ def _configure_loggers(trainer_cfg: Namespace, run_dir: Path, run_name: str,
     loggers = logger if isinstance(logger, list) else [logger]
     asked = [(lg.init_args, {k: lg.init_args.get(k) for k in RUN_ONLY_KEYS})
              for lg in loggers if _class_name(lg) == "WandbLogger"]
-    configured = [_configure_logger(lg, run_dir, run_name, resume_id) for lg in loggers]
+    group = group or {"group": f"{run_name}/{run_dir.name}"}
+    configured = [_configure_logger(lg, run_dir, run_name, resume_id, group) for lg in loggers]
     trainer_cfg.logger = configured if isinstance(logger, list) else configured[0]
     return asked
 
@@ -149,6 +161,7 @@ def _resolve_checkpoint(cfg: Namespace, run_name: str, stage: str = "fit") -> di
                               f"checkpoints/last.ckpt; start one without --ckpt_path (or with "
                               f"--ckpt_path auto)")
         cfg.ckpt_path = str(found)
+    cfg.ckpt_path = str(local_checkpoint(cfg.ckpt_path))  # a W&B artifact: its downloaded file
     saved = read_checkpoint(cfg.ckpt_path)
     record = saved.get("genlab", {})
     written_by = saved.get("hyper_parameters", {}).get("_class_path") or record.get("class_path")
@@ -282,8 +295,18 @@ class GenlabCLI(LightningCLI):
             self.run_dir = claim_run_dir(cfg.run.root, run_name, cfg.run.version, self.subcommand)
             resume_id = resume_id if self.subcommand == "fit" else None
         cfg.trainer.default_root_dir = str(self.run_dir)
-        self._asked_loggers = _configure_loggers(cfg.trainer, self.run_dir, run_name, resume_id)
+        self._asked_loggers = _configure_loggers(cfg.trainer, self.run_dir, run_name, resume_id,
+                                                 self._fit_group(resume_dir))
         _vocab_from_data(cfg)
+
+    def _fit_group(self, fit_dir: Path | None) -> dict[str, str] | None:
+        """The W&B group and job type of a validate / test of a fit's checkpoint (else ``None``)."""
+        if self.subcommand == "fit" or (fit_dir is None and not self._checkpoint_record):
+            return None
+        group = self._checkpoint_record.get("wandb", {}).get("group") or None
+        if group is None and fit_dir is not None:
+            group = f"{fit_dir.parent.name}/{fit_dir.name}"  # the fit's default group
+        return None if group is None else {"group": group, "job_type": self.subcommand}
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer, check they fit; a ``GenlabError`` surfaces unwrapped."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,36 @@ def log_rendered(logger: Any, rendered: Rendered, step: int, key: str = "samples
         logger.experiment.add_text(key, "\n\n---\n\n".join(rendered), global_step=step)
 
 
+SAMPLE_COLUMNS = ["step", "seed", "label", "sample"]
+# One samples table per W&B run (its logger), grown row by row: wandb logs only the new rows.
+_sample_tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def log_sample_table(logger: Any, rendered: Rendered, step: int, seed: int | None = None,
+                     labels: Tensor | None = None, key: str = "samples") -> None:
+    """Add samples to the run's one incremental W&B table ``key`` and log it at ``step``.
+
+    Columns: ``step`` (the metrics' step axis), ``seed`` (of the noise), ``label`` (the classes
+    the samples were drawn with, ``None`` for an unconditional model) and ``sample``: the picture
+    (one row, its labels joined by commas) or one row per text.
+    """
+    import wandb
+
+    table = _sample_tables.get(logger)
+    if table is None:
+        table = _sample_tables[logger] = wandb.Table(columns=SAMPLE_COLUMNS,
+                                                     log_mode="INCREMENTAL")
+    ids = None if labels is None else [int(y) for y in labels.reshape(-1).tolist()]
+    if isinstance(rendered, Image.Image):
+        table.add_data(step, seed, None if ids is None else ",".join(map(str, ids)),
+                       wandb.Image(rendered))
+    else:
+        for i, text in enumerate(rendered):
+            label = None if ids is None or i >= len(ids) else str(ids[i])
+            table.add_data(step, seed, label, text)
+    logger.log_metrics({key: table}, step=step)
+
+
 class Modality:
     """How samples of one kind become a picture, files, logger media and scores.
 
@@ -157,9 +188,20 @@ class Modality:
         """Write ``samples`` for ``genlab sample`` at ``out`` (a stem or a folder); the files."""
         return [save_rendered(self.render(samples, decode=decode), out)]
 
-    def log(self, logger: Any, rendered: Rendered, samples: Tensor, step: int) -> None:
-        """Send a rendering to one Lightning logger (W&B and TensorBoard; others are skipped)."""
-        log_rendered(logger, rendered, step)
+    def log(self, logger: Any, rendered: Rendered, samples: Tensor, step: int, *,
+            seed: int | None = None, labels: Tensor | None = None) -> None:
+        """Send a rendering to one Lightning logger (W&B and TensorBoard; others are skipped).
+
+        W&B gets a row of the run's one ``samples`` table (``log_sample_table``), with the
+        ``seed`` of the noise and the ``labels`` the samples were drawn with (``None``:
+        unconditional); an override that adds media calls this one with the same arguments.
+        """
+        from lightning.pytorch.loggers import WandbLogger
+
+        if isinstance(logger, WandbLogger):
+            log_sample_table(logger, rendered, step, seed, labels)
+        else:
+            log_rendered(logger, rendered, step)
 
     def sample_metrics(self, datamodule: Any) -> dict[str, Any]:
         """The torchmetrics ``SampleMetrics`` updates with generated samples, by name prefix.

@@ -41,7 +41,9 @@ def build_parser(model: GenerativeModule | None = None) -> ArgumentParser:
                             description="Draw samples from a genlab checkpoint. The model's own "
                                         "sample() options are listed by `genlab sample --ckpt "
                                         "<file> --help`.")
-    parser.add_argument("--ckpt", type=str, required=True, help="Checkpoint (.ckpt) to sample.")
+    parser.add_argument("--ckpt", type=str, required=True,
+                        help="Checkpoint to sample: a .ckpt, or a W&B artifact "
+                             "wandb:entity/project/name:alias.")
     parser.add_argument("--num", type=PositiveInt, default=64, help="Number of samples.")
     parser.add_argument("--out", type=str | None, default=None,
                         help="Output stem or folder; the modality decides the files (images: a "

@@ -41,6 +41,11 @@ def offline_reason(timeout: float = 3.0) -> str | None:
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in OFFLINE_MODES:
         return f"WANDB_MODE={mode}"
+    return server_problem(timeout)
+
+
+def server_problem(timeout: float = 3.0) -> str | None:
+    """Why the W&B server cannot be used from here (no key, unreachable), or ``None``."""
     if not _has_credentials():
         return "no W&B API key (set WANDB_API_KEY or run `wandb login`)"
     host = os.environ.get("WANDB_BASE_URL", DEFAULT_HOST)
@@ -93,11 +98,12 @@ def run_metadata(model: object) -> dict[str, object]:
 
 
 def wandb_run(loggers: list[object]) -> dict[str, str] | None:
-    """Id, project and directory of the W&B run among ``loggers`` (kept in checkpoints)."""
+    """Id, project, directory and group of the W&B run among ``loggers`` (kept in checkpoints)."""
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger.version:
             return {"id": str(logger.version), "project": str(logger.name or ""),
-                    "save_dir": str(logger.save_dir or "")}
+                    "save_dir": str(logger.save_dir or ""),
+                    "group": str(logger._wandb_init.get("group") or "")}
     return None

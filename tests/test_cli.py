@@ -86,8 +86,8 @@ def test_wandb_without_credentials_goes_offline(tiny_config, tmp_path, offline_e
     offline_runs = list((tmp_path / "runs/tiny/version_0/wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     assert list(offline_runs[0].glob("run-*.wandb"))
-    images = list(offline_runs[0].glob("files/media/images/samples_*.png"))
-    assert images, "sample plots were not logged to W&B"
+    tables = list(offline_runs[0].glob("files/media/table/samples_*.table.json"))
+    assert tables, "sample plots were not logged to W&B (the samples table)"
 
 
 def test_offline_reason_when_host_unreachable(monkeypatch):

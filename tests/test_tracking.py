@@ -1,6 +1,7 @@
 """W&B tracking, read back from offline runs: metadata, resume into the same run, artifacts,
 comparable sample grids, preemption by signal."""
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -62,7 +63,8 @@ def test_resumed_fit_continues_the_same_run_with_later_steps(config, tmp_path):
 def test_checkpoints_are_queued_as_artifacts_offline(config, tmp_path):
     run = offline_runs(fit(config(), tmp_path / "runs"))[0]
     assert any("latest" in aliases for _, aliases in run.artifacts)
-    assert all(name == f"model-{run.id}" for name, _ in run.artifacts)
+    # the checkpoints, and the samples table's increments
+    assert {name for name, _ in run.artifacts} == {f"model-{run.id}", f"run-{run.id}-incr-samples"}
 
 
 def test_evaluate_attaches_to_the_run_that_wrote_the_checkpoint(config, tmp_path):
@@ -183,7 +185,63 @@ def test_quickstart_offline_holds_learning_rate_iterations_and_best_model(tmp_pa
     iterations = [row["train/iteration"] for row in run.history if "train/iteration" in row]
     assert max(iterations) == 12  # 24 optimizer steps of a GAN are 12 batches
     assert any("best" in aliases for _, aliases in run.artifacts)
-    assert {name for name, _ in run.artifacts} == {f"model-{run.id}"}
+    assert {name for name, _ in run.artifacts} == {f"model-{run.id}", f"run-{run.id}-incr-samples"}
+    assert any(row.get("samples/_type") == "incremental-table-file" for row in run.history)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["logger"]
     assert saved["init_args"]["mode"] is None and saved["init_args"]["offline"] is False
     assert saved["init_args"]["log_model"] is True
+
+
+def test_validate_of_a_checkpoint_joins_the_fit_group(config, tmp_path):
+    path = config()
+    run_dir = fit(path, tmp_path / "runs")
+    main(["validate", "--config", str(path), "--run.root", str(tmp_path / "runs"),
+          "--ckpt_path", str(run_dir / "checkpoints/last.ckpt")])
+    (fitted,) = offline_runs(run_dir)
+    (validated,) = offline_runs(tmp_path / "runs/tiny/version_1")
+    assert fitted.group == validated.group == "tiny/version_0"
+    assert (fitted.job_type, validated.job_type) == ("", "validate")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["logger"]
+    assert saved["init_args"].get("group") is None  # a rerun from config.yaml: its own group
+
+
+def test_samples_are_one_incremental_table_with_step_seed_and_label(config, tmp_path):
+    run_dir = fit(config(), tmp_path / "runs")
+    run = offline_runs(run_dir)[0]
+    logged = [row for row in run.history if "samples/_type" in row]
+    assert [row["samples/_type"] for row in logged] == ["incremental-table-file"] * 2
+    assert [row["samples/increment_num"] for row in logged] == [0, 1]  # one table, grown
+    assert [row["samples/nrows"] for row in logged] == [1, 2]
+    media = run_dir / "wandb" / next((run_dir / "wandb").glob("offline-run-*")).name / "files"
+    for row in logged:
+        increment = json.loads((media / row["samples/path"]).read_text())
+        assert increment["columns"] == ["step", "seed", "label", "sample"]
+        (step, seed, label, _), = increment["data"]
+        assert (step, seed, label) == (row["trainer/global_step"], 0, None)  # unconditional
+
+
+def test_conditional_samples_are_drawn_with_labels_in_turn():
+    from genlab_gan import GAN
+
+    from genlab.callbacks.samples import _labels
+
+    assert _labels(GAN(hidden=[8], latent_dim=2, num_classes=3), 5).tolist() == [0, 1, 2, 0, 1]
+    assert _labels(GAN(hidden=[8], latent_dim=2), 5) is None
+
+
+def test_text_samples_are_rows_of_the_same_table():
+    from genlab.modality import log_sample_table
+
+    class Logger:
+        logged = []
+
+        def log_metrics(self, metrics, step):
+            self.logged.append((step, metrics["samples"]))
+
+    logger = Logger()
+    log_sample_table(logger, ["ab", "cd"], 3, seed=0, labels=torch.tensor([1, 2]))
+    log_sample_table(logger, ["ef", "gh"], 7, seed=0, labels=torch.tensor([1, 2]))
+    (_, first), (_, second) = logger.logged
+    assert first is second and first.log_mode == "INCREMENTAL"
+    assert second.data == [[3, 0, "1", "ab"], [3, 0, "2", "cd"], [7, 0, "1", "ef"],
+                           [7, 0, "2", "gh"]]

@@ -43,11 +43,12 @@ class OfflineRun:
 
     def __init__(self, run_dir):
         self.id, self.config, self.history, self.artifacts = None, {}, [], []
-        self.summary = {}
+        self.summary, self.group, self.job_type = {}, None, None
         for record in records(next(Path(run_dir).glob("run-*.wandb"))):
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 self.id = record.run.run_id
+                self.group, self.job_type = record.run.run_group, record.run.job_type
             elif kind == "config":
                 self.config.update({_key(i): json.loads(i.value_json)
                                     for i in record.config.update})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from genlab.modality import log_rendered, modality_of
+from genlab.recipes import sample_labels
 from genlab.sharding import draws_here
 from genlab.visualize import save_rendered
 
@@ -36,6 +38,16 @@ def _decoder(trainer: L.Trainer, pl_module: L.LightningModule) -> Any:
         if callable(decode):
             return decode
     return None
+
+
+def _labels(pl_module: L.LightningModule, num: int) -> Tensor | None:
+    """Classes in turn for a conditional model whose ``sample`` takes ``labels``, else ``None``.
+
+    Given explicitly, so that the logged samples say which class each was drawn with.
+    """
+    classes = getattr(pl_module, "hparams", {}).get("num_classes")
+    takes = "labels" in inspect.signature(pl_module.sample).parameters
+    return sample_labels(num, None, classes, pl_module.device) if classes and takes else None
 
 
 class SampleLogger(L.Callback):
@@ -100,8 +112,10 @@ class SampleLogger(L.Callback):
         """Draw, render, save and log one set of samples; returns the file written on rank 0."""
         if not draws_here(trainer, pl_module):
             return None
+        labels = _labels(pl_module, self._num(pl_module))
+        options = {} if labels is None else {"labels": labels}
         with fixed_seed(self.seed, pl_module.device):
-            samples = pl_module.sample_eval(self._num(pl_module))
+            samples = pl_module.sample_eval(self._num(pl_module), **options)
         step = self._logged_step = trainer.global_step  # on every rank that drew
         pictures = self._pictures(pl_module)  # sharded networks run their forward on every rank
         if not trainer.is_global_zero:
@@ -115,7 +129,7 @@ class SampleLogger(L.Callback):
         # when a family steps several optimizers per batch (GAN).
         log_step = trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in trainer.loggers:
-            modality.log(logger, rendered, samples, log_step)
+            modality.log(logger, rendered, samples, log_step, seed=self.seed, labels=labels)
         for name, picture in pictures.items():
             save_rendered(picture, out.with_name(f"{name}_step_{step:07d}"))
             for logger in trainer.loggers:

@@ -85,9 +85,9 @@ class SignalModality(Modality):
                     write_wav(samples, out.with_suffix(".wav"), self.sample_rate)]
         return written
 
-    def log(self, logger: Any, rendered: Any, samples: Tensor, step: int) -> None:
+    def log(self, logger: Any, rendered: Any, samples: Tensor, step: int, **context: Any) -> None:
         """The plots as an image, and to W&B the first signals as audio."""
-        super().log(logger, rendered, samples, step)
+        super().log(logger, rendered, samples, step, **context)
         from lightning.pytorch.loggers import WandbLogger
 
         if isinstance(logger, WandbLogger):

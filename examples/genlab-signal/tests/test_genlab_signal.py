@@ -97,6 +97,6 @@ def test_fit_sample_evaluate_and_log_through_the_cli(tmp_path, offline_wandb):
     # fit's run, and evaluate's addition to it (offline, W&B writes a second folder, same id)
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len({p.name.rsplit("-", 1)[1] for p in offline}) == 1
-    assert any(p.glob("files/media/images/samples_*.png") for p in offline)
+    assert any(p.glob("files/media/table/samples_*.table.json") for p in offline)
     assert any(p.glob("files/media/audio/samples_audio_*.wav") for p in offline)
     assert any(p.glob("files/media/images/pictures/reconstructions_*.png") for p in offline)
