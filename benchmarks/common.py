@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -170,10 +171,43 @@ def evaluated_fid(report: str | Path) -> float | None:
     return float(found[0]) if found else None
 
 
+REPO_DIRS = ("runs", "benchmarks", "configs", "classifiers")
+_ABSOLUTE = re.compile(r"(?<![\w.:/-])/(?:[\w.+-]+/)*[\w.+-]+")
+
+
+def relativize(text: str, root: Path = ROOT) -> str:
+    """``text`` with machine paths gone: repository paths made relative, others shown as
+    ``<last/two>`` (a file of the user's own, e.g. ``<teacher/last.ckpt>``)."""
+    def swap(match: re.Match) -> str:
+        path = Path(match.group(0))
+        if path == root or root in path.parents:
+            return str(path.relative_to(root)) or "."
+        for i, part in enumerate(path.parts):  # another checkout: from its run folder on
+            if part in REPO_DIRS:
+                return str(Path(*path.parts[i:]))
+        return "<" + "/".join(path.parts[-2:] if len(path.parts) > 3 else path.parts[-1:]) + ">"
+    return _ABSOLUTE.sub(swap, text)
+
+
+MACHINE_ROOTS = ("/work/", "/tmp/", "/home/", "/root/", "/Users/", "/scratch/")
+
+
+def without_machine_paths(value: Any) -> Any:
+    """``value`` (a JSON-like tree) with machine paths in its strings made relative or short."""
+    if isinstance(value, dict):
+        return {k: without_machine_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_machine_paths(v) for v in value]
+    if isinstance(value, str) and any(root in value for root in MACHINE_ROOTS):
+        return relativize(value)
+    return value
+
+
 def write_result(result: dict[str, Any], out: str | Path) -> Path:
-    """Write ``result`` as indented JSON to ``out`` (parents made); returns the path."""
+    """Write ``result`` as indented JSON to ``out`` (parents made; no machine paths inside)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    result = without_machine_paths(json.loads(json.dumps(result, default=str)))
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {out}", flush=True)  # flushed: a harness reading a pipe sees it as it happens
     return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, git_commit
+from benchmarks.common import RESULTS, git_commit, relativize
 from benchmarks.harness import _all_seconds, _hardware_of, _table, committed_rows
 from benchmarks.pictures import add_steps_chart
 
@@ -174,24 +174,6 @@ PICTURES: tuple[Picture, ...] = (
             "ADD on MNIST, 1-step student; reduced run (`--cpu-small`: tiny networks, a few "
             "steps, so flat grey, not digits); the GPU preset has not run yet."),
 )
-
-REPO_DIRS = ("runs", "benchmarks", "configs", "classifiers")
-_ABSOLUTE = re.compile(r"(?<![\w.:/-])/(?:[\w.+-]+/)*[\w.+-]+")
-
-
-def relativize(text: str, root: Path = ROOT) -> str:
-    """``text`` with machine paths gone: repository paths made relative, others shown as
-    ``<last/two>`` (a file of the user's own, e.g. ``<teacher/last.ckpt>``)."""
-    def swap(match: re.Match) -> str:
-        path = Path(match.group(0))
-        if path == root or root in path.parents:
-            return str(path.relative_to(root)) or "."
-        for i, part in enumerate(path.parts):  # another checkout: from its run folder on
-            if part in REPO_DIRS:
-                return str(Path(*path.parts[i:]))
-        return "<" + "/".join(path.parts[-2:] if len(path.parts) > 3 else path.parts[-1:]) + ">"
-    return _ABSOLUTE.sub(swap, text)
-
 
 def _load(results: Path, name: str) -> dict:
     return json.loads((results / name).read_text())

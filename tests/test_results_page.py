@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from benchmarks.common import RESULTS, ROOT
+from benchmarks.common import RESULTS, ROOT, relativize
 from benchmarks.headline import (
     CANONICAL,
     PICTURES,
@@ -13,7 +13,6 @@ from benchmarks.headline import (
     build_reduced,
     build_results,
     headline_rows,
-    relativize,
 )
 
 MACHINE_PATH = re.compile(r"(/work/|/tmp/|/home/|/root/|/Users/|[A-Z]:\\)")
@@ -90,3 +89,24 @@ def test_pages_build_in_a_folder_without_the_canonical_files(tmp_path):
     write_pages(tmp_path)  # e.g. the harness run on a results folder of its own
     assert (tmp_path / "RESULTS.md").read_text().startswith("# Benchmark results")
     assert (tmp_path / "REDUCED.md").is_file() and (tmp_path / "FIGURES.md").is_file()
+
+
+def test_result_files_are_written_without_machine_paths(tmp_path):
+    from benchmarks.common import ROOT, write_result
+
+    out = write_result({"command": f"python -m benchmarks.x --out {ROOT}/runs/b/x.json",
+                        "nested": [{"teacher": "/tmp/mine/teacher/last.ckpt"}], "n": 3},
+                       tmp_path / "r.json")
+    text = out.read_text()
+    assert str(ROOT) not in text and "/tmp/" not in text
+    saved = json.loads(text)
+    assert saved["command"] == "python -m benchmarks.x --out runs/b/x.json" and saved["n"] == 3
+    assert saved["nested"][0]["teacher"] == "<teacher/last.ckpt>"
+
+
+def test_committed_result_files_hold_no_machine_paths():
+    from benchmarks.common import MACHINE_ROOTS, RESULTS
+
+    for path in RESULTS.glob("*.json"):
+        text = path.read_text()
+        assert not any(root in text for root in MACHINE_ROOTS), path.name
