@@ -543,42 +543,6 @@ def _all_seconds(summary: dict) -> float:
         r["seconds"] for r in summary["families"])
 
 
-def build_table(results: Path = RESULTS) -> str:
-    """RESULTS.md's text: harness summaries, then committed per-family runs, then GPU status."""
-    columns = ("family", "figure", "value", "target", "anchor", "hardware", "date", "commit",
-               "command")
-    lines = ["# Benchmark results", "",
-             "Built by `python -m benchmarks table` from the JSON under `benchmarks/results/` "
-             "(do not edit by hand). *(reduced)* marks a figure measured at a smaller size "
-             "than its benchmark's full preset: it shows the run works, not the family's "
-             "quality. CPU figures come from a 2-core CPU shared with other jobs, so speeds "
-             "are indicative.", ""]
-    for path in sorted(results.glob("summary_*.json")):
-        s = json.loads(path.read_text())
-        lines += [f"## Harness: `{s['command']}`", "",
-                  f"{path.name}: {s['date']}, commit {s['commit']}, "
-                  f"{describe(s['hardware'])}. All families' latest runs together: "
-                  f"{_all_seconds(s) / 60:.1f} min; the last command "
-                  f"ran {', '.join(s['families_run_now'])} in {s['wall_seconds_this_run']:.0f} s.",
-                  ""]
-        status = [f"{r['family']}: {r['status']} ({r['seconds']:.0f} s)" for r in s["families"]]
-        lines += ["Families: " + "; ".join(status) + ".", ""]
-        lines += _table(s["rows"], columns) + [""]
-    lines += ["## Full per-family runs (committed JSON)", "",
-              "Each row's date, commit (of the JSON file when the file names none) and hardware "
-              "come from its own file.", ""]
-    lines += _table(committed_rows(results), columns + ("source",)) + [""]
-    if not (results / "summary_gpu.json").exists():
-        lines += ["## GPU preset", "",
-                  "Unmeasured: no GPU has run `python -m benchmarks run --preset gpu` yet. "
-                  "Its command lines (proved runnable at toy size on a CPU with `--smoke`):", "",
-                  "| family | command |", "|---|---|"]
-        lines += [f"| {f.name} | `python -m benchmarks.{f.script} {' '.join(f.gpu)}` |"
-                  for f in FAMILIES]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def write_table(results: Path = RESULTS) -> Path:
     """Write ``results/RESULTS.md`` (headline figures, pictures) and its companion pages."""
     from benchmarks.headline import write_pages  # it reads this module's extractors
@@ -586,5 +550,5 @@ def write_table(results: Path = RESULTS) -> Path:
     return write_pages(results)
 
 
-__all__ = ["FAMILIES", "PRESETS", "QUICK_FAMILIES", "Family", "build_table", "committed_rows",
+__all__ = ["FAMILIES", "PRESETS", "QUICK_FAMILIES", "Family", "committed_rows",
            "extract", "parse_only", "quick_plan", "run", "write_table"]
