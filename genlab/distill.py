@@ -30,6 +30,11 @@ from genlab.registry import create_model, origin
 
 TEACHER_API = ("ema", "schedule", "data_shape")  # attributes a diffusion teacher must have
 
+# alpha_bar of the last timestep of Stable Diffusion / SDXL's schedule, where ADD-SDXL's student
+# starts. An eps-predicting student starting much closer to pure noise would divide its output by
+# sqrt(alpha_bar) ~ 1e-4 (cosine schedule, T = 1000) to get its clean estimate.
+TERMINAL_ALPHA_BAR = 0.0047
+
 
 @dataclass
 class TeacherParts:
@@ -137,6 +142,17 @@ def clean_estimate(net: nn.Module, schedule: NoiseSchedule, prediction: str, x_t
 
 
 # Step schedules
+
+
+def default_max_timestep(schedule: NoiseSchedule, prediction: str) -> int:
+    """A student's first (noisiest) timestep: ``T - 1``, or for an eps network a later one.
+
+    For eps: the last with ``alpha_bar >= TERMINAL_ALPHA_BAR``, since an eps network's clean
+    estimate divides by ``sqrt(alpha_bar)``.
+    """
+    if prediction != "eps":
+        return schedule.num_timesteps - 1
+    return int((schedule.alphas_cumprod >= TERMINAL_ALPHA_BAR).nonzero().max())
 
 
 def even_timesteps(top: int, n: int) -> list[int]:

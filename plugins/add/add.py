@@ -37,6 +37,7 @@ from genlab import GenerativeModule
 from genlab.diffusion import NoiseSchedule
 from genlab.distill import (
     clean_estimate,
+    default_max_timestep,
     drop_frozen,
     even_timesteps,
     frozen,
@@ -60,23 +61,8 @@ from genlab.sharding import refuse_double_backward, shard
 Weighting = Literal["exponential", "sds", "none"]
 LRSchedule = Literal["constant", "cosine"]
 
-# alpha_bar of the last timestep of Stable Diffusion / SDXL's schedule, where ADD-SDXL's student
-# starts. An eps-predicting student starting much closer to pure noise would divide its output by
-# sqrt(alpha_bar) ~ 1e-4 (cosine schedule, T = 1000) to get its clean estimate.
-TERMINAL_ALPHA_BAR = 0.0047
-
 # Frozen submodules: rebuilt from the teacher (and feature network) arguments, never saved.
 FROZEN = ("teacher.", "features.")
-
-
-def default_max_timestep(schedule: NoiseSchedule, prediction: str) -> int:
-    """The student's first timestep: ``T - 1``, or for an eps network the last timestep whose
-    ``alpha_bar`` is at least SDXL's terminal one (its clean estimate divides by
-    ``sqrt(alpha_bar)``).
-    """
-    if prediction != "eps":
-        return schedule.num_timesteps - 1
-    return int((schedule.alphas_cumprod >= TERMINAL_ALPHA_BAR).nonzero().max())
 
 
 class ADD(GenerativeModule):
