@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                    "train the offline digit classifier used as FID feature extractor"),
     "export": ("genlab.export", "export_main",
                "write a checkpoint as a folder to share: safetensors, config, model card"),
+    "ema": ("genlab.posthoc", "ema_main",
+            "an EMA of any length after training, from PostHocEMA snapshots (--sweep scores)"),
     "new-plugin": ("genlab.scaffold", "new_plugin_main",
                    "write a model-plugin package to start from"),
 }

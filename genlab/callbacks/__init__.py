@@ -2,9 +2,10 @@
 
 from genlab.callbacks.channels_last import ChannelsLast
 from genlab.callbacks.divergence import DivergenceGuard
+from genlab.callbacks.posthoc_ema import PostHocEMA
 from genlab.callbacks.preemption import Preemption
 from genlab.callbacks.rng import RNGState
 from genlab.callbacks.samples import SampleLogger, SampleMetrics
 
-__all__ = ["ChannelsLast", "DivergenceGuard", "Preemption", "RNGState", "SampleLogger",
-           "SampleMetrics"]
+__all__ = ["ChannelsLast", "DivergenceGuard", "PostHocEMA", "Preemption", "RNGState",
+           "SampleLogger", "SampleMetrics"]

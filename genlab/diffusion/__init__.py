@@ -10,8 +10,10 @@ from genlab.diffusion.samplers import (
     SAMPLERS,
     Denoiser,
     ddim_sample,
+    ddim_step,
     ddpm_sample,
     heun_sample,
+    heun_step,
     sample,
     timesteps,
 )
@@ -25,8 +27,10 @@ __all__ = [
     "NoiseSchedule",
     "classifier_free_guidance",
     "ddim_sample",
+    "ddim_step",
     "ddpm_sample",
     "heun_sample",
+    "heun_step",
     "sample",
     "timesteps",
 ]

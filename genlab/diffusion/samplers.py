@@ -42,17 +42,72 @@ def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-def _predict(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int,
+def _predict(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int | Tensor,
              labels: Tensor | None, prediction: Prediction,
              clip: float | None) -> tuple[Tensor, Tensor]:
-    """``(x0, eps)`` estimates of the denoiser at integer timestep ``t``."""
-    t_batch = torch.full((len(x_t),), t, device=x_t.device, dtype=torch.long)
-    out = denoiser(x_t, t_batch, labels)
-    return schedule.to_x0_eps(out, x_t, t_batch, prediction, clip)
+    """``(x0, eps)`` estimates of the denoiser at timestep ``t`` (an int, or one per example)."""
+    out = denoiser(x_t, _batch(t, x_t), labels)
+    return schedule.to_x0_eps(out, x_t, _batch(t, x_t), prediction, clip)
 
 
-def _alpha_bar(schedule: NoiseSchedule, t: int) -> Tensor:
-    return schedule.alpha_bar(torch.tensor(t, device=schedule.alphas_cumprod.device))
+def _batch(t: int | Tensor, x: Tensor) -> Tensor:
+    """Timesteps ``(B,)`` for the batch ``x``: ``t`` repeated, or ``t`` itself if a tensor."""
+    if isinstance(t, Tensor):
+        return t.to(device=x.device, dtype=torch.long)
+    return torch.full((len(x),), t, device=x.device, dtype=torch.long)
+
+
+def _alpha_bar(schedule: NoiseSchedule, t: int | Tensor, like: Tensor | None = None) -> Tensor:
+    """``alpha_bar_t``: a scalar for an int ``t``; for a tensor, shaped to broadcast on ``like``."""
+    if not isinstance(t, Tensor):
+        return schedule.alpha_bar(torch.tensor(t, device=schedule.alphas_cumprod.device))
+    a = schedule.alpha_bar(t.to(schedule.alphas_cumprod.device))
+    return a.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+def ddim_step(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int | Tensor,
+              s: int | Tensor, prediction: Prediction = "eps", labels: Tensor | None = None,
+              clip: float | None = None, eta: float = 0.0,
+              generator: torch.Generator | None = None) -> Tensor:
+    """One DDIM step (Song et al. 2021, eq. 12) from timestep ``t`` to ``s < t``.
+
+    ``t`` and ``s`` are ints or tensors ``(B,)`` (a timestep per example; ``s = -1``: clean
+    data). With ``eta = 0`` it is the Euler step of the probability-flow ODE (see
+    ``heun_sample``), the step consistency distillation takes with its teacher.
+    """
+    x0, eps = _predict(denoiser, schedule, x_t, t, labels, prediction, clip)
+    a_t, a_s = _alpha_bar(schedule, t, x_t), _alpha_bar(schedule, s, x_t)
+    sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+    x = a_s.sqrt() * x0 + (1 - a_s - sigma**2).clamp(min=0).sqrt() * eps
+    noised = (_batch(s, x_t) >= 0).reshape(-1, *([1] * (x.dim() - 1)))  # no noise onto clean
+    if eta > 0 and bool(noised.any()):
+        x = x + torch.where(noised, sigma, 0.0) * _noise(x, generator)
+    return x
+
+
+def heun_step(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int | Tensor,
+              s: int | Tensor, prediction: Prediction = "eps", labels: Tensor | None = None,
+              clip: float | None = None) -> Tensor:
+    """One step of Heun's method on the probability-flow ODE from ``t`` to ``s < t``.
+
+    In ``y = x / sqrt(alpha_bar)``, ``sigma = sqrt((1 - alpha_bar) / alpha_bar)`` the ODE is
+    ``dy/dsigma = eps`` (Karras et al. 2022, Alg. 1). The Euler step is corrected with the slope
+    at its end, except on steps to clean data (``s = -1``) and from above ``HEUN_SIGMA_MAX``
+    (see ``heun_sample``). ``t`` and ``s``: ints or tensors ``(B,)``.
+    """
+    a_t, a_s = _alpha_bar(schedule, t, x_t), _alpha_bar(schedule, s, x_t)
+    sigma_t, sigma_s = ((1 - a_t) / a_t).sqrt(), ((1 - a_s) / a_s).sqrt()
+    _, eps = _predict(denoiser, schedule, x_t, t, labels, prediction, clip)
+    y_next = x_t / a_t.sqrt() + (sigma_s - sigma_t) * eps  # Euler step in (y, sigma)
+    correct = (_batch(s, x_t) >= 0).reshape(-1, *([1] * (x_t.dim() - 1))) & (
+        sigma_t <= HEUN_SIGMA_MAX)
+    if bool(correct.any()):
+        s_safe = torch.where(_batch(s, x_t) >= 0, _batch(s, x_t), 0)
+        _, eps_next = _predict(denoiser, schedule, y_next * a_s.sqrt(), s_safe, labels,
+                               prediction, clip)
+        y_heun = x_t / a_t.sqrt() + (sigma_s - sigma_t) * (eps + eps_next) / 2
+        y_next = torch.where(correct, y_heun, y_next)
+    return y_next * a_s.sqrt()
 
 
 @torch.no_grad()
@@ -112,12 +167,7 @@ def ddim_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
     for t, s in zip(grid, grid[1:] + [-1]):
         if trajectory is not None:
             trajectory.append(x)
-        x0, eps = _predict(denoiser, schedule, x, t, labels, prediction, clip)
-        a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
-        sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
-        x = a_s.sqrt() * x0 + (1 - a_s - sigma**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and s >= 0:
-            x = x + sigma * _noise(x, generator)
+        x = ddim_step(denoiser, schedule, x, t, s, prediction, labels, clip, eta, generator)
     if trajectory is not None:
         trajectory.append(x)
     return x
@@ -145,15 +195,7 @@ def heun_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
     for t, s in zip(grid, grid[1:] + [-1]):
         if trajectory is not None:
             trajectory.append(x)
-        a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
-        sigma_t, sigma_s = ((1 - a_t) / a_t).sqrt(), ((1 - a_s) / a_s).sqrt()
-        _, eps = _predict(denoiser, schedule, x, t, labels, prediction, clip)
-        y_next = x / a_t.sqrt() + (sigma_s - sigma_t) * eps  # Euler step in (y, sigma)
-        if s >= 0 and sigma_t <= HEUN_SIGMA_MAX:
-            _, eps_next = _predict(denoiser, schedule, y_next * a_s.sqrt(), s, labels,
-                                   prediction, clip)
-            y_next = x / a_t.sqrt() + (sigma_s - sigma_t) * (eps + eps_next) / 2
-        x = y_next * a_s.sqrt()
+        x = heun_step(denoiser, schedule, x, t, s, prediction, labels, clip)
     if trajectory is not None:
         trajectory.append(x)
     return x

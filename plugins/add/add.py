@@ -11,11 +11,11 @@ steps. Each batch (section 3.2 of the paper):
 - Distillation loss: ``x̂_θ`` is re-noised to a random ``t``, the frozen teacher denoises it, and
   the student is pulled toward that (stop-gradient) prediction: ``c(t) ||x̂_θ - x̂_ψ||²``.
 
-The teacher comes from a diffusion checkpoint through the plugin registry and is used only through
-its public parts: the EMA denoiser (``ema.module``), the ``schedule`` (a
-``genlab.diffusion.NoiseSchedule``) and the hyperparameters ``prediction``, ``data_scale``,
-``num_classes`` and ``clip_x0``. The student's checkpoint keeps the teacher's architecture
-hyperparameters but not its weights, so it samples on its own; training again needs the teacher.
+The teacher comes from a diffusion checkpoint and is handled by ``genlab.distill`` (the student
+API ADD shares with consistency distillation): loaded with ``weights_only``, checked by what it
+offers (an EMA denoiser, a ``NoiseSchedule``, a prediction type), frozen, and copied into the
+student. The student's checkpoint keeps the teacher's architecture hyperparameters but not its
+weights, so it samples on its own; training again needs the teacher.
 
 Manual optimization with the GAN plugin's DDP design: both backward passes reach every trainable
 parameter (the discriminator's through an exact zero), so DDP needs no unused-parameter flag.
@@ -23,8 +23,6 @@ parameter (the discriminator's through an exact zero), so DDP needs no unused-pa
 
 from __future__ import annotations
 
-import contextvars
-import copy
 import importlib
 from pathlib import Path
 from typing import Any, Literal
@@ -36,8 +34,19 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
 from genlab import GenerativeModule
-from genlab.checkpoint import load_model
 from genlab.diffusion import NoiseSchedule
+from genlab.distill import (
+    clean_estimate,
+    default_max_timestep,
+    drop_frozen,
+    even_timesteps,
+    frozen,
+    load_teacher,
+    pick_steps,
+    restore_frozen,
+    student_copy,
+    teacher_parts,
+)
 from genlab.distributed import manual_step
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
@@ -46,33 +55,14 @@ from genlab.losses.penalties import r1_penalty
 from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
 from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
-from genlab.registry import create_model, origin
+from genlab.registry import create_model
 from genlab.sharding import refuse_double_backward, shard
 
 Weighting = Literal["exponential", "sds", "none"]
 LRSchedule = Literal["constant", "cosine"]
 
-# alpha_bar of the last timestep of Stable Diffusion / SDXL's schedule, where ADD-SDXL's student
-# starts. An eps-predicting student starting much closer to pure noise would divide its output by
-# sqrt(alpha_bar) ~ 1e-4 (cosine schedule, T = 1000) to get its clean estimate.
-TERMINAL_ALPHA_BAR = 0.0047
-
 # Frozen submodules: rebuilt from the teacher (and feature network) arguments, never saved.
 FROZEN = ("teacher.", "features.")
-
-
-def _frozen(module: nn.Module) -> nn.Module:
-    return module.requires_grad_(False).eval()
-
-
-def default_max_timestep(schedule: NoiseSchedule, prediction: str) -> int:
-    """The student's first timestep: ``T - 1``, or for an eps network the last timestep whose
-    ``alpha_bar`` is at least SDXL's terminal one (its clean estimate divides by
-    ``sqrt(alpha_bar)``).
-    """
-    if prediction != "eps":
-        return schedule.num_timesteps - 1
-    return int((schedule.alphas_cumprod >= TERMINAL_ALPHA_BAR).nonzero().max())
 
 
 class ADD(GenerativeModule):
@@ -206,27 +196,19 @@ class ADD(GenerativeModule):
 
     def _build_networks(self) -> None:
         h = self.hparams
-        # In a fresh context: LightningCLI builds this model inside a context variable holding
-        # *its* init args, which the teacher's save_hyperparameters() would otherwise take.
-        teacher = contextvars.Context().run(_teacher, self.teacher_source, h.teacher_plugin,
-                                            h.teacher_args)
+        parts = teacher_parts(load_teacher(self.teacher_source, h.teacher_plugin,
+                                           h.teacher_args))
         # Saved instead of the path, so the student's checkpoint rebuilds without the file.
-        h.teacher_plugin = origin(type(teacher))["plugin"]
-        h.teacher_args = {k: v for k, v in teacher.hparams.items() if not k.startswith("_")}
-        th = teacher.hparams
-        self.data_shape = tuple(teacher.data_shape)
-        self.prediction, self.data_scale, self.num_classes = (th.prediction, th.data_scale,
-                                                              th.num_classes)
-        clip = th.get("clip_x0")
-        clip = (self.modality == "image") if clip is None else clip
-        self.clip = 1.0 / self.data_scale if clip else None  # bound of clean estimates
-        self.schedule = teacher.schedule
-        self.max_timestep = _timesteps_checked(teacher.schedule, th.prediction, h)
-        n = h.student_steps
-        self.student_timesteps = [self.max_timestep - round(i * (self.max_timestep + 1) / n)
-                                  for i in range(n)]
-        self.teacher = _frozen(teacher.ema.module)
-        self.student = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        h.teacher_plugin, h.teacher_args = parts.plugin, parts.args
+        self.data_shape = parts.data_shape
+        self.prediction, self.data_scale, self.num_classes = (parts.prediction, parts.data_scale,
+                                                              parts.num_classes)
+        self.clip = parts.clip  # bound of clean estimates
+        self.schedule = parts.schedule
+        self.max_timestep = _timesteps_checked(parts.schedule, parts.prediction, h)
+        self.student_timesteps = even_timesteps(self.max_timestep, h.student_steps)
+        self.teacher = parts.net
+        self.student = student_copy(self.teacher)
         self.student_ema: AveragedModel | None = None
         if h.ema_decay is not None:
             self.student_ema = ema_model(self.student, h.ema_decay)
@@ -249,7 +231,7 @@ class ADD(GenerativeModule):
             raise GenlabError(f"model.feature_network {name!r} cannot be imported ({err}); use "
                               f"'teacher' or an importable class path like pkg.module.Backbone"
                               ) from None
-        return _frozen(cls(**(args or {})))
+        return frozen(cls(**(args or {})))
 
     def feature_shapes(self) -> list[tuple[int, ...]]:
         """Shape (without the batch) of each feature the heads will see."""
@@ -272,8 +254,7 @@ class ADD(GenerativeModule):
            clip: float | None = None) -> Tensor:
         """A denoiser's clean estimate of ``x_t`` at timesteps ``t`` (the teacher's prediction
         kind, converted by the schedule)."""
-        out = net(x_t, t, labels).float()
-        return self.schedule.to_x0_eps(out, x_t.float(), t, self.prediction, clip)[0]
+        return clean_estimate(net, self.schedule, self.prediction, x_t, t, labels, clip)
 
     def discriminate(self, x: Tensor) -> list[Tensor]:
         """Logits ``(B, N_k)`` of each discriminator head for examples ``x`` (diffusion space)."""
@@ -283,8 +264,7 @@ class ADD(GenerativeModule):
 
     def sampling_timesteps(self, steps: int) -> list[int]:
         """``steps`` of the student's timesteps, evenly picked from its training grid."""
-        n = len(self.student_timesteps)
-        return [self.student_timesteps[round(i * n / steps)] for i in range(steps)]
+        return pick_steps(self.student_timesteps, steps)
 
     @torch.no_grad()
     def sample(self, num: int, steps: int | None = None,
@@ -432,42 +412,19 @@ class ADD(GenerativeModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(FROZEN)]:
-            del state[key]  # the teacher's weights belong to its own file
+        drop_frozen(checkpoint["state_dict"], FROZEN)  # the teacher's belong to its own file
         checkpoint["add"] = {"teacher_ckpt": self.teacher_source}  # provenance only
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen parts come from the live teacher (or are unused when sampling alone).
         # A sharded resume has loaded the weights already and popped them from the checkpoint.
         state = checkpoint.get("state_dict", {})
-        for key, value in self.state_dict().items():
-            if key.startswith(FROZEN):
-                state.setdefault(key, value)
+        restore_frozen(state, self.state_dict(), FROZEN)
         # Heads saved with torch's older spectral-norm hook: its keys, in the parametrization's.
         old = {"weight_orig": "original", "weight_u": "_u", "weight_v": "_v"}
         for key in [k for k in state if k.startswith("heads.") and k.rpartition(".")[2] in old]:
             stem, _, name = key.rpartition(".")
             state[f"{stem}.parametrizations.weight.{old[name]}"] = state.pop(key)
-
-
-def _teacher(path: str | None, plugin: str | None,
-             args: dict[str, Any] | None) -> GenerativeModule:
-    """The teacher from its checkpoint, or (no path: rebuilding a student) an untrained one of
-    the same architecture from its plugin name and hyperparameters."""
-    if path is None:
-        teacher = create_model(plugin, **args)
-    elif not Path(path).is_file():
-        raise GenlabError(f"model.teacher_ckpt {path} does not exist; train the teacher first "
-                          f"(genlab fit --config configs/diffusion/...) and point it there")
-    else:
-        teacher = load_model(path)
-    missing = [a for a in ("schedule", "ema", "data_shape") if not hasattr(teacher, a)]
-    if missing or "prediction" not in teacher.hparams:
-        raise GenlabError(f"model.teacher_ckpt must be a diffusion checkpoint (a model with an "
-                          f"EMA denoiser, a noise schedule and a prediction type); "
-                          f"{type(teacher).__name__} has none of {missing or ['prediction']}")
-    return teacher
 
 
 def _timesteps_checked(schedule: NoiseSchedule, prediction: str, h: Any) -> int:

@@ -1,0 +1,362 @@
+"""Consistency distillation and consistency training (Song et al. 2023, "Consistency Models").
+
+A consistency function maps any point of a probability-flow ODE trajectory to the trajectory's
+clean end. Written in EDM's variables ``y = x_t / sqrt(alpha_bar_t)`` and ``sigma_t =
+sqrt((1 - alpha_bar_t) / alpha_bar_t)`` (where ``y = x0 + sigma eps``), the student is
+
+    f(x_t, t) = c_skip(sigma_t) y + c_out(sigma_t) F(x_t, t)                       (paper, eq. 5)
+    c_skip = sigma_d² / ((sigma - sigma_min)² + sigma_d²)
+    c_out  = (sigma - sigma_min) / sqrt(sigma² + sigma_d²)                       (appendix C)
+
+with ``F`` the clean estimate of a diffusion network, so ``f`` is the identity at the smallest
+noise level ``sigma_min`` (the boundary condition) and tends to ``F`` at large noise. (The paper
+scales ``c_out`` by ``sigma_d`` because its ``F`` is a unit-variance network output; ours is
+already in data units.)
+
+Each batch (Algorithm 2, distillation; Algorithm 3, training): a grid of ``N + 1`` timesteps
+from ``max_timestep`` down to 0; an adjacent pair ``t_{n+1} > t_n`` per example; a real example
+noised to ``t_{n+1}``; its neighbour ``x̂_{t_n}`` one ODE-solver step of the frozen teacher
+away (DDIM = Euler, or Heun; ``genlab.diffusion``), or, for consistency training without a
+teacher, the same example with the same noise at ``t_n``. The loss pulls ``f_θ(x_{t_{n+1}})``
+toward ``f_θ⁻(x̂_{t_n})`` of the target network ``θ⁻``, an EMA of the student.
+
+Teacher handling, the student's start (a copy of the teacher's EMA denoiser), step schedules and
+self-contained checkpoints are ``genlab.distill``'s, shared with ADD.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
+from torch.optim.swa_utils import AveragedModel
+
+from genlab import GenerativeModule
+from genlab.diffusion import ddim_step, heun_step
+from genlab.distill import (
+    clean_estimate,
+    default_max_timestep,
+    drop_frozen,
+    even_timesteps,
+    load_teacher,
+    pick_steps,
+    restore_frozen,
+    student_copy,
+    teacher_parts,
+)
+from genlab.ema import ema_model
+from genlab.errors import GenlabError, raise_first
+from genlab.module import ConformanceCase
+from genlab.noise import batch_randint, batch_randn
+from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
+from genlab.registry import create_model
+from genlab.sharding import shard
+
+Method = Literal["distillation", "training"]
+Solver = Literal["ddim", "heun"]
+Distance = Literal["l2", "pseudo_huber"]
+LRSchedule = Literal["constant", "cosine"]
+
+FROZEN = ("teacher.",)  # rebuilt from the teacher's file, never saved
+
+
+class CD(GenerativeModule):
+    """Consistency distillation of a diffusion teacher into a 1–4 step student, or consistency
+    training of the same network without a teacher.
+
+    Args:
+        teacher_ckpt: Path of the trained diffusion checkpoint; the student starts from its EMA
+            weights and (``method: distillation``) distils its ODE. Not saved in the student's
+            checkpoint (``teacher_plugin`` / ``teacher_args`` are).
+        teacher_plugin: Registered name of the teacher's plugin; filled in from ``teacher_ckpt``.
+        teacher_args: The teacher's hyperparameters (architecture and schedule); filled in from
+            ``teacher_ckpt``. With ``teacher_ckpt: null`` and ``method: training`` they name the
+            untrained diffusion network that consistency training starts from.
+        method: ``distillation`` (the teacher's ODE step gives the target) or ``training``
+            (no teacher: the same noise at the neighbouring level, the paper's Algorithm 3).
+        num_intervals: ``N``: adjacent noise levels of the distillation grid (18-40 in the
+            paper's EDM settings; more: smaller solver errors, slower propagation).
+        solver: The teacher's ODE solver between adjacent levels: ``ddim`` (Euler) or ``heun``.
+        student_steps: Timesteps of the sampling grid, evenly spaced from ``max_timestep``;
+            ``sample(steps)`` uses 1 to this many of them (Algorithm 1, multistep sampling).
+        sample_steps: Default number of steps of ``sample()``.
+        max_timestep: The noisiest timestep; ``None``: ``T - 1``, or for an eps teacher the last
+            timestep with ``alpha_bar >= 0.0047`` (see ``genlab.distill``).
+        sigma_data: ``sigma_d`` of ``c_skip`` / ``c_out``, the data's spread in the diffusion
+            space (data divided by the teacher's ``data_scale``).
+        distance: ``l2`` (squared error) or ``pseudo_huber`` (improved consistency training,
+            ``sqrt(||a - b||² + c²) - c`` with ``c = 0.00054 sqrt(dim)``).
+        target_decay: ``mu``, the decay of the target network ``θ⁻`` (0: the stop-gradient
+            student itself, as improved consistency training does).
+        ema_decay: Decay of the EMA of the student's weights that ``sample`` uses; ``None``:
+            sample the raw student.
+        lr: Adam learning rate.
+        betas: Adam betas.
+        grad_clip: Clip the gradient norm to this value; ``None``: no clipping.
+        lr_schedule: ``constant``, or ``cosine`` decay to zero over the run.
+    """
+
+    modalities = ("points", "image")
+
+    @property
+    def modality(self) -> str:
+        """The teacher's: ``points`` for data of shape ``[D]`` (or no teacher yet), else image."""
+        return "points" if len(getattr(self, "data_shape", (0,))) == 1 else "image"
+
+    def __init__(
+        self,
+        teacher_ckpt: str | None = None,
+        teacher_plugin: str | None = None,
+        teacher_args: dict[str, Any] | None = None,
+        method: Method = "distillation",
+        num_intervals: int = 40,
+        solver: Solver = "ddim",
+        student_steps: int = 4,
+        sample_steps: int = 1,
+        max_timestep: int | None = None,
+        sigma_data: float = 0.5,
+        distance: Distance = "l2",
+        target_decay: float = 0.95,
+        ema_decay: float | None = 0.999,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        grad_clip: float | None = None,
+        lr_schedule: LRSchedule = "constant",
+    ) -> None:
+        super().__init__()
+        _check_hparams(method, num_intervals, student_steps, sample_steps, sigma_data,
+                       target_decay, ema_decay, lr, grad_clip)
+        if teacher_ckpt is None and (teacher_plugin is None or teacher_args is None):
+            raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
+                              "checkpoint (or, for method: training, model.teacher_plugin and "
+                              "model.teacher_args naming an untrained one)")
+        self.save_hyperparameters(ignore=["teacher_ckpt"])
+        self.teacher_source = teacher_ckpt  # None: rebuilt from a checkpoint, or trained alone
+        self.networks_built = False
+        # A config may name a teacher not trained yet: then configure_model() builds at fit.
+        if teacher_ckpt is None or Path(teacher_ckpt).is_file():
+            self.configure_model()
+
+    @classmethod
+    def conformance_case(cls, root: Path) -> ConformanceCase:
+        """Ring-8 points, distilled from a tiny diffusion teacher trained here for 2 steps;
+        2-process DDP and bf16."""
+        import lightning as L
+
+        from genlab.data.toy import ToyDataModule
+
+        data = ToyDataModule(train_size=128, val_size=32, batch_size=32)
+        L.seed_everything(0, verbose=False)
+        teacher = create_model("diffusion", data_shape=[2], hidden=[16], emb_dim=8,
+                               num_timesteps=50, sample_steps=4, trajectory_frames=0)
+        trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0,
+                            default_root_dir=root)
+        trainer.fit(teacher, data)
+        trainer.save_checkpoint(root / "teacher.ckpt")
+        return ConformanceCase(data, {"teacher_ckpt": str(root / "teacher.ckpt"),
+                                      "num_intervals": 8, "lr": 1e-3}, ddp=True)
+
+    def configure_model(self) -> None:
+        """Load the teacher and build the student (once); shard it under ``fsdp2``."""
+        if not self.networks_built:
+            self._build_networks()
+        if self.device_mesh is not None:  # sharded resume loads weights before on_load_checkpoint
+            self.strict_loading = False
+        shard(self, ["student", "target", "student_ema"])
+
+    def _build_networks(self) -> None:
+        h = self.hparams
+        parts = teacher_parts(load_teacher(self.teacher_source, h.teacher_plugin,
+                                           h.teacher_args))
+        h.teacher_plugin, h.teacher_args = parts.plugin, parts.args  # saved instead of the path
+        self.data_shape, self.schedule = parts.data_shape, parts.schedule
+        self.prediction, self.data_scale, self.num_classes = (parts.prediction, parts.data_scale,
+                                                              parts.num_classes)
+        self.clip = parts.clip
+        top = _top_checked(parts.schedule, parts.prediction, h)
+        # The distillation grid t_N > ... > t_0 = 0 and the sampling grid (its noisiest levels).
+        self.grid = torch.linspace(top, 0, h.num_intervals + 1,
+                                   dtype=torch.float64).round().long().tolist()
+        self.student_timesteps = even_timesteps(top, h.student_steps)
+        self.student = student_copy(parts.net)
+        if h.method == "distillation":
+            self.teacher = parts.net  # frozen; consistency training has none
+        self.target = ema_model(self.student, h.target_decay)  # θ⁻
+        self.student_ema: AveragedModel | None = None
+        if h.ema_decay is not None:
+            self.student_ema = ema_model(self.student, h.ema_decay)
+        self.networks_built = True
+
+    def train(self, mode: bool = True) -> CD:
+        """Switch the student; the frozen teacher stays in eval mode."""
+        super().train(mode)
+        if hasattr(self, "teacher"):
+            self.teacher.eval()
+        return self
+
+    # ----------------------------------------------------------------------------- the function
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """EDM noise level ``sqrt((1 - alpha_bar_t) / alpha_bar_t)`` of timesteps ``t``."""
+        a = self.schedule.alpha_bar(t)
+        return ((1 - a) / a).sqrt()
+
+    def scalings(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(c_skip, c_out)`` at timesteps ``t`` ``(B,)``; ``(1, 0)`` at the grid's last level."""
+        sigma, sigma_min = self.sigma(t), self.sigma(t.new_tensor(self.grid[-1]))
+        sd2 = self.hparams.sigma_data ** 2
+        c_skip = sd2 / ((sigma - sigma_min) ** 2 + sd2)
+        c_out = (sigma - sigma_min) / (sigma ** 2 + sd2).sqrt()
+        return c_skip, c_out
+
+    def consistency(self, net: nn.Module, x_t: Tensor, t: Tensor,
+                    labels: Tensor | None) -> Tensor:
+        """``f(x_t, t)``: the clean end of ``x_t``'s ODE trajectory, in the diffusion space.
+
+        ``c_skip y + c_out F`` with ``y = x_t / sqrt(alpha_bar_t)`` and ``F`` the clean
+        estimate of ``net``.
+        """
+        c_skip, c_out = (c.reshape(-1, *([1] * (x_t.dim() - 1))) for c in self.scalings(t))
+        y = x_t.float() / self.schedule.alpha_bar(t).sqrt().reshape(c_skip.shape)
+        F = clean_estimate(net, self.schedule, self.prediction, x_t, t, labels, self.clip)
+        return c_skip * y + c_out * F
+
+    # ----------------------------------------------------------------------------- sampling
+
+    def sampling_timesteps(self, steps: int) -> list[int]:
+        """``steps`` of the student's timesteps, evenly picked from its sampling grid."""
+        return pick_steps(self.student_timesteps, steps)
+
+    @torch.no_grad()
+    def sample(self, num: int, steps: int | None = None,
+               labels: Tensor | None = None) -> Tensor:
+        """``num`` samples of the EMA student, ``(num, *data_shape)``.
+
+        Multistep consistency sampling (Algorithm 1): map noise to data in one call; for more
+        steps, noise the result again to the next (lower) level and map it again.
+
+        Args:
+            num: Number of samples.
+            steps: Student steps, 1 to ``student_steps``; ``None``: ``model.sample_steps``.
+            labels: Class ids ``(num,)`` for a conditional teacher; ``None`` cycles through
+                the classes.
+        """
+        grid = self.sampling_timesteps(self.hparams.sample_steps if steps is None else steps)
+        labels = sample_labels(num, labels, self.num_classes, self.device)
+        net = self.student_ema.module if self.student_ema is not None else self.student
+        x = torch.randn(num, *self.data_shape, device=self.device)
+        for i, t in enumerate(grid):
+            x0 = self.consistency(net, x, self._full(num, t), labels)
+            if i + 1 < len(grid):
+                x = self.schedule.q_sample(x0, self._full(num, grid[i + 1]), torch.randn_like(x0))
+        x0 = x0 * self.data_scale
+        return x0.clamp(-1, 1) if self.modality == "image" else x0
+
+    def _full(self, num: int, t: int) -> Tensor:
+        return torch.full((num,), t, device=self.device, dtype=torch.long)
+
+    # ----------------------------------------------------------------------------- training
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        if self.hparams.method == "distillation" and self.teacher_source is None:
+            raise GenlabError("this CD model was rebuilt from a student checkpoint without its "
+                              "teacher; set model.teacher_ckpt to train it")
+        x0 = batch["x"].float() / self.data_scale
+        labels = batch_labels(batch, self.num_classes, owner="the teacher")
+        grid = torch.tensor(self.grid, device=self.device)
+        n = batch_randint(self, 0, len(self.grid) - 1, (len(x0),))
+        t, s = grid[n], grid[n + 1]  # adjacent levels t_{n+1} > t_n
+        noise = batch_randn(self, x0.shape, dtype=x0.dtype)
+        x_t = self.schedule.q_sample(x0, t, noise)
+        online = self.consistency(self.student, x_t, t, labels)
+        with torch.no_grad():
+            x_s = self.neighbour(x0, x_t, t, s, noise, labels)
+            target = self.consistency(self.target.module, x_s, s, labels)
+        loss = self.distance(online, target).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def neighbour(self, x0: Tensor, x_t: Tensor, t: Tensor, s: Tensor, noise: Tensor,
+                  labels: Tensor | None) -> Tensor:
+        """``x̂_s``: the teacher's ODE-solver step from ``x_t`` at ``t`` to ``s`` (distillation),
+        or ``x0`` noised to ``s`` with the same ``noise`` (consistency training)."""
+        if self.hparams.method == "training":
+            return self.schedule.q_sample(x0, s, noise)
+        step = heun_step if self.hparams.solver == "heun" else ddim_step
+        return step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
+
+    def distance(self, a: Tensor, b: Tensor) -> Tensor:
+        """``d(a, b)`` per example ``(B,)``: mean squared error, or the pseudo-Huber metric."""
+        sq = (a - b).pow(2).flatten(1)
+        if self.hparams.distance == "l2":
+            return sq.mean(1)
+        c = 0.00054 * sq.shape[1] ** 0.5
+        return (sq.sum(1) + c**2).sqrt() - c
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the target network and the sampling EMA after each optimizer step."""
+        self.target.update_parameters(self.student)
+        if self.student_ema is not None:
+            self.student_ema.update_parameters(self.student)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        clip_gradients(self, optimizer, self.hparams.grad_clip)
+
+    def configure_optimizers(self) -> Any:
+        h = self.hparams
+        opt = torch.optim.Adam(self.student.parameters(), lr=h.lr, betas=tuple(h.betas))
+        if h.lr_schedule == "constant":
+            return opt
+        scheduler: LRScheduler = CosineAnnealingLR(opt, T_max=lr_horizon(self.trainer))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------- checkpoints
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        drop_frozen(checkpoint["state_dict"], FROZEN)  # the teacher's belong to its own file
+        checkpoint["cd"] = {"teacher_ckpt": self.teacher_source}  # provenance only
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_frozen(checkpoint.get("state_dict", {}), self.state_dict(), FROZEN)
+
+
+def _top_checked(schedule: Any, prediction: str, h: Any) -> int:
+    """``max_timestep`` resolved for the teacher's schedule; ``GenlabError`` if out of range."""
+    T = schedule.num_timesteps
+    top = default_max_timestep(schedule, prediction) if h.max_timestep is None else h.max_timestep
+    raise_first([
+        (not max(h.num_intervals, h.student_steps) <= top < T,
+         f"model.max_timestep must be {max(h.num_intervals, h.student_steps)} to {T - 1} (at "
+         f"least num_intervals and student_steps, at most the teacher's last), got {top}"),
+    ])
+    return top
+
+
+def _check_hparams(method: str, num_intervals: int, student_steps: int, sample_steps: int,
+                   sigma_data: float, target_decay: float, ema_decay: float | None, lr: float,
+                   grad_clip: float | None) -> None:
+    """Raise ``GenlabError`` naming the first bad hyperparameter."""
+    raise_first([
+        (method not in ("distillation", "training"),
+         f"model.method must be distillation or training, got {method!r}"),
+        (num_intervals < 1, f"model.num_intervals must be >= 1, got {num_intervals}"),
+        (not 1 <= student_steps <= 16, f"model.student_steps must be 1 to 16, got "
+                                       f"{student_steps}"),
+        (not 1 <= sample_steps <= student_steps,
+         f"model.sample_steps must be 1 to model.student_steps ({student_steps}), got "
+         f"{sample_steps}"),
+        (sigma_data <= 0, f"model.sigma_data must be > 0, got {sigma_data}"),
+        (not 0 <= target_decay < 1, f"model.target_decay must be in [0, 1), got {target_decay}"),
+        (ema_decay is not None and not 0 < ema_decay < 1,
+         f"model.ema_decay must be in (0, 1) (or null for no EMA), got {ema_decay}"),
+        (lr <= 0, f"model.lr must be > 0, got {lr}"),
+        (grad_clip is not None and grad_clip <= 0,
+         f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
+    ])
