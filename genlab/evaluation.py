@@ -146,7 +146,8 @@ def likelihood(model: GenerativeModule, batches: Iterable[dict],
     for i, batch in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
-        batch = {k: v.to(model.device) for k, v in batch.items()}
+        batch = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v
+                 for k, v in batch.items()}
         nll -= float(model.log_likelihood(batch).double().sum())
         examples += len(batch["x"])
         units += len(batch["x"]) * modality.likelihood_units(batch["x"])

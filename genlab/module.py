@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from genlab.conditions import check_kinds, route
 from genlab.distributed import destroy_process_group_at_exit
 from genlab.errors import GenlabError
 from genlab.modality import check_modality
@@ -60,12 +61,18 @@ class GenerativeModule(L.LightningModule):
     - optionally ``conformance_case(root)``, the tiny model + data that ``genlab.testing`` and
       genlab's own ``tests/test_plugins.py`` run the conformance kit on.
 
-    Batches are dicts: ``batch["x"]`` holds the data, ``batch["label"]`` class labels when the
-    data module provides them.
+    Batches are dicts: ``batch["x"]`` holds the data, and conditions sit beside it under their
+    kind's key (``genlab.conditions``): ``label`` class ids, ``text`` strings, a ``source``
+    image, a ``mask``. A family lists the kinds it can take in the class attribute
+    ``conditions``; ``condition_keys`` says which ones an instance needs (by default
+    ``label`` when ``num_classes`` is set), and ``conditions_of(batch)`` routes them out of a
+    batch with one-line errors. ``sample()`` takes the same conditions as keyword arguments
+    (``labels``, ``prompt``, ``source``...), so ``genlab sample`` offers them as options.
     """
 
     modality: ClassVar[str]
     modalities: ClassVar[tuple[str, ...]] = ()
+    conditions: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,6 +85,24 @@ class GenerativeModule(L.LightningModule):
                 check_modality(f"{cls.__name__}.modalities holds", name)
         elif modality is not None:
             check_modality(f"{cls.__name__}.modality is", modality)
+        check_kinds(f"{cls.__name__}.conditions", cls.conditions)
+
+    @property
+    def condition_keys(self) -> tuple[str, ...]:
+        """The condition kinds this instance needs in every batch (a subset of ``conditions``).
+
+        The default: ``("label",)`` when the family takes labels and ``num_classes`` is set.
+        A family whose other conditions follow its hyperparameters overrides it.
+        """
+        takes_labels = "label" in self.conditions and _hparam(self, "num_classes")
+        return ("label",) if takes_labels else ()
+
+    def conditions_of(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The conditions of ``batch`` this model needs, by kind (``genlab.conditions.route``).
+
+        A missing condition, or one the model does not take, is a one-line ``GenlabError``.
+        """
+        return route(batch, self.condition_keys, f"{type(self).__name__}")
 
     def validate_modality(self) -> None:
         """Raise ``TypeError`` unless this model's modality is one its class declares.
@@ -218,6 +243,7 @@ def check_model_and_data(
     check_data_shape(model, datamodule)
     if datamodule is None:
         return
+    check_conditions(model, datamodule)
     vocab, data_vocab = _hparam(model, "vocab_size"), getattr(datamodule, "vocab_size", None)
     if vocab is not None and data_vocab is not None and vocab < data_vocab:
         raise GenlabError(
@@ -238,3 +264,17 @@ def check_model_and_data(
             f"the data has {data_classes} classes but model.num_classes is {classes}; "
             f"set model.num_classes: {data_classes}"
         )
+
+
+def check_conditions(model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """Raise ``GenlabError`` when the data does not serve a condition the model needs.
+
+    Both sides opt in: the model with ``condition_keys``, the data module with ``conditions``
+    (the kinds its batches carry).
+    """
+    # Labels keep their own check below (the number of classes too).
+    needs = [k for k in getattr(model, "condition_keys", ()) if k != "label"]
+    served = getattr(datamodule, "conditions", None)
+    if served is None:
+        return
+    route(dict.fromkeys(served), needs, type(model).__name__)

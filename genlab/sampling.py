@@ -22,13 +22,17 @@ from torch import Tensor
 
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
+from genlab.data.image_transforms import IMAGE_SUFFIXES, load_image
 from genlab.errors import GenlabError, explain_parse_error
 from genlab.modality import modality_of
 from genlab.module import GenerativeModule
 
 
 def _tensor(value: Any) -> Tensor:
-    # A Tensor option on the command line: a number or a list, e.g. --labels 3, --labels [1,2].
+    # A Tensor option on the command line: a number or a list, e.g. --labels 3, --labels [1,2],
+    # or an image file (--source digit.png), read as a batch of one (1, C, H, W) in [-1, 1].
+    if isinstance(value, str) and Path(value).suffix.lower() in IMAGE_SUFFIXES:
+        return load_image(value)
     return torch.as_tensor(yaml.safe_load(value) if isinstance(value, str) else value)
 
 
@@ -140,18 +144,29 @@ def _per_sample(name: str, value: Tensor, num: int) -> Tensor:
     return value
 
 
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
 def draw(model: Any, num: int, batch_size: int, options: dict[str, Any]) -> Tensor:
     """``num`` samples from ``model`` in batches of ``batch_size``, with the family ``options``.
 
-    A ``Tensor`` option (e.g. class labels) is per sample: one entry for all, or one per sample.
+    A ``Tensor`` option (e.g. class labels, a source image) or a list of strings (prompts) is
+    per sample: one entry for all, or one per sample.
     """
     check_options(model, options)
     tensors = {k: _per_sample(k, torch.as_tensor(v), num) for k, v in options.items()
-               if isinstance(v, Tensor | list)}
+               if isinstance(v, Tensor | list) and not _texts(v)}
+    texts = {k: v * num if len(v) == 1 else v for k, v in options.items() if _texts(v)}
+    for name, value in texts.items():
+        if len(value) != num:
+            raise GenlabError(f"--{name} has {len(value)} entries; give 1 (for all) or "
+                              f"--num={num}")
     chunks = []
     for start in range(0, num, batch_size):
         n = min(batch_size, num - start)
-        extra = {**options, **{k: v[start:start + n].to(model.device) for k, v in tensors.items()}}
+        extra = {**options, **{k: v[start:start + n].to(model.device) for k, v in tensors.items()},
+                 **{k: v[start:start + n] for k, v in texts.items()}}
         chunks.append(model.sample_eval(n, **extra))
     return torch.cat(chunks)
 

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms import v2
 
+from genlab.data.captions import Captioner
 from genlab.errors import GenlabError
 
 try:  # deprecated since torchvision 0.29 (TorchCodec takes over) but twice as fast as PIL
@@ -27,6 +28,7 @@ try:  # deprecated since torchvision 0.29 (TorchCodec takes over) but twice as f
 except ImportError:  # pragma: no cover - a torchvision without it: PIL decodes everything
     decode_image = None
 PIL_MODES = {1: "L", 3: "RGB"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def _read_bytes(item: dict[str, Any] | bytes | str) -> bytes:
@@ -62,6 +64,23 @@ def decode(item: dict[str, Any] | bytes | str, channels: int) -> Tensor:
     with Image.open(io.BytesIO(data)) as pil:
         array = np.array(pil.convert(PIL_MODES[channels]))
     return torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
+
+
+def load_image(path: str | Path) -> Tensor:
+    """An image file as a batch of one, ``(1, C, H, W)`` float in [-1, 1].
+
+    Grayscale files give one channel, any other mode three (RGB). For conditions given on the
+    command line (``genlab sample --source digit.png``).
+
+    Args:
+        path: The image file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"image {path} does not exist")
+    with Image.open(path) as pil:
+        channels = 1 if pil.mode in ("L", "1", "I", "I;16", "F") else 3
+    return decode(str(path), channels)[None].float().div(127.5).sub(1)
 
 
 class BatchFetch(Dataset):
@@ -124,11 +143,16 @@ class ImageTransform:
         hflip: Flip horizontally with probability 1/2 (training only).
         binarize: Serve a fresh Bernoulli draw in {-1, +1} with p = intensity (dynamic
             binarization) instead of intensities in [-1, 1].
+        captioner: Writes ``batch["text"]``, a caption of each label (``genlab.data.captions``).
+        source_size: Also serve ``batch["source"]``, the image downsampled (antialiased) to
+            this side: the input of super-resolution.
     """
 
     def __init__(self, image_column: str, label_column: str | None, channels: int,
                  image_size: int, resize: bool = True, center_crop: int | None = None,
-                 hflip: bool = False, binarize: bool = False) -> None:
+                 hflip: bool = False, binarize: bool = False,
+                 captioner: Captioner | None = None, source_size: int | None = None) -> None:
+        self.captioner, self.source_size = captioner, source_size
         self.image_column, self.label_column = image_column, label_column
         self.channels, self.image_size = channels, image_size
         self.binarize = binarize
@@ -159,8 +183,10 @@ class ImageTransform:
             x = x.flip(-1)
         return x
 
-    def __call__(self, batch: dict[str, list[Any]], seeds: list[int]) -> dict[str, Tensor]:
+    def __call__(self, batch: dict[str, list[Any]], seeds: list[int]) -> dict[str, Any]:
         """Turn a batch of rows into ``{"x": (B, C, S, S) float, "label": (B,) long}``.
+
+        With their options, also ``"text"`` (B captions) and ``"source"`` (B, C, s, s).
 
         Args:
             batch: Columns of the rows fetched, as lists.
@@ -172,7 +198,16 @@ class ImageTransform:
         x = x.float().div_(255)  # (B, C, S, S) in [0, 1]
         if self.binarize:
             x = torch.stack([torch.bernoulli(xi, generator=rng) for xi, rng in zip(x, rngs)])
-        out = {"x": x.mul_(2).sub_(1)}
+        out: dict[str, Any] = {"x": x.mul_(2).sub_(1)}
         if self.label_column is not None:
             out["label"] = torch.as_tensor(batch[self.label_column], dtype=torch.long)
+        if self.captioner is not None:
+            out["text"] = [self.captioner(int(y), rng) for y, rng in zip(out["label"], rngs)]
+        if self.source_size is not None:
+            out["source"] = downsample(out["x"], self.source_size)
         return out
+
+
+def downsample(x: Tensor, size: int) -> Tensor:
+    """Images ``(B, C, H, W)`` resized (bilinear, antialiased) to ``size`` square."""
+    return v2.functional.resize(x, [size, size], antialias=True)

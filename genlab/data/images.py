@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader
 
+from genlab.data.captions import Captioner
 from genlab.data.image_transforms import BatchFetch, ImageTransform, collate
 from genlab.data.sources import (
     carve,
@@ -73,7 +74,14 @@ class ImageDataModule(SplitDataModule):
         batch_size: Images per batch.
         num_workers: DataLoader worker processes (they decode and transform).
         seed: Seed of the validation carve-out and of the per-batch random draws (flips,
-            binarization).
+            binarization, caption phrasings).
+        captions: Serve ``batch["text"]``, a caption written from each label in a phrasing
+            drawn at random: training phrasings in the train split, held-out ones in
+            validation and test (``genlab.data.captions``); needs labels.
+        caption_words: The caption word of each class; ``None``: number words for digit
+            classes, else the class names.
+        source_size: Serve ``batch["source"]``, each image downsampled to this side (the input
+            of super-resolution); ``None``: none.
     """
 
     def __init__(
@@ -96,11 +104,14 @@ class ImageDataModule(SplitDataModule):
         batch_size: int = 128,
         num_workers: int = 2,
         seed: int = 0,
+        captions: bool = False,
+        caption_words: list[str] | None = None,
+        source_size: int | None = None,
     ) -> None:
         settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         _positive(image_size=image_size, center_crop=center_crop, num_classes=num_classes,
-                  batch_size=batch_size)
+                  batch_size=batch_size, source_size=source_size)
         if channels not in (1, 3):
             raise GenlabError(f"data.channels must be 1 or 3, got {channels}")
         if not 0 < val_fraction < 1:
@@ -129,6 +140,22 @@ class ImageDataModule(SplitDataModule):
         """Number of classes, or ``None`` when there are no labels (reads the data if needed)."""
         self.columns()
         return self._num_classes
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The condition kinds the batches carry (``genlab.conditions``)."""
+        h = self.hparams
+        served = [("label", self.columns()[1] is not None), ("text", h.get("captions")),
+                  ("source", h.get("source_size") is not None)]
+        return tuple(kind for kind, on in served if on)
+
+    def class_names(self) -> list[str]:
+        """The name of each class: a ``ClassLabel``'s names, else ``"0"``, ``"1"``, ..."""
+        _, label = self.columns()
+        feature = self.train_split().features[label] if label else None
+        if isinstance(feature, datasets.ClassLabel):
+            return list(feature.names)
+        return [str(i) for i in range(self.num_classes or 0)]
 
     def prepare_data(self) -> None:
         """Download a hub dataset or convert local files into the ``datasets`` cache."""
@@ -210,8 +237,15 @@ class ImageDataModule(SplitDataModule):
         """
         image, label = self.columns()
         h = self.hparams
+        captioner = None
+        if h.get("captions"):
+            if label is None:
+                raise GenlabError("data.captions are written from the labels, but the data has "
+                                  "none; set data.label_column")
+            captioner = Captioner(self.class_names(), train, h.get("caption_words"))
         return ImageTransform(image, label, h.channels, h.image_size, h.resize,
-                              h.center_crop, hflip=h.hflip and train, binarize=h.binarize)
+                              h.center_crop, hflip=h.hflip and train, binarize=h.binarize,
+                              captioner=captioner, source_size=h.get("source_size"))
 
     def formatted(self, split: datasets.Dataset) -> datasets.Dataset:
         """``split`` reduced to its image (and label) column, images left undecoded.

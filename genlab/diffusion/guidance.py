@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
+from genlab import conditions
+from genlab.conditions import Conditions
 from genlab.diffusion.samplers import Denoiser
 
 
-def classifier_free_guidance(denoiser: Denoiser, scale: float, null_label: int) -> Denoiser:
-    """A denoiser that returns ``uncond + scale * (cond - uncond)``.
+def classifier_free_guidance(denoiser: Denoiser, scale: float,
+                             null_label: int | None = None) -> Denoiser:
+    """A denoiser that returns ``uncond + scale * (cond - uncond)``, for any kind of condition.
 
-    The unconditional prediction is the denoiser's with every label replaced by ``null_label``,
-    the class that label dropout trained it on. ``scale = 1`` is the plain conditional prediction
-    (and costs one call), ``scale = 0`` the unconditional one; both halves run as one batch.
-    Mixing the raw outputs is the same as mixing epsilons, whatever the prediction kind: every
-    conversion between eps, v and x0 is affine in the output at fixed ``x_t`` and ``t``.
+    The unconditional prediction is the denoiser's on the null condition
+    (``genlab.conditions.null``: labels replaced by ``null_label``, prompts by the empty string,
+    source images by zeros), the one condition dropout trained it on. ``scale = 1`` is the plain
+    conditional prediction (and costs one call), ``scale = 0`` the unconditional one; both halves
+    run as one batch. Mixing the raw outputs is the same as mixing epsilons, whatever the
+    prediction kind: every conversion between eps, v and x0 is affine in the output at fixed
+    ``x_t`` and ``t``.
 
     Args:
-        denoiser: ``denoiser(x_t, t, labels) -> prediction`` trained with label dropout.
+        denoiser: ``denoiser(x_t, t, cond) -> prediction`` trained with condition dropout;
+            ``cond`` class ids ``(B,)`` or a dict of conditions by kind.
         scale: Guidance scale ``w`` (``1 + w`` in the paper's notation).
-        null_label: Label index meaning "no class".
+        null_label: Label index meaning "no class" (needed when the condition has labels).
     """
 
-    def guided(x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
-        if labels is None or scale == 1:
-            return denoiser(x_t, t, labels)
-        null = torch.full_like(labels, null_label)
-        both = denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([labels, null]))
-        cond, uncond = both.chunk(2)
-        return uncond + scale * (cond - uncond)
+    def guided(x_t: Tensor, t: Tensor, cond: Tensor | Conditions | None) -> Tensor:
+        if cond is None or scale == 1:
+            return denoiser(x_t, t, cond)
+        both = conditions.cat(cond, conditions.null(cond, null_label))
+        cond_out, uncond = denoiser(_twice(x_t), _twice(t), both).chunk(2)
+        return uncond + scale * (cond_out - uncond)
 
     return guided
+
+
+def _twice(x: Tensor) -> Tensor:
+    """``x`` twice along the batch (the conditional and unconditional halves)."""
+    return x.repeat(2, *[1] * (x.ndim - 1))

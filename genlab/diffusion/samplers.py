@@ -1,8 +1,9 @@
 """Samplers: plain functions that take a denoiser callable and a ``NoiseSchedule``.
 
 A denoiser is any callable ``denoiser(x_t, t, labels) -> prediction``: ``x_t`` the noisy batch
-``(B, ...)``, ``t`` integer timesteps ``(B,)`` in ``0 … T-1``, ``labels`` class ids ``(B,)`` or
-``None``, and the output of kind ``prediction`` (``eps``, ``v`` or ``x0``), shaped like ``x_t``.
+``(B, ...)``, ``t`` integer timesteps ``(B,)`` in ``0 … T-1``, ``labels`` class ids ``(B,)``, a
+dict of conditions by kind (``genlab.conditions``: ``text``, ``source``...) or ``None``, and the
+output of kind ``prediction`` (``eps``, ``v`` or ``x0``), shaped like ``x_t``.
 Nothing here knows about Lightning or a plugin, so another plugin (adversarial distillation) can
 sample any diffusion network with them (cf. EDM's ``edm_sampler``).
 

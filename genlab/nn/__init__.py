@@ -1,5 +1,6 @@
 """Plain PyTorch networks shared by plugins; nothing here imports Lightning."""
 
+from genlab.nn.conditions import ImageEncoder, LabelEmbedding, TextEncoder
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
@@ -8,7 +9,8 @@ from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate,
 from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
-    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "RebuildOnPickle",
-    "TimeEmbedding", "Transformer", "UNet", "activation", "filter_logits", "generate",
-    "next_token", "sinusoidal_embedding", "spectral_norm",
+    "MLP", "ConvDecoder", "ConvEncoder", "ImageEncoder", "KVCache", "LabelEmbedding",
+    "PointDenoiser", "RebuildOnPickle", "TextEncoder", "TimeEmbedding", "Transformer", "UNet",
+    "activation", "filter_logits", "generate", "next_token", "sinusoidal_embedding",
+    "spectral_norm",
 ]

@@ -1,8 +1,11 @@
 """U-Net denoiser for images (Ho et al. 2020, appendix B; the layout of ``guided-diffusion``).
 
 Residual blocks with group norm and a timestep embedding, self-attention at low resolutions,
-an optional class embedding with one extra "null" class for classifier-free guidance.
-Called as ``unet(x_t, t, labels)`` like every genlab denoiser (see ``genlab.diffusion``).
+an optional class embedding with one extra "null" class for classifier-free guidance, an optional
+text encoder (its vector added to the time embedding) and an optional source-image encoder (its
+feature maps concatenated to the input). Called as ``unet(x_t, t, cond)`` like every genlab
+denoiser (see ``genlab.diffusion``): ``cond`` is class ids, or a dict of conditions by kind
+(``genlab.conditions``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from genlab.conditions import Conditions
+from genlab.nn.conditions import ImageEncoder, LabelEmbedding, TextEncoder
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
@@ -43,7 +49,7 @@ class TimeEmbedding(nn.Module):
         self.dim = dim
         self.num_classes = num_classes
         self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
-        self.classes = None if num_classes is None else nn.Embedding(num_classes + 1, out_dim)
+        self.classes = None if num_classes is None else LabelEmbedding(num_classes, out_dim)
 
     def forward(self, t: Tensor, labels: Tensor | None = None) -> Tensor:  # (B,) -> (B, out_dim)
         """Embed timesteps ``t`` and, for a conditional network, ``labels``."""
@@ -133,6 +139,10 @@ class UNet(nn.Module):
             ``num_classes`` is the null class used by classifier-free guidance.
         heads: Attention heads.
         groups: Groups of every group norm.
+        text_encoder: Encodes ``cond["text"]`` to a ``(B, 4 * channels)`` vector added to the
+            time embedding (e.g. ``TextEncoder(4 * channels)``), or ``None``.
+        source_encoder: Turns ``cond["source"]`` into feature maps concatenated to the input
+            (an ``ImageEncoder`` at the image's size), or ``None``.
     """
 
     def __init__(
@@ -146,12 +156,16 @@ class UNet(nn.Module):
         num_classes: int | None = None,
         heads: int = 4,
         groups: int = 32,
+        text_encoder: TextEncoder | None = None,
+        source_encoder: ImageEncoder | None = None,
     ) -> None:
         super().__init__()
         emb_dim = 4 * channels
         self.num_classes = num_classes
         self.embed = TimeEmbedding(channels, emb_dim, num_classes)
-        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.text_encoder, self.source_encoder = text_encoder, source_encoder
+        extra = 0 if source_encoder is None else source_encoder.out_channels
+        self.conv_in = nn.Conv2d(in_channels + extra, channels, 3, padding=1)
 
         def block(c_in: int, c_out: int, level: int) -> nn.ModuleList:
             layers = [ResBlock(c_in, c_out, emb_dim, dropout, groups)]
@@ -193,9 +207,21 @@ class UNet(nn.Module):
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
         return h
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Predict from noisy images ``x`` ``(B, C, H, W)`` at timesteps ``t`` ``(B,)``."""
-        emb = self.embed(t, labels)  # (B, 4 * channels)
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | Conditions | None = None) -> Tensor:
+        """Predict from noisy images ``x`` ``(B, C, H, W)`` at timesteps ``t`` ``(B,)``.
+
+        ``cond``: class ids ``(B,)``, or a dict with ``label``, ``text`` (strings), ``source``
+        (images); a condition the network takes but is not given is the null one.
+        """
+        cond = {"label": cond} if isinstance(cond, Tensor) else (cond or {})
+        emb = self.embed(t, cond.get("label"))  # (B, 4 * channels)
+        if self.text_encoder is not None:
+            emb = emb + self.text_encoder(cond.get("text") or [""] * len(x)).to(emb.dtype)
+        if self.source_encoder is not None:
+            source = cond.get("source")
+            if source is None:  # the null source: a zero image
+                source = x.new_zeros(len(x), self.source_encoder.in_channels, 1, 1)
+            x = torch.cat([x, self.source_encoder(source.to(x.dtype))], dim=1)
         h = self.conv_in(x)
         hs = [h]
         for layers in self.down:

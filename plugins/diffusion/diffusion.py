@@ -16,7 +16,8 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from genlab import GenerativeModule
+from genlab import GenerativeModule, conditions
+from genlab.conditions import Conditions
 from genlab.diffusion import SAMPLERS, NoiseSchedule, classifier_free_guidance
 from genlab.diffusion import sample as run_sampler
 from genlab.diffusion.samplers import Denoiser
@@ -24,6 +25,7 @@ from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.module import ConformanceCase
+from genlab.nn.conditions import ImageEncoder, TextEncoder
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
@@ -37,7 +39,9 @@ LRSchedule = Literal["constant", "cosine"]
 
 class Diffusion(GenerativeModule):
     """Denoising diffusion probabilistic model (Ho et al. 2020) with EMA weights and optional
-    class conditioning for classifier-free guidance (Ho & Salimans 2022).
+    conditioning for classifier-free guidance (Ho & Salimans 2022) on class labels, text prompts
+    (``batch["text"]``, ``sample(prompt=...)``) and, for super-resolution, a low-resolution
+    source image (``batch["source"]``, ``sample(source=...)``; SR3, Saharia et al. 2021).
 
     Points (``data_shape`` of length 1) use an MLP denoiser, images (``(C, H, W)``) a U-Net.
     Sampling always uses the EMA weights; the sampler, steps, eta and guidance given here are
@@ -66,8 +70,16 @@ class Diffusion(GenerativeModule):
             divided by ``sqrt(alpha_bar_{T-1})`` (about 1e-4), which wrecks few-step sampling.
         loss_weighting: ``none`` (plain MSE on the target) or ``min_snr``.
         min_snr_gamma: ``gamma`` of the Min-SNR weighting.
-        label_dropout: Probability that a training label is replaced by the null class, so one
-            network learns both conditional and unconditional predictions (needed for guidance).
+        text_condition: Condition the U-Net on text prompts (a ``genlab.nn.TextEncoder``).
+        text_width: Channels of the text encoder.
+        text_max_len: Bytes of each prompt the text encoder reads.
+        source_size: Side of a source image to condition the U-Net on (super-resolution from
+            ``source_size`` to the image size, through a ``genlab.nn.ImageEncoder``); ``None``:
+            no source.
+        source_width: Learned channels of the source encoder.
+        label_dropout: Probability that a training example's conditions (label, text, source)
+            are replaced by the null ones, so one network learns both conditional and
+            unconditional predictions (needed for guidance).
         data_scale: Data are divided by it before diffusion (and samples multiplied back), so
             that they have roughly unit spread; e.g. 4 for the grid-25 points at ±4.
         lr: AdamW learning rate.
@@ -85,6 +97,7 @@ class Diffusion(GenerativeModule):
     """
 
     modalities = ("points", "image")
+    conditions = ("label", "text", "source")
 
     @property
     def modality(self) -> str:
@@ -104,6 +117,11 @@ class Diffusion(GenerativeModule):
         num_res_blocks: int = 2,
         attention_levels: Sequence[int] = (2,),
         dropout: float = 0.1,
+        text_condition: bool = False,
+        text_width: int = 64,
+        text_max_len: int = 48,
+        source_size: int | None = None,
+        source_width: int = 32,
         schedule: ScheduleKind = "cosine",
         num_timesteps: int = 1000,
         prediction: Prediction = "v",
@@ -129,6 +147,10 @@ class Diffusion(GenerativeModule):
                                             f"[C, H, W] (images), got {list(data_shape)}"),
             (num_classes is not None and num_classes <= 0,
              f"model.num_classes must be positive or null, got {num_classes}"),
+            ((text_condition or source_size is not None) and len(data_shape) != 3,
+             "model.text_condition and model.source_size need images (data_shape [C, H, W])"),
+            (source_size is not None and source_size <= 0,
+             f"model.source_size must be positive or null, got {source_size}"),
             (not 0 <= label_dropout < 1,
              f"model.label_dropout must be in [0, 1), got {label_dropout}"),
             (not 0 <= ema_decay < 1, f"model.ema_decay must be in [0, 1), got {ema_decay}"),
@@ -155,6 +177,14 @@ class Diffusion(GenerativeModule):
                                 "sample_steps": 4},
                                ddp=True, precisions=("bf16-mixed", "16-mixed"))
 
+    @property
+    def condition_keys(self) -> tuple[str, ...]:
+        """``label`` when ``num_classes`` is set, ``text`` and ``source`` when asked for."""
+        h = self.hparams
+        return tuple(kind for kind, used in [("label", h.num_classes is not None),
+                                             ("text", h.text_condition),
+                                             ("source", h.source_size is not None)] if used)
+
     def build_denoiser(self) -> nn.Module:
         """The network: ``PointDenoiser`` for points, ``UNet`` for images."""
         h = self.hparams
@@ -169,14 +199,18 @@ class Diffusion(GenerativeModule):
             raise GenlabError(f"images of {height}x{width} cannot be halved "
                               f"{len(h.channel_mults) - 1} times for model.channel_mults "
                               f"{list(h.channel_mults)}; use fewer levels or another size")
+        text = (TextEncoder(4 * h.channels, h.text_width, h.text_max_len)
+                if h.text_condition else None)
+        source = None if h.source_size is None else ImageEncoder(c, height, h.source_width)
         return UNet(c, h.channels, h.channel_mults, h.num_res_blocks, h.attention_levels,
-                    h.dropout, num_classes=h.num_classes)
+                    h.dropout, num_classes=h.num_classes, text_encoder=text,
+                    source_encoder=source)
 
     # Training
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         x0 = batch["x"].float() / self.hparams.data_scale
-        labels = self.training_labels(batch)
+        labels = self.training_conditions(batch)
         t = batch_randint(self, 0, self.schedule.num_timesteps, (len(x0),))
         noise = batch_randn(self, x0.shape, dtype=x0.dtype)
         x_t = self.schedule.q_sample(x0, t, noise)
@@ -187,6 +221,19 @@ class Diffusion(GenerativeModule):
         loss = (weight * err).mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def training_conditions(self, batch: dict[str, Any]) -> Tensor | Conditions | None:
+        """The batch's conditions, ``label_dropout`` of the examples given the null ones.
+
+        Class ids alone for a label-only model (the point denoiser's interface), else a dict.
+        """
+        conds = self.conditions_of(batch)  # one line for a missing or an extra condition
+        if set(conds) <= {"label"}:
+            return self.training_labels(batch)
+        if "label" in conds:
+            conds["label"] = batch_labels(batch, self.hparams.num_classes)
+        drop = batch_rand(self, (len(batch["x"]),)) < self.hparams.label_dropout
+        return conditions.drop(conds, drop, self.hparams.num_classes)
 
     def training_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The batch's labels with ``label_dropout`` of them replaced by the null class."""
@@ -221,7 +268,7 @@ class Diffusion(GenerativeModule):
         ``guidance != 1`` wraps it in classifier-free guidance (conditional models only).
         """
         net = self.ema.module if ema else self.denoiser
-        if self.hparams.num_classes is None or guidance == 1:
+        if not self.condition_keys or guidance == 1:
             return net
         return classifier_free_guidance(net, guidance, null_label=self.hparams.num_classes)
 
@@ -233,6 +280,8 @@ class Diffusion(GenerativeModule):
         labels: Tensor | None = None,
         guidance: float | None = None,
         eta: float | None = None,
+        prompt: str | list[str] | None = None,
+        source: Tensor | None = None,
     ) -> Tensor:
         """``num`` samples drawn with the EMA weights, ``(num, *data_shape)``.
 
@@ -244,19 +293,26 @@ class Diffusion(GenerativeModule):
                 classes (``i % num_classes``) so grids show every class.
             guidance: Classifier-free guidance scale; ``None``: ``model.guidance``.
             eta: DDIM noise scale; ``None``: ``model.eta``.
+            prompt: Text prompt(s) of a text-conditioned model: one for all samples or one
+                each; ``None``: the empty prompt (unconditional samples).
+            source: Source images ``(num, C, h, w)`` (or one for all) of a super-resolution
+                model, resized to ``model.source_size`` if need be (``genlab sample --source
+                img.png``); ``None``: the null (zero) source.
         """
-        return self.draw(num, steps, sampler, labels, guidance, eta)
+        return self.draw(num, steps, sampler, labels, guidance, eta, prompt=prompt,
+                         source=source)
 
     def draw(self, num: int, steps: int | None = None, sampler: str | None = None,
              labels: Tensor | None = None, guidance: float | None = None,
-             eta: float | None = None, trajectory: list[Tensor] | None = None) -> Tensor:
+             eta: float | None = None, trajectory: list[Tensor] | None = None,
+             prompt: str | list[str] | None = None, source: Tensor | None = None) -> Tensor:
         """``sample()`` that can also record the denoising trajectory (see ``ddpm_sample``)."""
         h = self.hparams
         sampler = h.sampler if sampler is None else sampler
         if sampler not in SAMPLERS:
             raise GenlabError(f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
         guidance = h.guidance if guidance is None else guidance
-        labels = self.sample_labels(num, labels)
+        labels = self.sample_conditions(num, labels, prompt, source)
         clip = (self.modality == "image") if h.clip_x0 is None else h.clip_x0
         noise = torch.randn(num, *self.data_shape, device=self.device)
         steps = h.sample_steps if steps is None else steps
@@ -269,6 +325,44 @@ class Diffusion(GenerativeModule):
     def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels checked against ``num_classes``; for a conditional model ``None`` cycles."""
         return sample_labels(num, labels, self.hparams.num_classes, self.device)
+
+    def sample_conditions(self, num: int, labels: Tensor | None,
+                          prompt: str | list[str] | None,
+                          source: Tensor | None) -> Tensor | Conditions | None:
+        """The conditions of ``num`` samples, checked; class ids alone for a label-only model."""
+        h = self.hparams
+        raise_first([
+            (prompt is not None and not h.text_condition,
+             "a prompt was given, but this model is not conditioned on text "
+             "(model.text_condition: false); drop --prompt"),
+            (source is not None and h.source_size is None,
+             "a source image was given, but this model takes none (model.source_size: null); "
+             "drop --source"),
+        ])
+        labels = self.sample_labels(num, labels)
+        if not (h.text_condition or h.source_size is not None):
+            return labels
+        cond: Conditions = {} if labels is None else {"label": labels}
+        if h.text_condition:
+            cond["text"] = per_sample_texts(prompt, num)
+        if h.source_size is not None:
+            cond["source"] = self.source_images(source, num)
+        return cond
+
+    def source_images(self, source: Tensor | None, num: int) -> Tensor:
+        """``source`` as ``(num, C, s, s)`` at ``model.source_size`` (zeros when ``None``)."""
+        size, c = self.hparams.source_size, self.data_shape[0]
+        if source is None:
+            return torch.zeros(num, c, size, size, device=self.device)
+        source = torch.as_tensor(source, device=self.device).float()
+        source = source[None] if source.ndim == 3 else source
+        if source.ndim != 4 or source.shape[1] != c or len(source) not in (1, num):
+            raise GenlabError(f"source must be {num} (or 1) images of {c} channel(s), "
+                              f"got shape {tuple(source.shape)}")
+        if source.shape[-2:] != (size, size):  # e.g. a full-size image: its downsampled copy
+            source = nn.functional.interpolate(source, size=(size, size), mode="bilinear",
+                                               antialias=True, align_corners=False)
+        return source.expand(num, -1, -1, -1)
 
     # Pictures
 
@@ -289,3 +383,11 @@ class Diffusion(GenerativeModule):
         picks = torch.linspace(0, len(path) - 1, frames).round().long().tolist()
         return strip([path[i] * self.hparams.data_scale for i in picks],
                      [f"step {i}/{len(path) - 1}" for i in picks])
+
+
+def per_sample_texts(prompt: str | list[str] | None, num: int) -> list[str]:
+    """``num`` prompts from one (for all), ``num`` of them, or ``None`` (the empty prompt)."""
+    texts = [""] if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
+    if len(texts) not in (1, num):
+        raise GenlabError(f"give 1 prompt (for all) or {num}, got {len(texts)}")
+    return texts * num if len(texts) == 1 else texts
