@@ -1,4 +1,4 @@
-"""Diffusion parts shared by plugins: noise schedules, prediction targets, samplers, guidance.
+"""Diffusion parts shared by plugins: schedules, targets, samplers, guidance, RePaint.
 
 The denoiser interface is ``denoiser(x_t, t, labels) -> prediction`` (see
 ``genlab.diffusion.samplers``); ``NoiseSchedule`` holds ``alphas_cumprod`` and converts between the
@@ -6,11 +6,13 @@ The denoiser interface is ``denoiser(x_t, t, labels) -> prediction`` (see
 """
 
 from genlab.diffusion.guidance import classifier_free_guidance
+from genlab.diffusion.inpaint import jump_schedule, repaint_sample
 from genlab.diffusion.samplers import (
     SAMPLERS,
     Denoiser,
     ddim_sample,
     ddpm_sample,
+    ddpm_step,
     heun_sample,
     sample,
     timesteps,
@@ -26,7 +28,10 @@ __all__ = [
     "classifier_free_guidance",
     "ddim_sample",
     "ddpm_sample",
+    "ddpm_step",
     "heun_sample",
+    "jump_schedule",
+    "repaint_sample",
     "sample",
     "timesteps",
 ]

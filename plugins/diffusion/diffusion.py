@@ -19,10 +19,12 @@ from torch.optim.lr_scheduler import LambdaLR
 from genlab import GenerativeModule
 from genlab.diffusion import SAMPLERS, NoiseSchedule, classifier_free_guidance
 from genlab.diffusion import sample as run_sampler
+from genlab.diffusion.inpaint import repaint_sample
 from genlab.diffusion.samplers import Denoiser
 from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
+from genlab.modalities.image import as_images
 from genlab.module import ConformanceCase
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
@@ -233,6 +235,10 @@ class Diffusion(GenerativeModule):
         labels: Tensor | None = None,
         guidance: float | None = None,
         eta: float | None = None,
+        source: Tensor | None = None,
+        mask: Tensor | None = None,
+        resample: int = 5,
+        jump: int = 5,
     ) -> Tensor:
         """``num`` samples drawn with the EMA weights, ``(num, *data_shape)``.
 
@@ -244,8 +250,52 @@ class Diffusion(GenerativeModule):
                 classes (``i % num_classes``) so grids show every class.
             guidance: Classifier-free guidance scale; ``None``: ``model.guidance``.
             eta: DDIM noise scale; ``None``: ``model.eta``.
+            source: Images to inpaint, with ``mask`` (RePaint, Lugmayr et al. 2022):
+                ``(num, C, H, W)`` in [-1, 1], or one for all; on the command line an image
+                file or a folder of them (``--source digit.png``).
+            mask: 1 (white) where ``source`` is kept, 0 (black) where it is generated; same
+                forms as ``source``. Inpainting takes ancestral (``ddpm``) steps.
+            resample: RePaint's passes over each stretch of ``jump`` steps (1: paste only).
+            jump: RePaint's steps per jump back up.
         """
+        if source is not None or mask is not None:
+            return self.inpaint(num, source, mask, steps, sampler, labels, guidance, resample,
+                                jump)
         return self.draw(num, steps, sampler, labels, guidance, eta)
+
+    def inpaint(self, num: int, source: Tensor | None, mask: Tensor | None,
+                steps: int | None = None, sampler: str | None = None,
+                labels: Tensor | None = None, guidance: float | None = None,
+                resample: int = 5, jump: int = 5,
+                trajectory: list[Tensor] | None = None) -> Tensor:
+        """``source`` inpainted where ``mask`` is 0 (``repaint_sample``; see ``sample``)."""
+        h = self.hparams
+        if source is None or mask is None:
+            raise GenlabError("inpainting needs both --source (the images) and --mask (1 where "
+                              "the source is kept, 0 where it is generated)")
+        if sampler not in (None, "ddpm"):
+            raise GenlabError(f"inpainting (RePaint) takes ancestral steps; drop --sampler "
+                              f"{sampler} (or give ddpm)")
+        source, known = self.as_data(source, "source", num), self.as_data(mask, "mask", num) > 0
+        guidance = h.guidance if guidance is None else guidance
+        clip = (self.modality == "image") if h.clip_x0 is None else h.clip_x0
+        noise = torch.randn(num, *self.data_shape, device=self.device)
+        x = repaint_sample(self.denoiser_fn(ema=True, guidance=guidance), self.schedule, noise,
+                           source / h.data_scale, known, prediction=h.prediction,
+                           steps=h.sample_steps if steps is None else steps, jump=jump,
+                           resample=resample, labels=self.sample_labels(num, labels),
+                           clip=1.0 / h.data_scale if clip else None, trajectory=trajectory)
+        return torch.where(known, source, x * h.data_scale)  # known pixels exactly the source's
+
+    def as_data(self, x: Tensor, name: str, num: int) -> Tensor:
+        """A condition in the data's shape, ``(num, *data_shape)``, from one or ``num`` of it."""
+        if self.modality == "image":
+            x = as_images(x, self.data_shape, name)
+        else:
+            x = x.float().reshape(-1, *self.data_shape)
+        if len(x) not in (1, num):
+            raise GenlabError(f"--{name} has {len(x)} examples; give 1 (for all) or --num={num}")
+        return x.to(self.device).expand(num, *x.shape[1:])
 
     def draw(self, num: int, steps: int | None = None, sampler: str | None = None,
              labels: Tensor | None = None, guidance: float | None = None,
