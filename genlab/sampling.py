@@ -22,17 +22,37 @@ from torch import Tensor
 
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
-from genlab.data.image_transforms import IMAGE_SUFFIXES, load_image
+from genlab.data.sources import IMAGE_SUFFIXES
 from genlab.errors import GenlabError, explain_parse_error
+from genlab.modalities.image import load_images
 from genlab.modality import modality_of
 from genlab.module import GenerativeModule
 
 
+def read_tensor(path: str | Path) -> Tensor:
+    """A Tensor option given as a file or folder.
+
+    Images (a file or a folder of them) give ``(N, C, H, W)`` in [-1, 1]; a ``.pt`` file its
+    tensor, loaded with ``weights_only=True``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise GenlabError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".pt":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    return load_images(path)
+
+
+def _names_file(value: str) -> bool:
+    path = Path(value)
+    return path.suffix.lower() in (*IMAGE_SUFFIXES, ".pt") or path.is_dir()
+
+
 def _tensor(value: Any) -> Tensor:
     # A Tensor option on the command line: a number or a list, e.g. --labels 3, --labels [1,2],
-    # or an image file (--source digit.png), read as a batch of one (1, C, H, W) in [-1, 1].
-    if isinstance(value, str) and Path(value).suffix.lower() in IMAGE_SUFFIXES:
-        return load_image(value)
+    # or a file: --source digit.png, --mask masks/ (a folder of images), --source x.pt.
+    if isinstance(value, str) and _names_file(value):
+        return read_tensor(value)
     return torch.as_tensor(yaml.safe_load(value) if isinstance(value, str) else value)
 
 

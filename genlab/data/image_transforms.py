@@ -28,7 +28,6 @@ try:  # deprecated since torchvision 0.29 (TorchCodec takes over) but twice as f
 except ImportError:  # pragma: no cover - a torchvision without it: PIL decodes everything
     decode_image = None
 PIL_MODES = {1: "L", 3: "RGB"}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def _read_bytes(item: dict[str, Any] | bytes | str) -> bytes:
@@ -64,23 +63,6 @@ def decode(item: dict[str, Any] | bytes | str, channels: int) -> Tensor:
     with Image.open(io.BytesIO(data)) as pil:
         array = np.array(pil.convert(PIL_MODES[channels]))
     return torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
-
-
-def load_image(path: str | Path) -> Tensor:
-    """An image file as a batch of one, ``(1, C, H, W)`` float in [-1, 1].
-
-    Grayscale files give one channel, any other mode three (RGB). For conditions given on the
-    command line (``genlab sample --source digit.png``).
-
-    Args:
-        path: The image file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise GenlabError(f"image {path} does not exist")
-    with Image.open(path) as pil:
-        channels = 1 if pil.mode in ("L", "1", "I", "I;16", "F") else 3
-    return decode(str(path), channels)[None].float().div(127.5).sub(1)
 
 
 class BatchFetch(Dataset):

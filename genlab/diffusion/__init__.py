@@ -1,4 +1,4 @@
-"""Diffusion parts shared by plugins: noise schedules, prediction targets, samplers, guidance.
+"""Diffusion parts shared by plugins: schedules, targets, samplers, guidance, RePaint.
 
 The denoiser interface is ``denoiser(x_t, t, labels) -> prediction`` (see
 ``genlab.diffusion.samplers``); ``NoiseSchedule`` holds ``alphas_cumprod`` and converts between the
@@ -6,12 +6,14 @@ The denoiser interface is ``denoiser(x_t, t, labels) -> prediction`` (see
 """
 
 from genlab.diffusion.guidance import classifier_free_guidance
+from genlab.diffusion.inpaint import jump_schedule, repaint_sample
 from genlab.diffusion.samplers import (
     SAMPLERS,
     Denoiser,
     ddim_sample,
     ddim_step,
     ddpm_sample,
+    ddpm_step,
     heun_sample,
     heun_step,
     sample,
@@ -29,8 +31,11 @@ __all__ = [
     "ddim_sample",
     "ddim_step",
     "ddpm_sample",
+    "ddpm_step",
     "heun_sample",
     "heun_step",
+    "jump_schedule",
+    "repaint_sample",
     "sample",
     "timesteps",
 ]

@@ -111,6 +111,26 @@ def heun_step(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int |
     return y_next * a_s.sqrt()
 
 
+def ddpm_step(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int, s: int,
+              prediction: Prediction = "eps", labels: Tensor | None = None,
+              clip: float | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """One ancestral step ``x_t -> x_s`` (``s < t``; ``s = -1``: to clean data, no noise added).
+
+    Draws from the posterior ``q(x_s | x_t, x0_hat)`` (Ho et al. 2020, eq. 6-7) between the
+    timesteps ``s < t``, with ``alpha_{t|s} = alpha_bar_t / alpha_bar_s``; arguments as
+    ``ddpm_sample``.
+    """
+    x0, _ = _predict(denoiser, schedule, x_t, t, labels, prediction, clip)
+    a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
+    beta = 1 - a_t / a_s  # beta of the (possibly respaced) step s -> t
+    # Posterior mean of eq. 7 and variance beta_tilde, written with alpha_bar of t and s.
+    x = (a_s.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)) * x_t
+    if s >= 0:
+        var = beta * (1 - a_s) / (1 - a_t)
+        x = x + var.sqrt() * _noise(x, generator)
+    return x
+
+
 @torch.no_grad()
 def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
                 prediction: Prediction = "eps", steps: int | None = None,
@@ -138,14 +158,7 @@ def ddpm_sample(denoiser: Denoiser, schedule: NoiseSchedule, noise: Tensor,
     for t, s in zip(grid, grid[1:] + [-1]):
         if trajectory is not None:
             trajectory.append(x)
-        x0, _ = _predict(denoiser, schedule, x, t, labels, prediction, clip)
-        a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
-        beta = 1 - a_t / a_s  # beta of the (possibly respaced) step s -> t
-        # Posterior mean of eq. 7 and variance beta_tilde, written with alpha_bar of t and s.
-        x = (a_s.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)) * x
-        if s >= 0:
-            var = beta * (1 - a_s) / (1 - a_t)
-            x = x + var.sqrt() * _noise(x, generator)
+        x = ddpm_step(denoiser, schedule, x, t, s, prediction, labels, clip, generator)
     if trajectory is not None:
         trajectory.append(x)
     return x

@@ -6,7 +6,7 @@ classifier of ``genlab classifier``; the report names the extractor (and its fil
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from genlab.data.image_transforms import decode
+from genlab.data.sources import IMAGE_SUFFIXES
 from genlab.data.stacked_mnist import StackedMNISTDataModule
 from genlab.errors import GenlabError
 from genlab.metrics.classifier import ChannelFeatures
@@ -24,6 +26,63 @@ from genlab.metrics.precision_recall import PrecisionRecall
 from genlab.metrics.stacked import StackedModes
 from genlab.modality import EvalContext, Modality, flat_values
 from genlab.visualize import image_grid
+
+_GRAY_BANDS = {("L",), ("1",), ("I",), ("F",), ("L", "A"), ("I", "A")}
+
+
+def _read_image(path: Path) -> Tensor:
+    """One image file as ``(C, H, W)`` in [-1, 1]: grayscale files give 1 channel, others 3."""
+    with Image.open(path) as pil:
+        channels = 1 if pil.getbands() in _GRAY_BANDS else 3
+    return decode(str(path), channels).float() / 127.5 - 1
+
+
+def load_images(path: str | Path) -> Tensor:
+    """An image file, or a folder of them (by name), as a batch ``(N, C, H, W)`` in [-1, 1].
+
+    How ``--source img.png`` / ``--mask mask.png`` reach a model's ``sample()``.
+
+    Args:
+        path: A PNG / JPEG / ... file (``N = 1``) or a folder of equally sized images.
+    """
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+        if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise GenlabError(f"{path}: no image file there; give a {'/'.join(sorted(IMAGE_SUFFIXES))} "
+                          f"file or a folder of them")
+    images = [_read_image(f) for f in files]
+    shapes = {tuple(x.shape) for x in images}
+    if len(shapes) > 1:
+        raise GenlabError(f"{path}: the images differ in size ({sorted(shapes)}); give images "
+                          f"of one size")
+    return torch.stack(images)
+
+
+def as_images(x: Tensor, shape: Sequence[int], name: str) -> Tensor:
+    """A batch of images ``(B, C', H, W)`` (or one, ``(C', H, W)``) as ``shape`` ``(C, H, W)``.
+
+    Grayscale becomes RGB by repeating its channel and RGB grayscale by the channel mean (a
+    sample saved as an RGB grid and read back stays the same image); the sides must match.
+
+    Args:
+        x: The images.
+        shape: The ``(C, H, W)`` the model works with.
+        name: The option's name, for the error (``source``, ``mask``).
+    """
+    x = x[None] if x.ndim == 3 else x
+    channels, height, width = shape
+    if x.ndim != 4 or tuple(x.shape[-2:]) != (height, width):
+        raise GenlabError(f"--{name} must be {height}x{width} images, got a tensor of shape "
+                          f"{tuple(x.shape)}")
+    if x.shape[1] == channels:
+        return x.float()
+    if x.shape[1] == 1:
+        return x.float().expand(-1, channels, -1, -1)
+    if channels == 1:  # gray saved as RGB: its first channel, exactly; else the mean
+        x = x.float()
+        return x[:, :1] if bool((x == x[:, :1]).all()) else x.mean(1, keepdim=True)
+    raise GenlabError(f"--{name} has {x.shape[1]} channels; the model takes {channels}")
 
 
 def image_metrics(extractor: nn.Module, num: int) -> dict[str, Any]:

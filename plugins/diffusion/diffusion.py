@@ -20,10 +20,12 @@ from genlab import GenerativeModule, conditions
 from genlab.conditions import Conditions
 from genlab.diffusion import SAMPLERS, NoiseSchedule, classifier_free_guidance
 from genlab.diffusion import sample as run_sampler
+from genlab.diffusion.inpaint import repaint_sample
 from genlab.diffusion.samplers import Denoiser
 from genlab.diffusion.schedule import LossWeighting, Prediction, ScheduleKind
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
+from genlab.modalities.image import as_images
 from genlab.module import ConformanceCase
 from genlab.nn.conditions import ImageEncoder, TextEncoder
 from genlab.nn.point_denoiser import PointDenoiser
@@ -282,6 +284,9 @@ class Diffusion(GenerativeModule):
         eta: float | None = None,
         prompt: str | list[str] | None = None,
         source: Tensor | None = None,
+        mask: Tensor | None = None,
+        resample: int = 5,
+        jump: int = 5,
     ) -> Tensor:
         """``num`` samples drawn with the EMA weights, ``(num, *data_shape)``.
 
@@ -297,10 +302,56 @@ class Diffusion(GenerativeModule):
                 each; ``None``: the empty prompt (unconditional samples).
             source: Source images ``(num, C, h, w)`` (or one for all) of a super-resolution
                 model, resized to ``model.source_size`` if need be (``genlab sample --source
-                img.png``); ``None``: the null (zero) source.
+                img.png``); ``None``: the null (zero) source. With ``mask``: the images to
+                inpaint (RePaint, Lugmayr et al. 2022), ``(num, C, H, W)`` in [-1, 1], or one
+                for all; on the command line an image file or a folder of them.
+            mask: Inpaint ``source``: 1 (white) where it is kept, 0 (black) where it is
+                generated; same forms as ``source``. Inpainting takes ancestral (``ddpm``)
+                steps.
+            resample: RePaint's passes over each stretch of ``jump`` steps (1: paste only).
+            jump: RePaint's steps per jump back up.
         """
+        if mask is not None:
+            return self.inpaint(num, source, mask, steps, sampler, labels, guidance, resample,
+                                jump, prompt=prompt)
         return self.draw(num, steps, sampler, labels, guidance, eta, prompt=prompt,
                          source=source)
+
+    def inpaint(self, num: int, source: Tensor | None, mask: Tensor | None,
+                steps: int | None = None, sampler: str | None = None,
+                labels: Tensor | None = None, guidance: float | None = None,
+                resample: int = 5, jump: int = 5,
+                trajectory: list[Tensor] | None = None,
+                prompt: str | list[str] | None = None) -> Tensor:
+        """``source`` inpainted where ``mask`` is 0 (``repaint_sample``; see ``sample``)."""
+        h = self.hparams
+        if source is None or mask is None:
+            raise GenlabError("inpainting needs both --source (the images) and --mask (1 where "
+                              "the source is kept, 0 where it is generated)")
+        if sampler not in (None, "ddpm"):
+            raise GenlabError(f"inpainting (RePaint) takes ancestral steps; drop --sampler "
+                              f"{sampler} (or give ddpm)")
+        source, known = self.as_data(source, "source", num), self.as_data(mask, "mask", num) > 0
+        guidance = h.guidance if guidance is None else guidance
+        clip = (self.modality == "image") if h.clip_x0 is None else h.clip_x0
+        noise = torch.randn(num, *self.data_shape, device=self.device)
+        x = repaint_sample(self.denoiser_fn(ema=True, guidance=guidance), self.schedule, noise,
+                           source / h.data_scale, known, prediction=h.prediction,
+                           steps=h.sample_steps if steps is None else steps, jump=jump,
+                           resample=resample,
+                           labels=self.sample_conditions(num, labels, prompt, None),
+                           clip=1.0 / h.data_scale if clip else None, trajectory=trajectory)
+        return torch.where(known, source, x * h.data_scale)  # known pixels exactly the source's
+
+    def as_data(self, x: Tensor, name: str, num: int) -> Tensor:
+        """A condition in the data's shape, ``(num, *data_shape)``, from one or ``num`` of it."""
+        if self.modality == "image":
+            x = as_images(x, self.data_shape, name)
+        else:
+            x = x.float().reshape(-1, *self.data_shape)
+        if len(x) not in (1, num):
+            raise GenlabError(f"--{name} has {len(x)} examples; give 1 (for all) or --num={num}")
+        return x.to(self.device).expand(num, *x.shape[1:])
 
     def draw(self, num: int, steps: int | None = None, sampler: str | None = None,
              labels: Tensor | None = None, guidance: float | None = None,
@@ -337,7 +388,7 @@ class Diffusion(GenerativeModule):
              "(model.text_condition: false); drop --prompt"),
             (source is not None and h.source_size is None,
              "a source image was given, but this model takes none (model.source_size: null); "
-             "drop --source"),
+             "drop --source, or add --mask to inpaint it"),
         ])
         labels = self.sample_labels(num, labels)
         if not (h.text_condition or h.source_size is not None):
