@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -177,9 +178,11 @@ def _setup(datamodule: L.LightningDataModule, ckpt: dict[str, Any], split: str) 
 def _scores(args: Any, model: GenerativeModule, modality: Modality,
             datamodule: L.LightningDataModule, results: dict[str, Any]) -> dict[str, float]:
     """Draw ``results["num_samples"]`` samples and score them with the modality."""
+    start = time.perf_counter()
     with fixed_seed(args.seed, model.device):
         options = {k: args[k] for k in option_names(type(model), "sample", {"num"})}
         fake = draw(model, results["num_samples"], args.batch_size, options)
+    results["sample_seconds"] = round(time.perf_counter() - start, 2)  # drawing, not scoring
     context = EvalContext(datamodule, args.split, args.batch_size, model.device, results)
     extra = {k: args[k] for k in option_names(type(modality), "score", SCORE_SKIP)}
     return modality.score(fake, context, **extra)

@@ -106,6 +106,10 @@ def test_classifier_then_image_evaluation(tmp_path, mnist_like, capsys):
                 "bits_per_dim"):
         assert math.isfinite(metrics[key]), key
     assert report["extractor"]["name"] == "digit-classifier"
+    shares = [metrics[f"class_share_{k}"] for k in range(10)]
+    assert sum(shares) == pytest.approx(1.0) and 0 <= metrics["confident_share"] <= 1
+    assert metrics["class_share_min"] == min(shares) and metrics["class_share_max"] == max(shares)
+    assert report["sample_seconds"] >= 0
     assert len(report["extractor"]["hash"]) == 12
     assert metrics["bits_per_dim"] == pytest.approx(metrics["nll"] / (64 * math.log(2)))
     assert "sha256:" in capsys.readouterr().out

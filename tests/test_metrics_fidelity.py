@@ -14,6 +14,7 @@ from genlab.metrics.classifier import (
     load_classifier,
     save_classifier,
 )
+from genlab.metrics.labels import ClassShares
 from genlab.metrics.precision_recall import PrecisionRecall
 from genlab.metrics.stacked import StackedModes
 
@@ -111,3 +112,18 @@ def test_classifier_bad_files(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(GenlabError, match="not a genlab reference classifier"):
         load_classifier(tmp_path / "other.pt")
+
+
+def test_class_shares_count_confident_labels_and_classes():
+    class Fixed(torch.nn.Module):  # logits given by the "image" itself
+        def forward(self, x):
+            return x.flatten(1)
+
+    confident = torch.tensor([[9.0, 0, 0], [0, 9.0, 0], [0, 9.0, 0]])  # p(top) ~ 0.9998
+    unsure = torch.tensor([[1.0, 1.0, 0]])  # p(top) ~ 0.42, class 0
+    shares = ClassShares(Fixed(), num_classes=3)
+    shares.update(torch.cat([confident, unsure])[:, None, :, None])
+    out = shares.compute()
+    assert float(out["confident_share"]) == 0.75
+    assert [float(out[f"class_share_{k}"]) for k in range(3)] == [0.5, 0.5, 0.0]
+    assert float(out["class_share_min"]) == 0.0 and float(out["class_share_max"]) == 0.5

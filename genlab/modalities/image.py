@@ -22,6 +22,7 @@ from genlab.data.stacked_mnist import StackedMNISTDataModule
 from genlab.errors import GenlabError
 from genlab.metrics.classifier import ChannelFeatures
 from genlab.metrics.extractors import build_extractor
+from genlab.metrics.labels import ClassShares
 from genlab.metrics.precision_recall import PrecisionRecall
 from genlab.metrics.stacked import StackedModes
 from genlab.modality import EvalContext, Modality, flat_values
@@ -136,6 +137,16 @@ def stacked_modes(fake: Tensor, extractor: nn.Module, context: EvalContext) -> d
     return flat_values("", modes.compute())
 
 
+@torch.no_grad()
+def class_shares(fake: Tensor, extractor: ChannelFeatures,
+                 context: EvalContext) -> dict[str, float]:
+    """The digit classifier's confident share and class histogram of grayscale ``fake``."""
+    shares = ClassShares(extractor.classifier).to(context.device)
+    for x in fake.split(context.batch_size):
+        shares.update(x.to(context.device))
+    return flat_values("", shares.compute())
+
+
 class ImageModality(Modality):
     """Images in [-1, 1]: grids for pictures, PNG files, feature-based scores."""
 
@@ -162,6 +173,9 @@ class ImageModality(Modality):
               floor: bool = True) -> dict[str, float]:
         """FID, KID, precision / recall (and the data module's metrics) of ``fake`` images.
 
+        With the digit classifier as extractor, grayscale images also get the share it labels
+        with confidence >= 0.9 and the share of each class (``class_share_<k>``, min, max).
+
         Args:
             fake: Generated images.
             context: The reference data and where to compute.
@@ -180,6 +194,8 @@ class ImageModality(Modality):
                                               features, device)
         if isinstance(context.datamodule, StackedMNISTDataModule):
             scores.update(stacked_modes(fake, features, context))
+        elif isinstance(features, ChannelFeatures) and fake.shape[1] == 1:
+            scores.update(class_shares(fake, features, context))
         return {**scores, **super().score(fake, context)}
 
     def check_samples(self, samples: Tensor, name: str,
