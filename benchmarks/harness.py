@@ -247,7 +247,10 @@ def _vae(d: dict) -> list[Row]:
     gpu = d.get("preset") == "gpu"  # the targets are for the GPU preset's budget
     targets = {"VAE (ELBO)": "<= 86.0", "IWAE (k=50)": "<= 84.5"} if gpu else {}
     k = d.get("protocol", {}).get("importance_samples")
-    return [_row(f"{r['model']}: test NLL nats (k={k}, {r['test_examples']} images)",
+    # A row that carries its own target (the CPU presets of vae_nll_published) shows it.
+    targets.update({r["model"]: f"<= {r['target']}" for r in d.get("rows", []) if "target" in r})
+    images = d.get("protocol", {}).get("test_images")
+    return [_row(f"{r['model']}: test NLL nats (k={k}, {r.get('test_examples', images)} images)",
                  r["test_nll"], targets.get(r["model"], ""),
                  "IWAE paper: VAE 86.76, IWAE k=50 84.78") for r in d.get("rows", [])]
 

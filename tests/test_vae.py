@@ -117,6 +117,7 @@ def test_conditional_shapes_and_labels():
     ({"latent_dim": 0}, "latent_dim"), ({"train_samples": 0}, "train_samples"),
     ({"beta": -1.0}, "beta"), ({"fixed_std": 0.0}, "fixed_std"),
     ({"data_shape": (28, 28)}, "data_shape"), ({"num_classes": 0}, "num_classes"),
+    ({"elbo_steps": -1}, "elbo_steps"),
 ])
 def test_bad_hyperparameters_are_clear_errors(bad, match):
     with pytest.raises(GenlabError, match=match):
@@ -179,6 +180,31 @@ def test_warm_up_weight_seen_in_training(tmp_path):
     metrics = trainer.test(model, data, verbose=False)[0]
     assert metrics["test/nll"] > 0
     assert metrics["test/bits_per_dim"] == pytest.approx(metrics["test/nll"] / (64 * math.log(2)))
+
+
+def test_elbo_steps_train_the_elbo_then_the_iwae_bound(tmp_path):
+    """``elbo_steps = 2``: steps 0 and 1 train the ELBO (k = 1), the next ones the k = 3 bound."""
+    import lightning as L
+
+    from genlab.data.images import ImageDataModule
+
+    source = write_parquet(tmp_path / "pq", {"train": 24, "test": 8})
+    data = ImageDataModule(str(source), image_size=8, channels=1, binarize=True, batch_size=4,
+                           num_workers=0)
+    model = tiny_vae(train_samples=3, elbo_steps=2, pictures=False)
+    objective, seen = model.objective, []
+
+    def recorded(x, labels, beta_t, k=None):
+        seen.append(k)
+        return objective(x, labels, beta_t, k)
+
+    model.objective = recorded
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer.fit(model, data)
+    assert seen == [1, 1, 3, 3]
+    assert {"train/elbo", "train/iwae"} <= set(trainer.callback_metrics)
 
 
 def test_elbo_objective_beta_and_free_bits():

@@ -77,6 +77,10 @@ class VAE(GenerativeModule):
             pushed down (Kingma et al. 2016, eq. 15); 0 turns it off.
         train_samples: Importance samples ``k`` of the training bound: 1 trains the ELBO, more
             the IWAE bound.
+        elbo_steps: Steps trained on the ELBO (``k = 1``) before the ``train_samples`` bound
+            takes over: a VAE first, then the IWAE objective, as in Burda et al. 2016's IWAE
+            initialized at a trained VAE; far cheaper per step while the model is far from its
+            optimum. 0: the ``train_samples`` bound from the start.
         val_samples: ``k`` of the importance-weighted NLL logged at validation (kept small).
         eval_samples: ``k`` of the NLL at test / ``genlab evaluate`` (5000 for reported figures).
         eval_chunk: Importance samples per forward pass when estimating the NLL (memory bound).
@@ -104,6 +108,7 @@ class VAE(GenerativeModule):
         kl_warmup_steps: int = 0,
         free_bits: float = 0.0,
         train_samples: int = 1,
+        elbo_steps: int = 0,
         val_samples: int = 16,
         eval_samples: int = 5000,
         eval_chunk: int = 500,
@@ -114,8 +119,8 @@ class VAE(GenerativeModule):
     ) -> None:
         super().__init__()
         _check_hparams(data_shape, latent_dim, fixed_std, beta, kl_warmup_steps, free_bits,
-                       train_samples, val_samples, eval_samples, eval_chunk, num_classes,
-                       conv_width)
+                       elbo_steps, train_samples, val_samples, eval_samples, eval_chunk,
+                       num_classes, conv_width)
         # logger=False: Lightning merges model and data hparams for the loggers and stops on a
         # key with two values (num_classes: 10 here, null = auto in the data); the CLI logs
         # the whole resolved config anyway.
@@ -248,16 +253,21 @@ class VAE(GenerativeModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         h = self.hparams
         beta_t = kl_weight(self.global_step, h.beta, h.kl_warmup_steps)
-        loss, logs = self.objective(batch["x"], self.labels_of(batch), beta_t)
+        k = 1 if self.global_step < h.elbo_steps else h.train_samples
+        loss, logs = self.objective(batch["x"], self.labels_of(batch), beta_t, k)
         self.log_dict({**logs, "train/kl_weight": beta_t}, prog_bar=True)
         return loss
 
-    def objective(self, x: Tensor, labels: Tensor | None,
-                  beta_t: float) -> tuple[Tensor, dict[str, Tensor]]:
-        """The training loss (negated bound, KL weighted by ``beta_t``) and what to log."""
+    def objective(self, x: Tensor, labels: Tensor | None, beta_t: float,
+                  k: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss (negated bound, KL weighted by ``beta_t``) and what to log.
+
+        ``k``: importance samples of the bound (default ``train_samples``); 1 is the ELBO.
+        """
         h = self.hparams
-        if h.train_samples > 1:
-            bound = log_mean_exp(self.log_weights(x, labels, h.train_samples, beta_t)).mean()
+        k = k or h.train_samples
+        if k > 1:
+            bound = log_mean_exp(self.log_weights(x, labels, k, beta_t)).mean()
             return -bound, {"train/iwae": bound}
         mu, logvar = self.encode(x, labels)
         z = mu + (0.5 * logvar).exp() * batch_randn(self, mu.shape, dtype=mu.dtype)
@@ -325,7 +335,8 @@ def _head(labels: Tensor | None, n: int) -> Tensor | None:
 
 
 def _check_hparams(data_shape: Sequence[int], latent_dim: int, fixed_std: float | None,
-                   beta: float, kl_warmup_steps: int, free_bits: float, train_samples: int,
+                   beta: float, kl_warmup_steps: int, free_bits: float, elbo_steps: int,
+                   train_samples: int,
                    val_samples: int, eval_samples: int, eval_chunk: int,
                    num_classes: int | None, conv_width: int) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
@@ -341,5 +352,6 @@ def _check_hparams(data_shape: Sequence[int], latent_dim: int, fixed_std: float 
         (fixed_std is not None and fixed_std <= 0,
          f"model.fixed_std must be > 0 (or null to learn it), got {fixed_std}"),
         *((value < 0, f"model.{name} must be >= 0, got {value}") for name, value in
-          {"beta": beta, "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits}.items()),
+          {"beta": beta, "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits,
+     "elbo_steps": elbo_steps}.items()),
     ])
