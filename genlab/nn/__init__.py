@@ -3,12 +3,14 @@
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
+from genlab.nn.quantize import Quantized, VectorQuantizer, code_statistics
 from genlab.nn.spectral import RebuildOnPickle, spectral_norm
 from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate, next_token
 from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
-    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "RebuildOnPickle",
-    "TimeEmbedding", "Transformer", "UNet", "activation", "filter_logits", "generate",
-    "next_token", "sinusoidal_embedding", "spectral_norm",
+    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "Quantized",
+    "RebuildOnPickle", "TimeEmbedding", "Transformer", "UNet", "VectorQuantizer", "activation",
+    "code_statistics", "filter_logits", "generate", "next_token", "sinusoidal_embedding",
+    "spectral_norm",
 ]
