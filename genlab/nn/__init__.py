@@ -1,6 +1,12 @@
 """Plain PyTorch networks shared by plugins; nothing here imports Lightning."""
 
-from genlab.nn.conv import ConvDecoder, ConvEncoder
+from genlab.nn.conv import (
+    ConvDecoder,
+    ConvEncoder,
+    GridDecoder,
+    GridEncoder,
+    PatchDiscriminator,
+)
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.quantize import Quantized, VectorQuantizer, code_statistics
@@ -9,8 +15,8 @@ from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate,
 from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
-    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "Quantized",
-    "RebuildOnPickle", "TimeEmbedding", "Transformer", "UNet", "VectorQuantizer", "activation",
-    "code_statistics", "filter_logits", "generate", "next_token", "sinusoidal_embedding",
-    "spectral_norm",
+    "MLP", "ConvDecoder", "ConvEncoder", "GridDecoder", "GridEncoder", "KVCache",
+    "PatchDiscriminator", "PointDenoiser", "Quantized", "RebuildOnPickle", "TimeEmbedding",
+    "Transformer", "UNet", "VectorQuantizer", "activation", "code_statistics", "filter_logits",
+    "generate", "next_token", "sinusoidal_embedding", "spectral_norm",
 ]

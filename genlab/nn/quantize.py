@@ -18,8 +18,10 @@ the encoder's outputs are), and a code unused for ``dead_after`` steps is moved 
 encoder output of the current batch (a "restart", as in Dhariwal et al. 2020, Jukebox, sec. 3.2).
 
 Under ``torch.distributed`` the batch statistics (``n_k``, the sums, the usage) are summed over
-processes and the random vectors of the initialisation and restarts come from process 0, so
-every process holds the same codebook. Plain PyTorch: nothing here imports Lightning.
+processes, and the vectors of the initialisation and restarts are drawn from the gathered global
+batch with a generator seeded by a counter kept in the buffers: every process holds the same
+codebook, the one a single process would on the same global batch, and a resumed run draws what
+an uninterrupted one would. Plain PyTorch: nothing here imports Lightning.
 """
 
 from __future__ import annotations
@@ -64,11 +66,27 @@ def _all_reduce(x: Tensor) -> Tensor:
     return x
 
 
-def _from_rank0(x: Tensor) -> Tensor:
-    """Process 0's ``x`` on every process (itself without ``torch.distributed``)."""
-    if _distributed():
-        dist.broadcast(x, src=0)
-    return x
+def _global_rows(flat: Tensor, per_example: int) -> Tensor:
+    """The rows ``flat`` ``(N, D)`` of every process, in the order of the global batch.
+
+    genlab's samplers give process ``r`` of ``W`` the examples ``r, r + W, ...`` of the global
+    batch, so interleaving the processes' examples rebuilds it: the random picks below are then
+    the ones a single process would make on the whole batch.
+    """
+    if not _distributed():
+        return flat
+    world = dist.get_world_size()
+    n = torch.tensor([len(flat) // per_example], device=flat.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    most = int(max(sizes))
+    padded = flat.new_zeros(most * per_example, flat.shape[1])
+    padded[: len(flat)] = flat
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    rows = torch.stack([p.view(most, per_example, -1) for p in parts], 1)  # (n, W, P, D)
+    real = torch.arange(most, device=flat.device)[:, None] < torch.cat(sizes)[None, :]
+    return rows[real].reshape(-1, flat.shape[1])
 
 
 def code_statistics(counts: Tensor) -> tuple[Tensor, Tensor]:
@@ -114,6 +132,7 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("unused_steps", torch.zeros(num_codes, dtype=torch.long))
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # total, for logs
+        self.register_buffer("draws", torch.zeros((), dtype=torch.long))  # seeds random picks
 
     # ----------------------------------------------------------------------------- lookup
 
@@ -122,6 +141,11 @@ class VectorQuantizer(nn.Module):
         # ||z - e||² = ||z||² - 2 z·e + ||e||²; ||z||² is the same for every code.
         dist2 = self.codebook.square().sum(1) - 2 * flat @ self.codebook.t()  # (N, K)
         return dist2.argmin(1)
+
+    def nearest_grid(self, z: Tensor) -> Tensor:
+        """Codes of vectors ``z`` ``(B, D, ...)`` (channel dim 1): ``(B, ...)`` long; no update."""
+        flat = z.float().movedim(1, -1).reshape(-1, self.dim)
+        return self.nearest(flat).view(z.shape[0], *z.shape[2:])
 
     def embed(self, codes: Tensor) -> Tensor:
         """Code vectors of ``codes`` (any shape), channel dim 1: ``(B, D, ...)``."""
@@ -137,7 +161,7 @@ class VectorQuantizer(nn.Module):
             z = z_e.float()
             flat = z.movedim(1, -1).reshape(-1, self.dim)  # (N, D)
             if self.training:
-                self.update(flat.detach())
+                self.update(flat.detach(), per_example=flat.shape[0] // max(len(z), 1))
             codes = self.nearest(flat)
             counts = _all_reduce(torch.bincount(codes, minlength=self.num_codes).float())
             e = F.embedding(codes, self.codebook).view(*z.movedim(1, -1).shape).movedim(-1, 1)
@@ -150,10 +174,14 @@ class VectorQuantizer(nn.Module):
     # ----------------------------------------------------------------------------- updates
 
     @torch.no_grad()
-    def update(self, flat: Tensor) -> None:
-        """One training step of the codebook on encoder vectors ``flat`` ``(N, D)``."""
+    def update(self, flat: Tensor, per_example: int = 1) -> None:
+        """One training step of the codebook on encoder vectors ``flat`` ``(N, D)``.
+
+        ``per_example``: consecutive rows of ``flat`` that come from one example (``H * W`` for
+        maps), so that under ``torch.distributed`` the global batch can be rebuilt.
+        """
         if not bool(self.initialized):
-            self.initialise(flat)
+            self.initialise(_global_rows(flat, per_example))
         codes = self.nearest(flat)
         onehot = F.one_hot(codes, self.num_codes).float()  # (N, K)
         counts = _all_reduce(onehot.sum(0))                 # n_k, all processes
@@ -161,7 +189,7 @@ class VectorQuantizer(nn.Module):
         self.ema_update(counts, sums)
         self.unused_steps.add_(1).masked_fill_(counts > 0, 0)
         if self.dead_after:
-            self.restart_dead(flat)
+            self.restart_dead(flat, per_example)
 
     @torch.no_grad()
     def ema_update(self, counts: Tensor, sums: Tensor) -> None:
@@ -175,21 +203,21 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def initialise(self, flat: Tensor) -> None:
-        """Codebook = ``num_codes`` random vectors of the batch (process 0's), counts = 1."""
-        picks = _from_rank0(self.random_rows(flat, self.num_codes))
+        """Codebook = ``num_codes`` random vectors of the (global) batch, counts = 1."""
+        picks = self.random_rows(flat, self.num_codes)
         self.codebook.copy_(picks)
         self.embed_sum.copy_(picks)
         self.cluster_size.fill_(1.0)
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def restart_dead(self, flat: Tensor) -> None:
-        """Move every code unused for ``dead_after`` steps onto a random batch vector."""
+    def restart_dead(self, flat: Tensor, per_example: int = 1) -> None:
+        """Move every code unused for ``dead_after`` steps onto a random (global) batch vector."""
         dead = self.unused_steps >= self.dead_after  # the same on every process (all-reduced)
         num = int(dead.sum())
         if num == 0:
             return
-        picks = _from_rank0(self.random_rows(flat, num))
+        picks = self.random_rows(_global_rows(flat, per_example), num)
         self.codebook[dead] = picks
         self.embed_sum[dead] = picks  # as if the code had been used once by that vector
         self.cluster_size[dead] = 1.0
@@ -197,9 +225,14 @@ class VectorQuantizer(nn.Module):
         self.restarts.add_(num)
 
     def random_rows(self, flat: Tensor, num: int) -> Tensor:
-        """``num`` rows of ``flat`` drawn at random (with replacement when it has fewer)."""
+        """``num`` rows of ``flat`` drawn at random (with replacement when it has fewer).
+
+        The generator is seeded by the ``draws`` counter: the same picks on every process.
+        """
+        gen = torch.Generator(device=flat.device).manual_seed(int(self.draws))
+        self.draws.add_(1)
         if len(flat) >= num:
-            idx = torch.randperm(len(flat), device=flat.device)[:num]
+            idx = torch.randperm(len(flat), device=flat.device, generator=gen)[:num]
         else:
-            idx = torch.randint(len(flat), (num,), device=flat.device)
+            idx = torch.randint(len(flat), (num,), device=flat.device, generator=gen)
         return flat[idx].contiguous()
