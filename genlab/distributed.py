@@ -58,6 +58,19 @@ def manual_step(module: L.LightningModule, optimizers: Sequence[torch.optim.Opti
         opt.step()
 
 
+def all_mean(x: Tensor) -> Tensor:
+    """``x`` averaged over processes (``x`` itself outside ``torch.distributed``).
+
+    E.g. a gradient taken with ``torch.autograd.grad`` inside a step, which DDP does not
+    reduce, turned into the gradient of the global batch's mean loss.
+    """
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+        x = x / dist.get_world_size()
+    return x
+
+
 def _destroy_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

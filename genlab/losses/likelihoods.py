@@ -153,3 +153,12 @@ def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
         dim: The dimension of the ``k`` samples.
     """
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
+
+
+def feature_reconstruction(real: Tensor, fake: Tensor) -> Tensor:
+    """``-log N(real; fake, I)`` less its constant: ``1/2 ||real - fake||²`` per example ``(B,)``.
+
+    Larsen et al. 2016, eq. 6: reconstructions measured in a discriminator's feature space
+    ``Dis_l`` (features ``(B, F)``) rather than in pixels. VAE-GAN and VQ-GAN use it.
+    """
+    return 0.5 * (fake - real).square().flatten(1).sum(1)

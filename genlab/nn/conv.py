@@ -18,7 +18,7 @@ GANs, VAEs and hybrids share these; the model's recipe (losses, conditioning) li
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
@@ -50,6 +50,39 @@ def conv_layout(image_size: int, channels: int) -> tuple[int, int]:
 
 def _norm2d(norm: Norm, num_channels: int) -> nn.Module:
     return nn.BatchNorm2d(num_channels) if norm == "batch" else nn.Identity()
+
+
+def _down_stack(channels: int, n_down: int, width: int, sn: Any, norm: Norm,
+                act: Activation) -> tuple[list[nn.Module], int]:
+    """DCGAN's downsampling convs (widths doubling from ``width``) and their output width."""
+    layers: list[nn.Module] = []
+    c_in, c_out = channels, width
+    for i in range(n_down):
+        layers.append(sn(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)))
+        if i > 0:
+            layers.append(_norm2d(norm, c_out))
+        layers.append(activation(act))
+        c_in, c_out = c_out, c_out * 2
+    return layers, c_in
+
+
+def _up_stack(c0: int, n_up: int, channels: int, norm: Norm, out_act: OutAct) -> nn.Sequential:
+    """DCGAN's upsampling transposed convs from ``c0`` maps (widths halving) to the image."""
+    layers: list[nn.Module] = []
+    c = c0
+    for _ in range(n_up - 1):
+        layers += [
+            nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=norm == "none"),
+            _norm2d(norm, c // 2),
+            nn.ReLU(),
+        ]
+        c //= 2
+    layers.append(nn.ConvTranspose2d(c, channels, 4, stride=2, padding=1))
+    if out_act == "tanh":
+        layers.append(nn.Tanh())
+    elif out_act == "sigmoid":
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
 
 
 class ConvDecoder(nn.Module):
@@ -84,21 +117,7 @@ class ConvDecoder(nn.Module):
         # (B, in) -> (B, c0 * base * base): DCGAN's first 4x4 transposed conv on a 1x1 input
         self.project = nn.Linear(in_features, c0 * base * base, bias=norm == "none")
         self.project_act = nn.Sequential(_norm2d(norm, c0), nn.ReLU())
-        layers: list[nn.Module] = []
-        c = c0
-        for _ in range(n_up - 1):
-            layers += [
-                nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=norm == "none"),
-                _norm2d(norm, c // 2),
-                nn.ReLU(),
-            ]
-            c //= 2
-        layers.append(nn.ConvTranspose2d(c, channels, 4, stride=2, padding=1))
-        if out_act == "tanh":
-            layers.append(nn.Tanh())
-        elif out_act == "sigmoid":
-            layers.append(nn.Sigmoid())
-        self.net = nn.Sequential(*layers)
+        self.net = _up_stack(c0, n_up, channels, norm, out_act)
 
     def forward(self, z: Tensor) -> Tensor:  # (B, in_features) -> (B, C, H, W)
         """Decode a batch of vectors into images."""
@@ -139,14 +158,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         base, n_down = conv_layout(image_size, channels)
         sn = _spectral_norm if spectral_norm else (lambda m: m)
-        layers: list[nn.Module] = []
-        c_in, c_out = channels, width
-        for i in range(n_down):
-            layers.append(sn(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)))
-            if i > 0:
-                layers.append(_norm2d(norm, c_out))
-            layers.append(activation(act))
-            c_in, c_out = c_out, c_out * 2
+        layers, c_in = _down_stack(channels, n_down, width, sn, norm, act)
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.feature_dim = c_in * base * base
         self.head = sn(nn.Linear(self.feature_dim, out_features))
@@ -158,3 +170,96 @@ class ConvEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_features)
         """Encode a batch of images into vectors."""
         return self.head(self.features(x))
+
+
+class GridEncoder(nn.Module):
+    """Image -> latent maps ``(B, out_channels, base, base)``, e.g. 7x7 for MNIST.
+
+    DCGAN's downsampling convs, then 3x3 and 1x1 convs to ``out_channels``; no flattening, since
+    a VQ-VAE quantizes every position.
+
+    Args:
+        channels: Image channels, 1 or 3.
+        image_size: 28 (7x7 latents), 32 (4x4) or 64 (4x4).
+        out_channels: Channels of the latent maps (a VQ code's size).
+        width: Channels of the first conv; the others are multiples of it.
+        norm: ``none`` or ``batch`` after every conv but the first.
+    """
+
+    def __init__(self, channels: int, image_size: int, out_channels: int, width: int = 64,
+                 norm: Norm = "none") -> None:
+        super().__init__()
+        base, n_down = conv_layout(image_size, channels)
+        layers, c = _down_stack(channels, n_down, width, lambda m: m, norm, "leaky_relu")
+        self.net = nn.Sequential(*layers, nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(c, out_channels, 1))
+        self.grid = base
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_channels, base, base)
+        """Encode images into latent maps."""
+        return self.net(x)
+
+
+class GridDecoder(nn.Module):
+    """Latent maps ``(B, in_channels, base, base)`` -> image (the mirror of ``GridEncoder``).
+
+    Two 3x3 convs to DCGAN widths, then DCGAN's transposed convs.
+
+    Args:
+        in_channels: Channels of the latent maps.
+        channels: Image channels, 1 or 3.
+        image_size: 28, 32 or 64.
+        width: Channels of the last hidden layer; the others are multiples of it.
+        norm: ``none`` or ``batch``.
+        out_act: ``tanh`` for images in [-1, 1], ``sigmoid`` or ``none``.
+    """
+
+    def __init__(self, in_channels: int, channels: int, image_size: int, width: int = 64,
+                 norm: Norm = "none", out_act: OutAct = "tanh") -> None:
+        super().__init__()
+        _, n_up = conv_layout(image_size, channels)
+        c0 = width * 2 ** (n_up - 1)
+        self.project = nn.Sequential(nn.Conv2d(in_channels, c0, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(c0, c0, 3, padding=1), _norm2d(norm, c0),
+                                     nn.ReLU())
+        self.net = _up_stack(c0, n_up, channels, norm, out_act)
+
+    @property
+    def last_layer(self) -> nn.Parameter:
+        """Weight of the last conv: where VQ-GAN's adaptive weight compares gradients."""
+        convs = [m for m in self.net if isinstance(m, nn.ConvTranspose2d)]
+        return convs[-1].weight
+
+    def forward(self, z: Tensor) -> Tensor:  # (B, in_channels, base, base) -> (B, C, H, W)
+        """Decode latent maps into images."""
+        return self.net(self.project(z))
+
+
+class PatchDiscriminator(nn.Module):
+    """Image -> a logit per patch ``(B, base * base)`` and features ``(B, F)`` (PatchGAN).
+
+    Isola et al. 2017 (pix2pix, sec. 3.2.2): the discriminator judges each overlapping patch
+    rather than the whole image, as VQ-GAN's does (Esser et al. 2021, sec. 3.1). The features
+    are the flattened maps under the logit head: a learned feature space for reconstructions
+    (Larsen et al. 2016), as the VAE-GAN's ``Dis_l``.
+
+    Args:
+        channels: Image channels, 1 or 3.
+        image_size: 28 (7x7 patches), 32 or 64 (4x4).
+        width: Channels of the first conv; the others are multiples of it.
+        spectral_norm: Spectral normalization on every conv.
+    """
+
+    def __init__(self, channels: int, image_size: int, width: int = 64,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        _, n_down = conv_layout(image_size, channels)
+        sn = _spectral_norm if spectral_norm else (lambda m: m)
+        layers, c = _down_stack(channels, n_down, width, sn, "none", "leaky_relu")
+        self.net = nn.Sequential(*layers)
+        self.head = sn(nn.Conv2d(c, 1, 3, padding=1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits (B, P), features (B, F))`` of images ``x``."""
+        h = self.net(x)
+        return self.head(h).flatten(1), h.flatten(1)

@@ -43,7 +43,7 @@ from genlab.distributed import manual_step
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import ADVERSARIAL_LOSSES
-from genlab.losses.likelihoods import kl_std_normal
+from genlab.losses.likelihoods import feature_reconstruction, kl_std_normal
 from genlab.module import ConformanceCase
 from genlab.nn.conv import ConvDecoder, Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
@@ -67,14 +67,6 @@ class _ScaleGrad(torch.autograd.Function):
 def scale_grad(x: Tensor, scale: float) -> Tensor:
     """``x`` unchanged, but the gradient flowing back through it is multiplied by ``scale``."""
     return _ScaleGrad.apply(x, scale)
-
-
-def feature_reconstruction(real: Tensor, fake: Tensor) -> Tensor:
-    """``-log N(real; fake, I)`` less its constant: ``1/2 ||real - fake||²`` per example ``(B,)``.
-
-    Larsen et al. 2016, eq. 6, on discriminator features ``Dis_l`` of ``(B, F)``.
-    """
-    return 0.5 * (fake - real).square().flatten(1).sum(1)
 
 
 class VAEGAN(GenerativeModule):
