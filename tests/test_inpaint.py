@@ -73,7 +73,7 @@ def test_diffusion_sample_inpaints_with_source_and_mask():
     rgb = source.expand(1, 3, 8, 8)  # a picture saved as RGB reads back as the same digit
     assert torch.equal(model.sample_eval(2, source=rgb, mask=torch.ones(1, 8, 8)),
                        source.expand(2, -1, -1, -1))
-    for options, message in (({"source": source}, "both --source"),
+    for options, message in (({"source": source}, "add --mask"), ({"mask": mask}, "both --source"),
                              ({"source": source, "mask": mask, "sampler": "ddim"}, "ancestral"),
                              ({"source": torch.zeros(1, 1, 6, 6), "mask": mask}, "8x8"),
                              ({"source": source.expand(2, -1, -1, -1), "mask": mask}, "--num")):
