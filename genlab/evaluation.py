@@ -69,7 +69,8 @@ def build_parser(model: GenerativeModule | None = None) -> ArgumentParser:
     parser.add_argument("--trust_checkpoint", type=bool, default=False,
                         help="Allow full unpickling (only for files you trust).")
     if model is not None:
-        add_signature_options(parser, type(model), "sample", skip={"num"})
+        cls, method, skip = model.sample_options()
+        add_signature_options(parser, cls, method, skip=skip)
         add_signature_options(parser, type(modality_of(model)), "score", skip=SCORE_SKIP)
     return parser
 
@@ -77,7 +78,7 @@ def build_parser(model: GenerativeModule | None = None) -> ArgumentParser:
 def option_owners(model: GenerativeModule) -> dict[str, list[str]]:
     """The options of ``model.sample`` and of its modality's ``score``, by owner."""
     modality = type(modality_of(model))
-    return {f"{type(model).__name__}.sample": option_names(type(model), "sample", {"num"}),
+    return {f"{type(model).__name__}.sample": option_names(*model.sample_options()),
             f"{modality.__name__}.score": option_names(modality, "score", SCORE_SKIP)}
 
 
@@ -180,7 +181,7 @@ def _scores(args: Any, model: GenerativeModule, modality: Modality,
     """Draw ``results["num_samples"]`` samples and score them with the modality."""
     start = time.perf_counter()
     with fixed_seed(args.seed, model.device):
-        options = {k: args[k] for k in option_names(type(model), "sample", {"num"})}
+        options = {k: args[k] for k in option_names(*model.sample_options())}
         fake = draw(model, results["num_samples"], args.batch_size, options)
     results["sample_seconds"] = round(time.perf_counter() - start, 2)  # drawing, not scoring
     context = EvalContext(datamodule, args.split, args.batch_size, model.device, results)

@@ -117,6 +117,16 @@ class GenerativeModule(L.LightningModule):
         """Draw ``num`` samples in the data's own space; family options are keyword arguments."""
         raise NotImplementedError(f"{type(self).__name__} must implement sample(num, **options)")
 
+    def sample_options(self) -> tuple[type, str, set[str]]:
+        """Where ``sample()``'s options are declared: ``(class, method, names left out)``.
+
+        ``genlab sample`` / ``genlab evaluate`` build their options from that method's typed
+        keyword arguments. The default is this class's own ``sample`` (less ``num``); a model
+        that forwards its options to a part (a two-stage model to its prior) names the part's
+        method and leaves out what it sets itself.
+        """
+        return type(self), "sample", {"num"}
+
     def log_likelihood(self, batch: dict[str, Tensor]) -> Tensor:
         """Per-example log-likelihood (or a bound) of ``batch["x"]`` in nats, shape ``(B,)``."""
         raise NotImplementedError(f"{type(self).__name__} has no log-likelihood")

@@ -80,7 +80,8 @@ def build_parser(model: GenerativeModule | None = None) -> ArgumentParser:
     parser.add_argument("--trust_checkpoint", type=bool, default=False,
                         help="Allow full unpickling (only for files you trust).")
     if model is not None:
-        add_signature_options(parser, type(model), "sample", skip={"num"})
+        cls, method, skip = model.sample_options()
+        add_signature_options(parser, cls, method, skip=skip)
     return parser
 
 
@@ -149,7 +150,7 @@ def check_options(model: Any, options: dict[str, Any]) -> None:
         return
     unknown = sorted(set(options) - set(params))
     if unknown:
-        takes = [f"--{n}" for n in option_names(type(model), "sample", {"num"})] or ["none"]
+        takes = [f"--{n}" for n in option_names(*model.sample_options())] or ["none"]
         raise GenlabError(f"{type(model).__name__}.sample does not take "
                           f"{', '.join('--' + n for n in unknown)}; it takes: {', '.join(takes)}")
 
@@ -196,7 +197,7 @@ def sample_main(argv: list[str]) -> None:
     model = model_from_argv(argv)
     parser = build_parser(model)
     takes = {} if model is None else {
-        f"{type(model).__name__}.sample": option_names(type(model), "sample", {"num"})}
+        f"{type(model).__name__}.sample": option_names(*model.sample_options())}
     args = parse(parser, argv, takes)
     model = model.to(args.device)
     options = {k: args[k] for k in next(iter(takes.values()))}

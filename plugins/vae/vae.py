@@ -188,6 +188,19 @@ class VAE(GenerativeModule):
         """
         return self.mean_image(self.decoder(z, labels))
 
+    @property
+    def latent_shape(self) -> tuple[int]:
+        """``(latent_dim,)``: the shape of ``encode_latent``'s latents (a second stage's data)."""
+        return (self.hparams.latent_dim,)
+
+    def encode_latent(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The posterior mean of ``x``, ``(B, latent_dim)``: the latents a prior learns."""
+        return self.encode(x, labels)[0]
+
+    def decode_latent(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Mean images in [-1, 1] of latents ``z`` (``decode_mean``)."""
+        return self.decode_mean(z, labels)
+
     def default_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels to condition ``num`` samples on: the given ones, else classes in turn."""
         return sample_labels(num, labels, self.hparams.num_classes, self.device)
