@@ -104,8 +104,15 @@ def _steps(name: str) -> int:
     return int(name.removesuffix("_step").rsplit("_", 1)[1])
 
 
-def add_steps_chart(sources: list[Path], out: Path, num: int = 2500) -> Path:
-    """ADD on ring-8: sampling steps against high-quality share and samples/s, per file."""
+def add_steps_chart(sources: list[Path], out: Path, num: int = 2500,
+                    groups: tuple[str, ...] = ("student", "teacher"),
+                    title: str = "ADD on ring-8: students (1-4 steps) and their diffusion "
+                                 "teachers") -> Path:
+    """Sampling steps against high-quality share and samples/s, per file and result group.
+
+    ``groups``: prefixes of the result keys drawn as lines (``student_2_step``,
+    ``teacher_ddim_50``; ``cd_1_step``, ``add_4_step`` in the distillation comparison).
+    """
     import json
 
     import matplotlib
@@ -114,13 +121,16 @@ def add_steps_chart(sources: list[Path], out: Path, num: int = 2500) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (quality, speed) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=80)
-    for source, color in zip(sources, ("tab:blue", "tab:orange", "tab:green")):
+    colors = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"])
+    for source in sources:
         results = json.loads(Path(source).read_text())["results"]
-        for who, marker in (("student", "o-"), ("teacher", "s--")):
+        for who in groups:
+            marker = "s--" if who == "teacher" else "o-"
             runs = sorted((_steps(k), v) for k, v in results.items()
-                          if k.startswith(who) and isinstance(v, dict))
+                          if k.startswith(who + "_") and isinstance(v, dict))
             if not runs:
                 continue
+            color = next(colors)
             steps = [s for s, _ in runs]
             label = f"{who}, {Path(source).stem}"
             quality.plot(steps, [v["high_quality_pct"] for _, v in runs], marker, color=color,
@@ -133,7 +143,7 @@ def add_steps_chart(sources: list[Path], out: Path, num: int = 2500) -> Path:
         ax.set_ylabel(name)
     speed.set_yscale("log")
     quality.legend(fontsize=6)
-    fig.suptitle("ADD on ring-8: students (1-4 steps) and their diffusion teachers", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

@@ -1,0 +1,181 @@
+"""Few-step students from one diffusion teacher on ring-8 (CPU): ADD vs consistency distillation.
+
+    python -m benchmarks.distill_compare --threads 1                 # trains the teacher too
+    python -m benchmarks.distill_compare --teacher path/to/teacher.ckpt --cd-max-steps 600 \
+        --add-max-steps 600 --ema --ema-max-steps 600
+
+Trains (unless ``--teacher`` names a checkpoint) the teacher of ``configs/add/ring8_teacher.yaml``,
+then an ADD student (``configs/add/ring8.yaml``) and a CD student (``configs/cd/ring8.yaml``) from
+that same checkpoint on plain CPU Trainers, and scores 2,500 samples of each at 1, 2 and 4 steps
+(and the teacher's 50-step DDIM) with ``genlab.metrics.ModeCoverage``: modes covered, share of
+high-quality samples (within 3 sigma of a mode), samples/s, training wall and CPU seconds.
+Target: CD 1-step 8/8 modes and >= 95% high quality within 15 minutes of the 2-core CPU.
+
+``--ema``: the post-hoc EMA length sweep on the diffusion ring-8 model of
+``configs/diffusion/ring8.yaml``: trained with ``genlab.callbacks.PostHocEMA``, then ``genlab
+ema --sweep`` scores each length with ``genlab evaluate`` beside the config's fixed EMA.
+Results go to benchmarks/results/distill_compare.json; the chart to
+benchmarks/results/img/distill_steps.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+
+from benchmarks.add_points import score, train_teacher
+from benchmarks.common import cpu_model, write_result
+from benchmarks.pictures import add_steps_chart
+from genlab.callbacks import PostHocEMA
+from genlab.checkpoint import load_model
+from genlab.cli import main as genlab_main
+from genlab.data.toy import ToyDataModule
+from genlab.registry import get_model_class
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {"add": ROOT / "configs" / "add" / "ring8.yaml",
+           "cd": ROOT / "configs" / "cd" / "ring8.yaml"}
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "distill_compare.json"
+STEPS = (1, 2, 4)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default=None, help="teacher checkpoint; default: train one")
+    parser.add_argument("--teacher-steps", type=int, default=None, help="default: the config's")
+    parser.add_argument("--add-max-steps", type=int, default=None, help="default: the config's")
+    parser.add_argument("--cd-max-steps", type=int, default=None, help="default: the config's")
+    parser.add_argument("--methods", default="cd,add", help="students to train, in this order")
+    parser.add_argument("--ema", action="store_true", help="also the post-hoc EMA sweep")
+    parser.add_argument("--ema-max-steps", type=int, default=None, help="default: the config's")
+    parser.add_argument("--ema-every", type=int, default=100, help="snapshot interval")
+    parser.add_argument("--ema-lengths", default="0.03,0.05,0.08,0.1,0.15")
+    parser.add_argument("--ema-sampler", default="ddim,50", help="sampler,steps of the sweep")
+    parser.add_argument("--num", type=int, default=2500, help="samples scored")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workdir", default="/tmp/distill_compare")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    return parser.parse_args(argv)
+
+
+def _config(path: Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path,
+         callbacks: list | None = None) -> dict:
+    """Fit on a plain CPU Trainer; save ``root/checkpoints/last.ckpt``; wall and CPU seconds."""
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=str(root), callbacks=callbacks or [])
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainer.fit(model, datamodule=data)
+    timing = {"train_steps": steps, "train_seconds": round(time.perf_counter() - wall, 1),
+              "train_cpu_seconds": round(time.process_time() - cpu, 1)}
+    trainer.save_checkpoint(root / "checkpoints" / "last.ckpt")
+    return timing
+
+
+def train_student(method: str, teacher: Path, steps: int | None, workdir: Path) -> tuple:
+    config = _config(CONFIGS[method])
+    L.seed_everything(config.get("seed_everything", 0), verbose=False)
+    args = {**config["model"]["init_args"], "teacher_ckpt": str(teacher)}
+    model = get_model_class(method)(**args)
+    steps = steps or config["trainer"]["max_steps"]
+    info = _fit(model, ToyDataModule(**config["data"]["init_args"]), steps, workdir / method)
+    print(f"{method}: {info}", flush=True)
+    return model.eval(), {**info, "model": {k: v for k, v in args.items()
+                                            if k != "teacher_ckpt"}}
+
+
+def ema_sweep(args: argparse.Namespace, workdir: Path) -> dict:
+    """Diffusion ring-8 with PostHocEMA; the config's fixed EMA and each length, scored alike."""
+    config = _config(ROOT / "configs" / "diffusion" / "ring8.yaml")
+    L.seed_everything(config.get("seed_everything", 0), verbose=False)
+    model = get_model_class("diffusion")(**config["model"]["init_args"])
+    steps = args.ema_max_steps or config["trainer"]["max_steps"]
+    run = workdir / "ema_run"
+    callback = PostHocEMA("denoiser", "ema.module", every_n_steps=args.ema_every)
+    info = _fit(model, ToyDataModule(**config["data"]["init_args"]), steps, run, [callback])
+    sampler, sampler_steps = args.ema_sampler.split(",")
+    options = ["--num", str(args.num), "--sampler", sampler, "--steps", sampler_steps]
+    base = run / "checkpoints" / "last.ckpt"
+    genlab_main(["evaluate", "--ckpt", str(base), "--out", str(run / "fixed.eval.json"),
+                 *options])
+    fixed = json.loads((run / "fixed.eval.json").read_text())["metrics"]
+    start, cpu = time.perf_counter(), time.process_time()
+    genlab_main(["ema", "--run", str(run), "--sweep", args.ema_lengths, "--out",
+                 str(run / "sweep"), "--", *options])
+    sweep = json.loads((run / "sweep" / "sweep.json").read_text())
+    rows = {f"{r['length']:g}": _modes(r["metrics"]) for r in sweep["results"]}
+    best = sweep["best"]
+    return {**info, "snapshot_every": args.ema_every,
+            "sampler": f"{sampler} {sampler_steps}",
+            "fixed_ema": {"ema_decay": config["model"]["init_args"]["ema_decay"],
+                          **_modes(fixed)},
+            "posthoc": rows, "best_length": best["length"],
+            "best": _modes(best["metrics"]),
+            "sweep_seconds": round(time.perf_counter() - start, 1),
+            "sweep_cpu_seconds": round(time.process_time() - cpu, 1),
+            "beats_or_ties_fixed": best["metrics"]["high_quality"] >= fixed["high_quality"]}
+
+
+def _modes(metrics: dict) -> dict:
+    return {"modes_covered": int(metrics["modes_covered"]),
+            "high_quality_pct": round(100 * float(metrics["high_quality"]), 2)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    workdir = Path(args.workdir)
+    report = {"benchmark": "ADD vs consistency distillation from one ring-8 teacher "
+                           f"({args.num} samples)",
+              "command": "python -m benchmarks.distill_compare " + " ".join(sys.argv[1:]),
+              "date": datetime.date.today().isoformat(),
+              "hardware": {"cpu": cpu_model(), "threads": args.threads,
+                           "note": "2-core CPU shared with other processes during the run"},
+              "torch": torch.__version__}
+    if args.teacher is None:
+        teacher_path, report["teacher"] = train_teacher(args.teacher_steps, workdir)
+    else:
+        ckpt = torch.load(args.teacher, map_location="cpu", weights_only=True)
+        teacher_path = Path(args.teacher)
+        report["teacher"] = {"checkpoint": args.teacher, "train_steps": ckpt["global_step"]}
+    teacher = load_model(teacher_path)
+    data = ToyDataModule(**_config(CONFIGS["cd"])["data"]["init_args"])
+    results = {"teacher_ddim_50": score("teacher ddim 50", lambda n: teacher.sample(
+        n, sampler="ddim", steps=50), data, args.num)}
+    for method in args.methods.split(","):
+        student, report[method] = train_student(
+            method, teacher_path, getattr(args, f"{method}_max_steps"), workdir)
+        for steps in STEPS:
+            results[f"{method}_{steps}_step"] = score(
+                f"{method} {steps} step", lambda n, s=steps, m=student: m.sample(n, steps=s),
+                data, args.num, args.out if steps == 1 else None)
+    for row in results.values():
+        row["samples_per_second"] = round(args.num / max(row["sample_seconds"], 1e-9), 1)
+    if "cd_1_step" in results:
+        one = results["cd_1_step"]
+        results["target_met"] = (one["modes_covered"] == 8 and one["high_quality_pct"] >= 95
+                                 and report["cd"]["train_seconds"] <= 900)
+    report["results"] = results
+    if args.ema:
+        report["posthoc_ema"] = ema_sweep(args, workdir)
+    out = write_result(report, args.out)
+    add_steps_chart([out], out.parent / "img" / "distill_steps.png", args.num,
+                    groups=("cd", "add", "teacher"),
+                    title="ADD and CD students from one ring-8 teacher")
+
+
+if __name__ == "__main__":
+    main()
