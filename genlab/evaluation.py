@@ -178,15 +178,25 @@ def _setup(datamodule: L.LightningDataModule, ckpt: dict[str, Any], split: str) 
 
 def _scores(args: Any, model: GenerativeModule, modality: Modality,
             datamodule: L.LightningDataModule, results: dict[str, Any]) -> dict[str, float]:
-    """Draw ``results["num_samples"]`` samples and score them with the modality."""
-    start = time.perf_counter()
-    with fixed_seed(args.seed, model.device):
-        options = {k: args[k] for k in option_names(*model.sample_options())}
-        fake = draw(model, results["num_samples"], args.batch_size, options)
-    results["sample_seconds"] = round(time.perf_counter() - start, 2)  # drawing, not scoring
-    context = EvalContext(datamodule, args.split, args.batch_size, model.device, results)
+    """Draw ``results["num_samples"]`` samples and score them with the modality.
+
+    A modality that ``draws_own_samples`` (prompt continuations) draws through
+    ``context.draw`` instead, with the same options and seed.
+    """
+    options = {k: args[k] for k in option_names(*model.sample_options())}
+
+    def draw_with(num: int, **overrides: Any) -> torch.Tensor:
+        return draw(model, num, args.batch_size, {**options, **overrides})
+
+    context = EvalContext(datamodule, args.split, args.batch_size, model.device, results,
+                          draw=draw_with, decode=getattr(model, "decode", None),
+                          sample_options=tuple(options))
     extra = {k: args[k] for k in option_names(type(modality), "score", SCORE_SKIP)}
-    return modality.score(fake, context, **extra)
+    with fixed_seed(args.seed, model.device):
+        start = time.perf_counter()
+        fake = None if modality.draws_own_samples else draw_with(results["num_samples"])
+        results["sample_seconds"] = round(time.perf_counter() - start, 2)  # drawing, not scoring
+        return modality.score(fake, context, **extra)
 
 
 def evaluate(args: Any, model: GenerativeModule) -> dict[str, Any]:

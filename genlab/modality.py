@@ -45,6 +45,10 @@ class EvalContext:
         device: Where metrics run.
         results: The report being built; a modality may add a record of its protocol
             (e.g. ``results["extractor"]``).
+        draw: Draws from the model with the command's ``sample()`` options, keyword overrides
+            on top (``draw(num, prompt="...")``), for a modality that draws its own samples.
+        decode: The model's ``decode`` (token ids -> texts), if it has one.
+        sample_options: The names of the model's ``sample()`` options.
     """
 
     datamodule: Any
@@ -52,6 +56,9 @@ class EvalContext:
     batch_size: int
     device: torch.device
     results: dict[str, Any]
+    draw: Callable[..., Tensor] | None = None
+    decode: Decode | None = None
+    sample_options: tuple[str, ...] = ()
 
     def real(self, num: int, split: str | None = None) -> Iterator[Tensor]:
         """At most ``num`` real examples (``batch["x"]``) of ``split`` (default: the reference)."""
@@ -169,11 +176,15 @@ class Modality:
     Attributes:
         picture_num: Samples ``SampleLogger`` draws for one picture.
         eval_num: Samples ``genlab evaluate`` draws by default (0: it scores none).
+        draws_own_samples: ``score`` draws what it scores through ``context.draw`` (e.g.
+            continuations of prompts); ``genlab evaluate`` then passes ``fake=None`` and
+            ``eval_num`` is the number of draws it makes.
         pipeline_tag: The Hugging Face Hub task of such models, for ``genlab export``'s card.
     """
 
     picture_num: ClassVar[int] = 64
     eval_num: ClassVar[int] = 1000
+    draws_own_samples: ClassVar[bool] = False
     pipeline_tag: ClassVar[str | None] = None
 
     def render(self, samples: Tensor, real: Tensor | None = None, decode: Decode | None = None,
