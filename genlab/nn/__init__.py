@@ -1,6 +1,7 @@
 """Plain PyTorch networks shared by plugins; nothing here imports Lightning."""
 
 from genlab.nn.conv import ConvDecoder, ConvEncoder
+from genlab.nn.image2image import PatchDiscriminator, UNetGenerator
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.spectral import RebuildOnPickle, spectral_norm
@@ -8,7 +9,7 @@ from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate,
 from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
-    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PointDenoiser", "RebuildOnPickle",
-    "TimeEmbedding", "Transformer", "UNet", "activation", "filter_logits", "generate",
-    "next_token", "sinusoidal_embedding", "spectral_norm",
+    "MLP", "ConvDecoder", "ConvEncoder", "KVCache", "PatchDiscriminator", "PointDenoiser",
+    "RebuildOnPickle", "TimeEmbedding", "Transformer", "UNet", "UNetGenerator", "activation",
+    "filter_logits", "generate", "next_token", "sinusoidal_embedding", "spectral_norm",
 ]
