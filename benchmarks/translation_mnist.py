@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="default: the config's")
     parser.add_argument("--num", type=int, default=2000, help="test pairs scored")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reduced", default=None,
+                        help="why this run is smaller than the canonical one (marks it reduced)")
     parser.add_argument("--root", default="runs/bench_translation_mnist")
     parser.add_argument("--out",
                         default=str(ROOT / "benchmarks" / "results" / "translation_mnist_cpu.json"))
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
         "classifier_on_sources": round(recognised(classifier, pairs["source"], pairs["label"]), 4),
         "classifier_on_targets": round(recognised(classifier, pairs["x"], pairs["label"]), 4),
         "translate_cpu_seconds": round(time.process_time() - start, 2)}
+    if args.reduced:
+        report["reduced"] = args.reduced
     report.update(target=TARGET, met=acc >= TARGET, checkpoint=str(ckpt),
                   protocol={"classifier": info["path"], "classifier_hash": info["hash"],
                             "split": "test", "pairing": "edges", "l1_units": "pixels in [0, 1]"},

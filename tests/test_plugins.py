@@ -14,7 +14,7 @@ PLUGINS = [p.name for p in plugins(MODEL_GROUP, load=False)]
 
 
 def test_the_in_tree_plugins_are_found():
-    assert {"gan", "vae", "ar", "diffusion", "add", "vaegan"} <= set(PLUGINS)
+    assert {"gan", "vae", "ar", "diffusion", "add", "vaegan", "pix2pix"} <= set(PLUGINS)
 
 
 @pytest.mark.parametrize("name", PLUGINS)
