@@ -370,6 +370,20 @@ def _row(figure: str, value: Any, target: str = "", anchor: str = "") -> Row:
     return {"figure": figure, "value": value, "target": target, "anchor": anchor}
 
 
+def _translation(d: dict) -> list[Row]:
+    r = d["results"]
+    return [_row("pix2pix edges -> digits: translations recognised", r["recognised"],
+                 f">= {d['target']}", f"classifier on the edge maps: {r['classifier_on_sources']}"),
+            _row("pix2pix edges -> digits: L1 to the target (pixels in [0, 1])", r["l1"])]
+
+
+def _inpaint(d: dict) -> list[Row]:
+    r = d["results"]
+    return [_row(f"RePaint, {d['protocol']['hole']} half generated: inpainted digits recognised",
+                 r["recognised"], f">= {d['target']}",
+                 f"the known half alone: {r['classifier_on_half_digits']}")]
+
+
 # file-name prefix -> (family, extractor); the longest matching prefix wins
 EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "gan_modes": ("gan", _gan), "vae_nll": ("vae", _vae), "ar_shakespeare": ("ar", _ar),
@@ -380,6 +394,7 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "data_throughput": ("data", _data), "reference_classifier": ("classifier", _classifier),
     "overhead": ("overhead", _overhead), "speed_options": ("speed", _speed),
     "mnist_fid": ("mnist_fid", _mnist_fid), "noise": ("noise", _noise),
+    "translation_mnist": ("pix2pix", _translation), "inpaint_mnist": ("diffusion", _inpaint),
 }
 SCRIPT_PREFIX = {f.name: f.script for f in FAMILIES}
 

@@ -14,7 +14,8 @@ PLUGINS = [p.name for p in plugins(MODEL_GROUP, load=False)]
 
 
 def test_the_in_tree_plugins_are_found():
-    assert {"gan", "vae", "ar", "diffusion", "add", "vaegan", "vqgan", "twostage"} <= set(PLUGINS)
+    assert {"gan", "vae", "ar", "diffusion", "add", "vaegan", "vqgan", "twostage",
+            "pix2pix"} <= set(PLUGINS)
 
 
 @pytest.mark.parametrize("name", PLUGINS)

@@ -8,6 +8,7 @@ from genlab.nn.conv import (
     GridEncoder,
     PatchDiscriminator,
 )
+from genlab.nn.image2image import PairDiscriminator, UNetGenerator
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.quantize import Quantized, VectorQuantizer, code_statistics
@@ -17,8 +18,8 @@ from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
     "MLP", "ConvDecoder", "ConvEncoder", "GridDecoder", "GridEncoder", "ImageEncoder",
-    "KVCache", "LabelEmbedding", "PatchDiscriminator", "PointDenoiser", "Quantized",
-    "RebuildOnPickle", "TextEncoder", "TimeEmbedding", "Transformer", "UNet", "VectorQuantizer",
-    "activation", "code_statistics", "filter_logits", "generate", "next_token",
-    "sinusoidal_embedding", "spectral_norm",
+    "KVCache", "LabelEmbedding", "PairDiscriminator", "PatchDiscriminator", "PointDenoiser",
+    "Quantized", "RebuildOnPickle", "TextEncoder", "TimeEmbedding", "Transformer", "UNet",
+    "UNetGenerator", "VectorQuantizer", "activation", "code_statistics", "filter_logits",
+    "generate", "next_token", "sinusoidal_embedding", "spectral_norm",
 ]
