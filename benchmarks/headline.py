@@ -161,6 +161,11 @@ PICTURES: tuple[Picture, ...] = (
             "ADD on ring-8: sampling steps against high-quality share and samples/s, teacher "
             "and students (from `add_points.json` and `add_points_1step_fresh.json`; each "
             "file's own CPU threads, so compare speeds within a file)."),
+    Picture("CD", "distill_steps.png",
+            "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
+            "against high-quality share and samples/s (`distill_compare.json`); reduced run "
+            "(the 3,000-step teacher, 1,000 optimizer steps per student on the loaded 2-core "
+            "CPU), figures in REDUCED.md."),
     Picture("VAE", "vae_nll_cpu_samples.png",
             "VAE (ELBO) on binarized MNIST: mean images of 64 prior samples; reduced run: the "
             "canonical model trained 1 of its 5 epochs."),
