@@ -1,4 +1,7 @@
-"""ADD on MNIST: teacher (50-step DDIM) vs 1/2/4-step student, FID and sampling speed.
+"""ADD or CD on MNIST: teacher (50-step DDIM) vs 1/2/4-step student, FID and sampling speed.
+
+``--method cd`` distils the same teacher by consistency distillation (configs/cd/mnist.yaml)
+instead of ADD (configs/add/mnist.yaml); results go to cd_mnist[_cpu_small].json.
 
 GPU preset (one H100; configs/diffusion/mnist.yaml then configs/add/mnist.yaml as shipped):
 
@@ -34,7 +37,8 @@ from genlab.cli import main as genlab_main
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHER_CONFIG = ROOT / "configs" / "diffusion" / "mnist.yaml"
-STUDENT_CONFIG = ROOT / "configs" / "add" / "mnist.yaml"
+STUDENT_CONFIGS = {"add": ROOT / "configs" / "add" / "mnist.yaml",
+                   "cd": ROOT / "configs" / "cd" / "mnist.yaml"}
 STUDENT_STEPS = (1, 2, 4)
 TEACHER_STEPS = 50
 TARGETS = {"fid_ratio_1_step": 1.5, "fid_ratio_4_step": 1.1, "speedup_1_step": 25.0}
@@ -44,12 +48,14 @@ CPU_COMMON = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
               "--trainer.limit_val_batches", "2", "--samples.every_n_steps", "0",
               "--data.batch_size", "16", "--data.num_workers", "0"]
 CPU_TEACHER = ["--model.channels", "8", "--model.sample_steps", "4"]
-CPU_STUDENT = ["--model.head_width", "8"]
+CPU_STUDENT = {"add": ["--model.head_width", "8"], "cd": ["--model.num_intervals", "4"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=str(DATA / "mnist"))
+    parser.add_argument("--method", choices=("add", "cd"), default="add",
+                        help="distillation: adversarial (ADD) or consistency (CD)")
     parser.add_argument("--teacher", default=None, help="skip the teacher's training")
     parser.add_argument("--student", default=None, help="skip the student's training")
     parser.add_argument("--cpu-small", action="store_true", help="reduced size on a CPU")
@@ -103,8 +109,8 @@ def train(args: argparse.Namespace, report: dict) -> tuple[Path, Path]:
         report["teacher_train_seconds"] = round(seconds, 1)
     if args.student:
         return teacher, Path(args.student)
-    student, seconds = fit(STUDENT_CONFIG, root / "student",
-                           data + small + (CPU_STUDENT if args.cpu_small else [])
+    student, seconds = fit(STUDENT_CONFIGS[args.method], root / f"student_{args.method}",
+                           data + small + (CPU_STUDENT[args.method] if args.cpu_small else [])
                            + ["--model.teacher_ckpt", str(teacher)])
     report["student_train_seconds"] = round(seconds, 1)
     return teacher, student
@@ -112,8 +118,9 @@ def train(args: argparse.Namespace, report: dict) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    title = "ADD on MNIST: teacher 50-step DDIM vs 1/2/4-step student"
+    title = f"{args.method.upper()} on MNIST: teacher 50-step DDIM vs 1/2/4-step student"
     device, batch, report = mnist_preset(args, title, "benchmarks.add_mnist")
+    report["method"] = args.method
     teacher, student = train(args, report)
     report["checkpoints"] = {"teacher": str(teacher), "student": str(student)}
     rates = {f"teacher_ddim_{TEACHER_STEPS}": samples_per_second(
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 report[f"fid_ratio_{name.removeprefix('student_')}"] = round(value / base, 3)
     report["targets"] = TARGETS
     suffix = "_cpu_small" if args.cpu_small else ""
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"add_mnist{suffix}.json")
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{args.method}_mnist{suffix}.json")
     write_result(report, out)
     save_checkpoint_grid(student, out, "student_1_step_samples", device, steps=1)
 

@@ -129,6 +129,15 @@ def ema_sweep(args: argparse.Namespace, workdir: Path) -> dict:
             "beats_or_ties_fixed": best["metrics"]["high_quality"] >= fixed["high_quality"]}
 
 
+def _reduced(args: argparse.Namespace, report: dict) -> bool:
+    """Whether any run was shorter than its config's (then the file is a reduced-size run)."""
+    full = {"teacher": _config(ROOT / "configs" / "add" / "ring8_teacher.yaml"),
+            "cd": _config(CONFIGS["cd"]), "add": _config(CONFIGS["add"]),
+            "posthoc_ema": _config(ROOT / "configs" / "diffusion" / "ring8.yaml")}
+    return any(report[name]["train_steps"] < config["trainer"]["max_steps"]
+               for name, config in full.items() if name in report)
+
+
 def _modes(metrics: dict) -> dict:
     return {"modes_covered": int(metrics["modes_covered"]),
             "high_quality_pct": round(100 * float(metrics["high_quality"]), 2)}
@@ -171,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     report["results"] = results
     if args.ema:
         report["posthoc_ema"] = ema_sweep(args, workdir)
+    report["reduced"] = _reduced(args, report)
     out = write_result(report, args.out)
     add_steps_chart([out], out.parent / "img" / "distill_steps.png", args.num,
                     groups=("cd", "add", "teacher"),

@@ -243,6 +243,29 @@ def _add_points(d: dict) -> list[Row]:
     return rows
 
 
+def _distill_compare(d: dict) -> list[Row]:
+    rows = []
+    for name, s in d.get("results", {}).items():
+        if isinstance(s, dict):
+            target = ">= 95% HQ, 8/8 modes, <= 15 min" if name == "cd_1_step" else ""
+            rows.append(_row(f"ring8 {name}: modes / HQ % / samples/s",
+                             f"{s['modes_covered']}/{s['modes']} / {s['high_quality_pct']} / "
+                             f"{s['samples_per_second']}", target))
+    for method in ("cd", "add"):
+        if method in d:
+            rows.append(_row(f"{method} training: steps / wall s / CPU s",
+                             f"{d[method]['train_steps']} / {d[method]['train_seconds']} / "
+                             f"{d[method]['train_cpu_seconds']}"))
+    ema = d.get("posthoc_ema")
+    if ema:
+        rows.append(_row(f"diffusion ring8 post-hoc EMA best length ({ema['sampler']}): "
+                         f"sigma_rel / HQ %", f"{ema['best_length']:g} / "
+                         f"{ema['best']['high_quality_pct']}", "beats or ties the fixed EMA",
+                         f"fixed ema_decay {ema['fixed_ema']['ema_decay']}: "
+                         f"{ema['fixed_ema']['high_quality_pct']}% HQ"))
+    return rows
+
+
 def _vae(d: dict) -> list[Row]:
     gpu = d.get("preset") == "gpu"  # the targets are for the GPU preset's budget
     targets = {"VAE (ELBO)": "<= 86.0", "IWAE (k=50)": "<= 84.5"} if gpu else {}
@@ -390,6 +413,7 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "diffusion_points": ("diffusion", _diffusion_points),
     "diffusion_mnist": ("diffusion_mnist", _image_speed_fid),
     "add_points": ("add", _add_points), "add_mnist": ("add_mnist", _image_speed_fid),
+    "cd_mnist": ("cd_mnist", _image_speed_fid), "distill_compare": ("cd", _distill_compare),
     "vaegan_mnist": ("vaegan", _vaegan), "sampling_speed": ("sampling", _sampling),
     "data_throughput": ("data", _data), "reference_classifier": ("classifier", _classifier),
     "overhead": ("overhead", _overhead), "speed_options": ("speed", _speed),

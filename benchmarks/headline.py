@@ -200,6 +200,11 @@ PICTURES: tuple[Picture, ...] = (
     Picture("GAN", "preset_gan_mnist_cpu_samples.png",
             "GAN on MNIST, the CPU preset `configs/gan/mnist_cpu.yaml`: 64 samples of the EMA "
             "generator after its 45 minutes on the shared 2-core CPU (FID in the table)."),
+    Picture("CD", "distill_steps.png",
+            "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
+            "against high-quality share and samples/s (`distill_compare.json`); reduced run "
+            "(the 3,000-step teacher, 1,000 optimizer steps per student on the loaded 2-core "
+            "CPU), figures in REDUCED.md."),
     Picture("VAE-GAN", "vaegan_mnist_cpu_samples.png",
             "VAE-GAN on MNIST: 64 samples of the EMA decoder; reduced run: 300 of the canonical "
             "800 batches."),

@@ -144,3 +144,23 @@ def test_bad_input(teacher_ckpt):
         CD(teacher_ckpt=str(teacher_ckpt), sample_steps=5)
     with pytest.raises(GenlabError, match="steps must be between 1 and 4"):
         CD(teacher_ckpt=str(teacher_ckpt), **FAST).sample(2, steps=5)
+
+
+def test_image_teacher_with_heun_and_pseudo_huber(tmp_path):
+    from genlab_diffusion import Diffusion
+    from torch.utils.data import DataLoader
+
+    images = [{"x": torch.rand(1, 8, 8) * 2 - 1} for _ in range(16)]
+    data = DataLoader(images, batch_size=8)
+    teacher = Diffusion(data_shape=[1, 8, 8], channels=8, channel_mults=[1, 2],
+                        num_res_blocks=1, attention_levels=[1], num_timesteps=50,
+                        sample_steps=4, trajectory_frames=0)
+    fit = trainer(tmp_path, 1)
+    fit.fit(teacher, data)
+    fit.save_checkpoint(tmp_path / "teacher.ckpt")
+    model = CD(teacher_ckpt=str(tmp_path / "teacher.ckpt"), solver="heun",
+               distance="pseudo_huber", **FAST)
+    assert model.modality == "image"
+    trainer(tmp_path, 2).fit(model, data)
+    samples = model.sample_eval(4, steps=4)
+    assert samples.shape == (4, 1, 8, 8) and samples.abs().max() <= 1
