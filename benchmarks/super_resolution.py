@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     bicubic = F.interpolate(source, size=real.shape[-2:], mode="bicubic", align_corners=False)
     ours, theirs = float(psnr(made, real).mean()), float(psnr(bicubic, real).mean())
     report.update({
-        "checkpoint": str(ckpt), "digits": len(real), "ddim_steps": args.steps,
+        "checkpoint": str(ckpt), "reduced": args.reduced,
+        "train_steps": torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"],
+        "digits": len(real), "ddim_steps": args.steps,
         "psnr_diffusion_db": round(ours, 3), "psnr_bicubic_db": round(theirs, 3),
         "met": ours > theirs and not args.reduced,
         "protocol": "mean per-image PSNR on pixels in [0, 1]; sources: MNIST test digits "
