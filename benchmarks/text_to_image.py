@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
         fid = fid_between(take(test.test_dataloader(), len(images)), images.split(500),
                           ChannelFeatures(classifier, channels=1), torch.device("cpu"))
     report.update({
-        "checkpoint": str(ckpt), "heldout_phrasings": list(HELDOUT_PHRASINGS),
+        "checkpoint": str(ckpt), "reduced": args.reduced,
+        "train_steps": torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"],
+        "heldout_phrasings": list(HELDOUT_PHRASINGS),
         "samples": len(images), "guidance": args.guidance, "ddim_steps": args.steps,
         "agreement_heldout": round(agreement, 4), "target": TARGET,
         "met": agreement >= TARGET and not args.reduced, "fid": round(fid, 3),
