@@ -19,6 +19,7 @@ beside it (img/translation_mnist_cpu_strip.png).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -68,6 +69,21 @@ def train(args: argparse.Namespace) -> tuple[Path, dict[str, float]]:
     return ckpt, seconds
 
 
+def earlier_training(out: Path, ckpt: Path) -> dict:
+    """What the result at ``out`` recorded about training ``ckpt``, when it trained that file.
+
+    Rescoring a checkpoint (``--ckpt``, e.g. with another classifier) keeps the record of the
+    run that trained it instead of dropping it.
+    """
+    if not out.is_file():
+        return {}
+    earlier = json.loads(out.read_text())
+    if Path(earlier.get("checkpoint", "")).resolve() != ckpt.resolve():
+        return {}
+    kept = {k: earlier[k] for k in ("train_seconds", "max_steps") if k in earlier}
+    return {**kept, "trained_by": earlier.get("command"), "trained_at": earlier.get("date")}
+
+
 def test_pairs(source: str, num: int, pairing: str = "edges") -> dict[str, Tensor]:
     """The first ``num`` test pairs: ``x``, ``source`` and ``label``, in one batch."""
     data = PairedImageDataModule(source, pairing=pairing, image_size=28, channels=1,
@@ -94,10 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
               "config": str(Path(args.config).relative_to(ROOT))}
     if args.ckpt:
         ckpt = Path(args.ckpt)
+        report.update(earlier_training(Path(args.out), ckpt))
     else:
         ckpt, report["train_seconds"] = train(args)
+        report["max_steps"] = args.max_steps or "config's"
     model = load_model(ckpt)
-    report["max_steps"] = args.max_steps or "config's"
     pairs = test_pairs(args.source, args.num)
     start = time.process_time()
     with torch.no_grad():
