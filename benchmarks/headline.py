@@ -208,6 +208,13 @@ PICTURES: tuple[Picture, ...] = (
     Picture("VAE-GAN", "vaegan_mnist_cpu_samples.png",
             "VAE-GAN on MNIST: 64 samples of the EMA decoder; reduced run: 300 of the canonical "
             "800 batches."),
+    Picture("VQ-GAN", "twostage_mnist_cpu_reduced_reconstructions.png",
+            "VQ-VAE on MNIST: rows of test images, each above its reconstructions through the "
+            "7x7 codes; "
+            "reduced run (30 of the preset's 1,500 batches), so not yet digits."),
+    Picture("two-stage", "twostage_mnist_cpu_reduced_samples.png",
+            "GPT prior on VQ codes, MNIST: 64 samples; reduced run (30 + 30 of the preset's "
+            "1,500 + 1,500 batches), so not yet digits."),
     Picture("diffusion", "diffusion_mnist_cpu_small_ddim50_samples.png",
             "Diffusion on MNIST, DDIM-50; reduced run (`--cpu-small`: a tiny U-Net trained a "
             "few steps on a CPU, so noise, not digits); the GPU preset has not run yet."),

@@ -94,3 +94,18 @@ def test_checkpoint_samples_after_the_autoencoder_file_is_deleted(stage_one, tmp
     loaded = load_model(tmp_path / "two.ckpt")
     torch.manual_seed(0)
     assert torch.equal(loaded.sample_eval(2), want)
+
+
+def test_diffusion_prior_over_a_vae_s_latents(tmp_path):
+    vae = create_model("vae", data_shape=[1, 28, 28], hidden=[16], latent_dim=2)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_steps=0)
+    trainer.strategy.connect(vae)
+    trainer.save_checkpoint(tmp_path / "vae.ckpt")
+    model = create_model("twostage", autoencoder=str(tmp_path / "vae.ckpt"), prior="diffusion",
+                         prior_args={"hidden": [16], "num_timesteps": 20, "sample_steps": 2})
+    assert list(model.prior.hparams.data_shape) == [2]
+    batch = {"x": torch.rand(4, 1, 28, 28) * 2 - 1, "label": torch.arange(4)}
+    assert model.prior_batch(batch)["x"].shape == (4, 2)
+    assert model.sample_eval(3, steps=2).shape == (3, 1, 28, 28)
+    with pytest.raises(GenlabError, match="integer codes"):  # a VAE has no codes for a GPT
+        create_model("twostage", autoencoder=str(tmp_path / "vae.ckpt"), **GPT)
