@@ -218,6 +218,14 @@ PICTURES: tuple[Picture, ...] = (
     Picture("diffusion", "diffusion_mnist_cpu_small_ddim50_samples.png",
             "Diffusion on MNIST, DDIM-50; reduced run (`--cpu-small`: a tiny U-Net trained a "
             "few steps on a CPU, so noise, not digits); the GPU preset has not run yet."),
+    Picture("diffusion", "text_to_image_cpu_reduced_prompts.png",
+            "Text-to-image diffusion on MNIST, one held-out phrasing per row; reduced run "
+            "(`--reduced`: 60 of the CPU preset's 1,400 steps, so noise, not digits); the full "
+            "CPU preset has not run yet."),
+    Picture("diffusion", "super_resolution_cpu_reduced_strip.png",
+            "Super-resolution 14x14 -> 28x28 diffusion on MNIST, rows: source, bicubic, "
+            "diffusion, original; reduced run (`--reduced`: 60 of the CPU preset's 1,200 "
+            "steps); the full CPU preset has not run yet."),
     Picture("ADD", "add_mnist_cpu_small_student_1_step_samples.png",
             "ADD on MNIST, 1-step student; reduced run (`--cpu-small`: tiny networks, a few "
             "steps, so flat grey, not digits); the GPU preset has not run yet."),
