@@ -120,6 +120,13 @@ def _classifier(d: dict) -> Cells:
     return f"{100 * d['accuracy']:.2f}%", "", f">= {100 * d['target']:g}%", d["met"]
 
 
+def _translation(d: dict) -> Cells:
+    r = d["results"]
+    return (f"{100 * r['recognised']:.1f}% recognised, L1 {r['l1']:.3f} ({r['num']} test pairs)",
+            f"classifier on the edge maps themselves: {100 * r['classifier_on_sources']:.1f}%",
+            f">= {100 * d['target']:g}%", d["met"])
+
+
 @dataclass(frozen=True)
 class Canonical:
     """One headline figure and the committed result file it is read from."""
@@ -160,6 +167,8 @@ CANONICAL: tuple[Canonical, ...] = (
     Canonical("framework", "`genlab list` start-up", "overhead_cpu.json", _cli),
     Canonical("tooling", "FID digit classifier, MNIST test accuracy",
               "reference_classifier.json", _classifier),
+    Canonical("pix2pix", "MNIST edges -> digits, translations recognised",
+              "translation_mnist_cpu.json", _translation),
 )
 
 
@@ -229,6 +238,14 @@ PICTURES: tuple[Picture, ...] = (
     Picture("ADD", "add_mnist_cpu_small_student_1_step_samples.png",
             "ADD on MNIST, 1-step student; reduced run (`--cpu-small`: tiny networks, a few "
             "steps, so flat grey, not digits); the GPU preset has not run yet."),
+    Picture("pix2pix", "translation_mnist_cpu_strip.png",
+            "pix2pix on MNIST: test edge maps | translations | the digits they came from "
+            "(configs/pix2pix/mnist_edges_cpu.yaml)."),
+    Picture("diffusion", "inpaint_mnist_cpu_strip.png",
+            "RePaint inpainting with the unconditional MNIST diffusion model: test digits with "
+            "the bottom half masked (grey) | inpainted | originals; reduced run: the model "
+            "(configs/diffusion/mnist_cpu.yaml) trained 468 of its 1,300 steps, so completions "
+            "are often another digit (62% of 100 recognised; target 90%)."),
 )
 
 def _load(results: Path, name: str) -> dict:
