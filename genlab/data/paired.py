@@ -127,6 +127,11 @@ class PairedImageDataModule(ImageDataModule):
         )
         self.pairing = pairing
 
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The condition kinds the batches carry: ``source`` always, beside the parent's."""
+        return ("source", *(k for k in super().conditions if k != "source"))
+
     def build_sets(self) -> dict[str, Dataset]:
         """Each split's images wrapped in a ``PairedDataset``."""
         return {name: PairedDataset(images, self.pairing)

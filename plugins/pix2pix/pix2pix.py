@@ -63,6 +63,8 @@ class Pix2Pix(GenerativeModule):
 
     modality = "image"
 
+    conditions = ("source",)
+
     def __init__(
         self,
         image_size: int = 28,
@@ -151,6 +153,11 @@ class Pix2Pix(GenerativeModule):
         return {"translations": strip([shown, self.generator(source), target])}
 
     # ----------------------------------------------------------------------------- training
+
+    @property
+    def condition_keys(self) -> tuple[str, ...]:
+        """Every batch needs its ``source`` image (``genlab.conditions``)."""
+        return ("source",)
 
     def pair(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``(source, target)`` of a batch, or a ``GenlabError`` saying what the data lacks."""
