@@ -23,7 +23,7 @@ def records(path):
             pos += left
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if kind == 0:
+        if kind == 0 or pos + 7 + length > len(data):  # the end, or a chunk still being written
             break
         parts.append(data[pos + 7:pos + 7 + length])
         pos += 7 + length
