@@ -188,6 +188,9 @@ PICTURES: tuple[Picture, ...] = (
     Picture("VAE-GAN", "vaegan_mnist_cpu_samples.png",
             "VAE-GAN on MNIST: 64 samples of the EMA decoder; reduced run: 300 of the canonical "
             "800 batches."),
+    Picture("VAE-GAN", "preset_vaegan_mnist_cpu_reduced_samples.png",
+            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml`: 64 EMA samples; "
+            "reduced run: 10 of its 45 minutes (FID 102 on 10,000 samples)."),
     Picture("diffusion", "diffusion_mnist_cpu_small_ddim50_samples.png",
             "Diffusion on MNIST, DDIM-50; reduced run (`--cpu-small`: a tiny U-Net trained a "
             "few steps on a CPU, so noise, not digits); the GPU preset has not run yet."),
