@@ -327,6 +327,26 @@ def _mnist_fid(d: dict) -> list[Row]:
                  d.get("train_seconds"))]
 
 
+def _preset(d: dict) -> list[Row]:
+    """An issue-22 CPU preset (``mnist_cpu.py``): each sample figure, then the times."""
+    m, t, config = d["metrics"], d["targets"], Path(d["config"])
+    name = f"{config.parent.name}/{config.stem}"
+    if "modes_covered" in t:
+        rows = [_row(f"{name}: modes covered", m["modes_covered"], f">= {t['modes_covered']}"),
+                _row(f"{name}: KL to uniform", m["kl_to_uniform"], f"<= {t['kl_to_uniform']}")]
+    else:
+        low, high = t["class_share"]
+        rows = [_row(f"{name}: FID (classifier features)", m["fid"], f"<= {t['fid']:.2f}"),
+                _row(f"{name}: confident share", m["confident_share"],
+                     f">= {t['confident_share']}"),
+                _row(f"{name}: smallest / largest class share",
+                     f"{m['class_share_min']:.4f} / {m['class_share_max']:.4f}",
+                     f"{low}-{high}")]
+    return rows + [_row(f"{name}: training wall / CPU seconds",
+                        f"{d['train_wall_seconds']} / {d['train_cpu_seconds']}"),
+                   _row(f"{name}: seconds to sample {d['num']:,}", d["sample_seconds"])]
+
+
 def _noise(d: dict) -> list[Row]:
     shape = "x".join(map(str, d.get("local_shape", [])))
     rows = [_row(f"noise draw, local {shape}, {r['scheme']} at world {r['world']}: peak MiB "
@@ -419,6 +439,7 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "overhead": ("overhead", _overhead), "speed_options": ("speed", _speed),
     "mnist_fid": ("mnist_fid", _mnist_fid), "noise": ("noise", _noise),
     "translation_mnist": ("pix2pix", _translation), "inpaint_mnist": ("diffusion", _inpaint),
+    "preset": ("mnist_cpu", _preset),
 }
 SCRIPT_PREFIX = {f.name: f.script for f in FAMILIES}
 
