@@ -63,6 +63,17 @@ class TeacherParts:
     args: dict[str, Any]
 
 
+class Student(GenerativeModule):
+    """Base of a distilled student: its modality is its teacher's, read from ``data_shape``."""
+
+    modalities = ("points", "image")
+
+    @property
+    def modality(self) -> str:
+        """The teacher's: ``points`` for data of shape ``[D]`` (or no teacher yet), else image."""
+        return "points" if len(getattr(self, "data_shape", (0,))) == 1 else "image"
+
+
 def frozen(module: nn.Module) -> nn.Module:
     """``module`` with gradients off and in eval mode (in place)."""
     return module.requires_grad_(False).eval()

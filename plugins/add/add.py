@@ -33,9 +33,9 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
-from genlab import GenerativeModule
 from genlab.diffusion import NoiseSchedule
 from genlab.distill import (
+    Student,
     clean_estimate,
     default_max_timestep,
     drop_frozen,
@@ -65,7 +65,7 @@ LRSchedule = Literal["constant", "cosine"]
 FROZEN = ("teacher.", "features.")
 
 
-class ADD(GenerativeModule):
+class ADD(Student):
     """Adversarial diffusion distillation of a diffusion teacher into a 1–4 step student.
 
     Args:
@@ -109,13 +109,6 @@ class ADD(GenerativeModule):
             sample the raw student.
         lr_schedule: ``constant``, or ``cosine``: both learning rates decay to zero over the run.
     """
-
-    modalities = ("points", "image")
-
-    @property
-    def modality(self) -> str:
-        """The teacher's: ``points`` for data of shape ``[D]`` (or no teacher yet), else image."""
-        return "points" if len(getattr(self, "data_shape", (0,))) == 1 else "image"
 
     def __init__(
         self,

@@ -34,9 +34,9 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
-from genlab import GenerativeModule
 from genlab.diffusion import ddim_step, heun_step
 from genlab.distill import (
+    Student,
     clean_estimate,
     default_max_timestep,
     drop_frozen,
@@ -63,7 +63,7 @@ LRSchedule = Literal["constant", "cosine"]
 FROZEN = ("teacher.",)  # rebuilt from the teacher's file, never saved
 
 
-class CD(GenerativeModule):
+class CD(Student):
     """Consistency distillation of a diffusion teacher into a 1–4 step student, or consistency
     training of the same network without a teacher.
 
@@ -98,13 +98,6 @@ class CD(GenerativeModule):
         grad_clip: Clip the gradient norm to this value; ``None``: no clipping.
         lr_schedule: ``constant``, or ``cosine`` decay to zero over the run.
     """
-
-    modalities = ("points", "image")
-
-    @property
-    def modality(self) -> str:
-        """The teacher's: ``points`` for data of shape ``[D]`` (or no teacher yet), else image."""
-        return "points" if len(getattr(self, "data_shape", (0,))) == 1 else "image"
 
     def __init__(
         self,
