@@ -109,7 +109,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         "protocol": {"importance_samples": 5000, "test_images": 10_000,
                      "test_binarization": "dynamic, seeded (the data module's seed)",
                      "train_images": 60_000, "validation": "none (the last checkpoint)",
-                     "network": "MLP 784-200-200-50, tanh, Bernoulli likelihood",
+                     "network": "MLP 784-200-200-50, ReLU, Bernoulli likelihood",
                      "budget": f"{BUDGET_MINUTES} minutes of training per preset (wall, or CPU "
                                "time of the 1-thread process when the shared machine's load "
                                "stretches the wall time)",
