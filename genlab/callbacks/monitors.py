@@ -11,6 +11,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 # genlab's modules do not count their FLOPs; samples / s and batches / s are what we report.
 warnings.filterwarnings("ignore", message=".*you need to define a `flops_per_batch`")
+# Lightning 2.6's own use of a torch API torch 2.10+ deprecates: nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def batch_size(batch: Any) -> int:
