@@ -33,6 +33,17 @@ def test_shapes_and_label_arithmetic(digits):
     assert len(next(iter(dm.test_dataloader()))["x"]) == 10
 
 
+def test_second_epoch_keys_serve_the_same_triples(digits):
+    # A keyed sampler's keys are epoch * len + index: past the length from the second epoch on.
+    dm = StackedMNISTDataModule(digits, image_size=8, train_size=20, batch_size=4, num_workers=0,
+                                binarize=True)
+    dm.setup("fit")
+    first, second = (dm.sets["train"].__getitems__([epoch * 20 + i for i in range(20)])
+                     for epoch in (0, 1))
+    assert torch.equal(first["label"], second["label"])
+    assert not torch.equal(first["x"], second["x"])  # each epoch binarizes its digits afresh
+
+
 def test_triples_are_seeded(digits):
     def labels(seed):
         dm = StackedMNISTDataModule(digits, image_size=8, train_size=20, num_workers=0, seed=seed,

@@ -36,14 +36,18 @@ class StackedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.triples)
 
-    def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
-        """A batch of stacked examples, fetching its ``3 * len(indices)`` digits in one call.
+    def __getitems__(self, keys: list[int]) -> dict[str, Tensor]:
+        """A batch of stacked examples, fetching its ``3 * len(keys)`` digits in one call.
 
         Args:
-            indices: Example indices.
+            keys: Example indices, or ``epoch * len + index`` keys of a keyed sampler
+                (``genlab.data.resumable.ResumableSampler``); the digits are then fetched with
+                keys of the same epoch, so their per-epoch randomness (binarization) follows.
         """
-        triples = self.triples[indices]  # (B, 3)
-        digits = self.digits.__getitems__(triples.flatten().tolist())  # x: (3B, 1, H, W)
+        keys = torch.tensor(keys)
+        epochs, indices = keys // len(self), keys % len(self)
+        digit_keys = self.triples[indices] + epochs[:, None] * len(self.digits)  # (B, 3)
+        digits = self.digits.__getitems__(digit_keys.flatten().tolist())  # x: (3B, 1, H, W)
         x = digits["x"].reshape(len(indices), 3, *digits["x"].shape[-2:])  # (B, 3, H, W)
         red, green, blue = digits["label"].reshape(-1, 3).unbind(1)
         return {"x": x, "label": 100 * red + 10 * green + blue}
