@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 import yaml
 
-from benchmarks.pixel_gpt_mnist import CPUBudget, binarized
+from benchmarks.pixel_gpt_mnist import CPUBudget, binarized, two_stage_fid
 from benchmarks.twostage_mnist import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,3 +42,11 @@ def test_binarized_test_images_are_bernoulli_in_minus_one_one():
     assert out.shape == (4000, 3) and set(out.unique().tolist()) <= {-1.0, 1.0}
     assert (out[:, 0] == -1).all() and (out[:, 1] == 1).all()
     assert abs(float((out[:, 2] == 1).float().mean()) - 0.5) < 0.05  # p = intensity = 0.5
+
+
+def test_two_stage_fid_at_the_pixel_gpt_s_count_or_the_nearest():
+    two = {"fid": 10.0, "fid_2000": 12.0, "num": 10_000}
+    assert two_stage_fid(two, 2000) == (12.0, 2000)
+    assert two_stage_fid(two, 10_000) == (10.0, 10_000)
+    assert two_stage_fid(two, 500) == (12.0, 2000)  # nearest; the result records 2000
+    assert two_stage_fid({"fid": 30.0, "num": 500}, 500) == (30.0, 500)
