@@ -427,6 +427,36 @@ def _inpaint(d: dict) -> list[Row]:
                  f"the known half alone: {r['classifier_on_half_digits']}")]
 
 
+def _twostage(d: dict) -> list[Row]:
+    vq, prior = d["rows"]
+    n, compare = d["protocol"]["fid_samples"], d["settings"].get("compare_num")
+    cpu = f"{prior['train_cpu_seconds'] / 60:.1f} CPU-min training"
+    rows = [_row("VQ-VAE: codebook used by the test images' codes", vq["codebook_usage"],
+                 f"{d['target']['codebook_usage']}"),
+            _row("VQ-VAE: test reconstructions recognised", vq["recon_accuracy"],
+                 d["target"]["recon_accuracy"], f"real test images: {vq['real_accuracy']}"),
+            _row(f"GPT prior on VQ codes: FID ({n:,} samples, {cpu})", prior["fid"])]
+    if f"fid_{compare}" in prior:
+        rows.append(_row(f"GPT prior on VQ codes: FID ({compare:,} samples, {cpu})",
+                         prior[f"fid_{compare}"]))
+    if "cpu_ms_per_image" in prior:
+        rows.append(_row("GPT prior on VQ codes: CPU ms per sample (49 tokens)",
+                         prior["cpu_ms_per_image"]))
+    return rows
+
+
+def _pixel_gpt(d: dict) -> list[Row]:
+    pixel, two = d["rows"]
+    n, cpu = d["protocol"]["fid_samples"], f"{pixel['train_cpu_seconds'] / 60:.1f} CPU-min"
+    return [_row(f"two-stage (VQ codes) vs pixel GPT, same training CPU time ({cpu}): FID "
+                 f"of the code prior ({two.get('fid_samples', n):,} samples)", two["fid"],
+                 "<= the pixel GPT's", f"pixel GPT: {pixel['fid']} ({n:,} samples); "
+                 f"binarized test images: {pixel['binarized_test_floor']}"),
+            _row("two-stage vs pixel GPT: sampling speed-up (CPU ms per image, 49 vs 784 "
+                 "tokens)", d["sampling_speedup_cpu"], d["target"]["sampling_speedup"],
+                 f"pixel GPT {pixel['cpu_ms_per_image']} ms, codes {two['cpu_ms_per_image']} ms")]
+
+
 # file-name prefix -> (family, extractor); the longest matching prefix wins
 EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "gan_modes": ("gan", _gan), "vae_nll": ("vae", _vae), "ar_shakespeare": ("ar", _ar),
@@ -439,7 +469,8 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "overhead": ("overhead", _overhead), "speed_options": ("speed", _speed),
     "mnist_fid": ("mnist_fid", _mnist_fid), "noise": ("noise", _noise),
     "translation_mnist": ("pix2pix", _translation), "inpaint_mnist": ("diffusion", _inpaint),
-    "preset": ("mnist_cpu", _preset),
+    "preset": ("mnist_cpu", _preset), "twostage_mnist": ("twostage", _twostage),
+    "pixel_gpt_mnist": ("twostage", _pixel_gpt),
 }
 SCRIPT_PREFIX = {f.name: f.script for f in FAMILIES}
 

@@ -1,0 +1,52 @@
+"""The two-stage benchmarks' own pieces: the CPU preset matches its config, the CPU budget."""
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import yaml
+
+from benchmarks.pixel_gpt_mnist import CPUBudget, binarized, two_stage_fid
+from benchmarks.twostage_mnist import PRESETS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cpu_preset_is_the_config_s_vq_vae():
+    config = yaml.safe_load((ROOT / "configs/vqgan/mnist_cpu.yaml").read_text())
+    args = config["model"]["init_args"]
+    preset = PRESETS["cpu"]
+    for key, value in preset["vq"].items():
+        assert args[key] == (list(value) if isinstance(value, tuple) else value), key
+    assert config["trainer"]["max_steps"] == preset["vq_batches"]
+    assert config["data"]["init_args"]["batch_size"] == preset["batch_size"]
+
+
+def test_cpu_budget_stops_training_once_spent():
+    trainer = SimpleNamespace(should_stop=False)
+    budget = CPUBudget(0.05)
+    budget.on_train_start(trainer, None)
+    budget.on_train_batch_end(trainer)
+    assert not trainer.should_stop
+    start = time.process_time()
+    while time.process_time() - start < 0.06:  # burn CPU, not wall time
+        sum(range(1000))
+    budget.on_train_batch_end(trainer)
+    assert trainer.should_stop
+
+
+def test_binarized_test_images_are_bernoulli_in_minus_one_one():
+    x = torch.tensor([[-1.0, 1.0, 0.0]]).expand(4000, 3)
+    out = binarized([x[:2000], x[2000:]])
+    assert out.shape == (4000, 3) and set(out.unique().tolist()) <= {-1.0, 1.0}
+    assert (out[:, 0] == -1).all() and (out[:, 1] == 1).all()
+    assert abs(float((out[:, 2] == 1).float().mean()) - 0.5) < 0.05  # p = intensity = 0.5
+
+
+def test_two_stage_fid_at_the_pixel_gpt_s_count_or_the_nearest():
+    two = {"fid": 10.0, "fid_2000": 12.0, "num": 10_000}
+    assert two_stage_fid(two, 2000) == (12.0, 2000)
+    assert two_stage_fid(two, 10_000) == (10.0, 10_000)
+    assert two_stage_fid(two, 500) == (12.0, 2000)  # nearest; the result records 2000
+    assert two_stage_fid({"fid": 30.0, "num": 500}, 500) == (30.0, 500)
