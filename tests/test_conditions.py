@@ -30,9 +30,10 @@ def _data(source, **kwargs):
     return ImageDataModule(source, **{**options, **kwargs})
 
 
-def _net():
+def _net(channels=8):
     torch.manual_seed(0)
-    net = UNet(1, 8, (1, 2), 1, (), 0.0, num_classes=3, text_encoder=TextEncoder(32, 8, 16),
+    net = UNet(1, channels, (1, 2), 1, (), 0.0, num_classes=3,
+               text_encoder=TextEncoder(4 * channels, 8, 16),
                source_encoder=ImageEncoder(1, 8, 4))
     for param in net.parameters():  # blocks start as the identity: nothing would reach the output
         if not param.any():
@@ -52,16 +53,27 @@ def test_route_names_a_missing_or_an_extra_condition_in_one_line():
     assert "\n" not in str(err.value) and "data.captions" in str(err.value)
 
 
-def test_each_kind_reaches_the_network():
-    net, x, t = _net(), torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
+def _moves(new, old):
+    """``new`` differs from ``old`` by more than float noise (a relative 1e-3 on average)."""
+    return (new - old).abs().mean() > 1e-3 * old.abs().mean()
+
+
+@pytest.mark.parametrize("channels", [8, 16, 64])  # 16: the MNIST CPU presets' width
+def test_each_kind_and_the_timestep_reach_the_network(channels):
+    # Narrow U-Nets have one channel per norm group (gcd(32, 16) = 16 groups of 16 channels):
+    # an embedding added before that norm is subtracted again, and the network was blind to
+    # the timestep and every condition (text-to-image at chance level).
+    net, x, t = _net(channels), torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
     base = {"label": torch.tensor([0, 1]), "text": ["one", "two"],
             "source": torch.zeros(2, 1, 4, 4)}
-    out = net(x, t, base)
-    for kind, other in [("label", torch.tensor([2, 2])), ("text", ["seven", "eight"]),
-                        ("source", torch.ones(2, 1, 4, 4))]:
-        assert not torch.allclose(net(x, t, {**base, kind: other}), out), kind
-    # A condition left out is the null one.
-    assert torch.allclose(net(x, t, {}), net(x, t, conditions.null(base, null_label=3)))
+    with torch.no_grad():
+        out = net(x, t, base)
+        assert _moves(net(x, torch.tensor([15, 1]), base), out), "timestep"
+        for kind, other in [("label", torch.tensor([2, 2])), ("text", ["seven", "eight"]),
+                            ("source", torch.ones(2, 1, 4, 4))]:
+            assert _moves(net(x, t, {**base, kind: other}), out), kind
+        # A condition left out is the null one.
+        assert torch.allclose(net(x, t, {}), net(x, t, conditions.null(base, null_label=3)))
 
 
 def test_guidance_with_the_null_condition_is_the_unconditional_model():

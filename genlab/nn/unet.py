@@ -1,11 +1,11 @@
 """U-Net denoiser for images (Ho et al. 2020, appendix B; the layout of ``guided-diffusion``).
 
-Residual blocks with group norm and a timestep embedding, self-attention at low resolutions,
-an optional class embedding with one extra "null" class for classifier-free guidance, an optional
-text encoder (its vector added to the time embedding) and an optional source-image encoder (its
-feature maps concatenated to the input). Called as ``unet(x_t, t, cond)`` like every genlab
-denoiser (see ``genlab.diffusion``): ``cond`` is class ids, or a dict of conditions by kind
-(``genlab.conditions``).
+Residual blocks with group norm and a timestep embedding (a scale and shift after the norm),
+self-attention at low resolutions, an optional class embedding with one extra "null" class for
+classifier-free guidance, an optional text encoder (its vector added to the time embedding) and
+an optional source-image encoder (its feature maps concatenated to the input). Called as
+``unet(x_t, t, cond)`` like every genlab denoiser (see ``genlab.diffusion``): ``cond`` is class
+ids, or a dict of conditions by kind (``genlab.conditions``).
 """
 
 from __future__ import annotations
@@ -66,7 +66,13 @@ def _norm(channels: int, groups: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, the time embedding added in between, and a skip connection.
+    """GroupNorm-SiLU-conv twice, the embedding scaling and shifting in between, and a skip.
+
+    The embedding (time and conditions) scales and shifts the features *after* the second group
+    norm (FiLM; ``use_scale_shift_norm`` of Dhariwal & Nichol 2021). Added before the norm, as
+    in Ho et al.'s U-Net, it is one constant per channel, which the norm subtracts again
+    whenever a group holds a single channel (``_norm`` on a narrow network: 16 channels with 32
+    groups): such a network never sees the timestep, the label or the prompt.
 
     Args:
         in_ch: Input channels.
@@ -81,8 +87,9 @@ class ResBlock(nn.Module):
         super().__init__()
         self.block1 = nn.Sequential(_norm(in_ch, groups), nn.SiLU(),
                                     nn.Conv2d(in_ch, out_ch, 3, padding=1))
-        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_ch))
-        self.block2 = nn.Sequential(_norm(out_ch, groups), nn.SiLU(), nn.Dropout(dropout),
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))  # scale, shift
+        self.norm2 = _norm(out_ch, groups)
+        self.block2 = nn.Sequential(nn.SiLU(), nn.Dropout(dropout),
                                     nn.Conv2d(out_ch, out_ch, 3, padding=1))
         nn.init.zeros_(self.block2[-1].weight)  # each block starts as the identity
         nn.init.zeros_(self.block2[-1].bias)
@@ -90,7 +97,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # (B, in, H, W) -> (B, out, H, W)
         """Apply the block, conditioned on ``emb`` ``(B, emb_dim)``."""
-        h = self.block1(x) + self.emb(emb)[:, :, None, None]
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(self.block1(x)) * (1 + scale) + shift
         return self.skip(x) + self.block2(h)
 
 
