@@ -50,10 +50,10 @@ CLASSES = 10
 PRIOR_CPU = {"num_classes": CLASSES, "label_dropout": 0.1, "channels": 64,
              "channel_mults": [1], "num_res_blocks": 1, "attention_levels": [], "dropout": 0.0,
              "schedule": "cosine", "num_timesteps": 1000, "prediction": "v", "lr": 1e-3,
-             "warmup_steps": 100, "ema_decay": 0.995, "sampler": "ddim", "sample_steps": 50,
+             "warmup_steps": 100, "ema_decay": 0.995, "sampler": "ddim", "sample_steps": 25,
              "guidance": 2.0}
-PRESET = {"prior": PRIOR_CPU, "vq_batches": 1200, "prior_batches": 2000, "per_class": 100,
-          "steps": 50, "guidance": 2.0, "batch_size": 64, "device": "cpu", "threads": 1}
+PRESET = {"prior": PRIOR_CPU, "vq_batches": 1200, "prior_batches": 1000, "per_class": 100,
+          "steps": 25, "guidance": 2.0, "batch_size": 64, "device": "cpu", "threads": 1}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
