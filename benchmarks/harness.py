@@ -457,6 +457,18 @@ def _pixel_gpt(d: dict) -> list[Row]:
                  f"pixel GPT {pixel['cpu_ms_per_image']} ms, codes {two['cpu_ms_per_image']} ms")]
 
 
+def _twostage_cond(d: dict) -> list[Row]:
+    prior = d["rows"][1]
+    n, cpu = d["protocol"]["samples"], f"{prior['train_cpu_seconds'] / 60:.1f} CPU-min training"
+    label = (f"class-conditional diffusion prior on VQ latents ({n:,} samples, guidance "
+             f"{d['protocol']['guidance']}, {cpu})")
+    worst = min(prior["agreement_per_class"])
+    return [_row(f"{label}: samples the classifier gives the requested label",
+                 prior["label_agreement"], d["target"]["label_agreement"],
+                 f"worst class: {worst}"),
+            _row(f"{label}: FID", prior["fid"])]
+
+
 # file-name prefix -> (family, extractor); the longest matching prefix wins
 EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "gan_modes": ("gan", _gan), "vae_nll": ("vae", _vae), "ar_shakespeare": ("ar", _ar),
@@ -471,6 +483,7 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "translation_mnist": ("pix2pix", _translation), "inpaint_mnist": ("diffusion", _inpaint),
     "preset": ("mnist_cpu", _preset), "twostage_mnist": ("twostage", _twostage),
     "pixel_gpt_mnist": ("twostage", _pixel_gpt),
+    "twostage_cond_mnist": ("twostage", _twostage_cond),
 }
 SCRIPT_PREFIX = {f.name: f.script for f in FAMILIES}
 

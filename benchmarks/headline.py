@@ -217,6 +217,10 @@ PICTURES: tuple[Picture, ...] = (
     Picture("two-stage", "twostage_mnist_cpu_samples.png",
             "GPT prior on those VQ codes: 64 samples after 400 batches (2.3 CPU-min); FID 102.6 "
             "on 10,000 samples."),
+    Picture("two-stage", "twostage_cond_mnist_cpu_samples.png",
+            "Class-conditional diffusion prior on the VQ-VAE's 7x7 latents "
+            "(`configs/twostage/mnist_cond_cpu.yaml`, 1,000 batches, 3.5 CPU-min): one row per "
+            "requested digit, DDIM-25, guidance 2; the classifier agrees on 98.6% of 1,000."),
     Picture("two-stage", "pixel_gpt_mnist_cpu_reduced_samples.png",
             "The same GPT on 784 binarized pixels for the same 2.2 CPU-min (16 batches): 64 "
             "samples, FID 502.9 on 500 (the code prior: 92.3 on 2,000); 54x slower to sample."),

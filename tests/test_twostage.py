@@ -109,3 +109,24 @@ def test_diffusion_prior_over_a_vae_s_latents(tmp_path):
     assert model.sample_eval(3, steps=2).shape == (3, 1, 28, 28)
     with pytest.raises(GenlabError, match="integer codes"):  # a VAE has no codes for a GPT
         create_model("twostage", autoencoder=str(tmp_path / "vae.ckpt"), **GPT)
+
+
+def test_class_conditional_prior_gets_the_labels_in_training_and_sampling(tmp_path):
+    vae = create_model("vae", data_shape=[1, 28, 28], hidden=[16], latent_dim=2)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_steps=0)
+    trainer.strategy.connect(vae)
+    trainer.save_checkpoint(tmp_path / "vae.ckpt")
+    model = create_model("twostage", autoencoder=str(tmp_path / "vae.ckpt"), prior="Diffusion",
+                         prior_args={"hidden": [16], "num_classes": 3, "num_timesteps": 20,
+                                     "sample_steps": 2, "label_dropout": 0.0})
+    batch = {"x": torch.rand(4, 1, 28, 28) * 2 - 1, "label": torch.tensor([0, 1, 2, 0])}
+    assert torch.equal(model.prior_batch(batch)["label"], batch["label"])
+    assert torch.equal(model.prior.training_conditions(model.prior_batch(batch)), batch["label"])
+    draws = {}
+    for labels, guidance in [((0, 0), 1.0), ((2, 2), 1.0), ((2, 2), 3.0)]:
+        torch.manual_seed(0)
+        draws[labels, guidance] = model.sample_eval(2, labels=torch.tensor(labels),
+                                                    guidance=guidance, steps=2)
+    assert draws[(0, 0), 1.0].shape == (2, 1, 28, 28)
+    assert not torch.equal(draws[(0, 0), 1.0], draws[(2, 2), 1.0])  # the label reaches the net
+    assert not torch.equal(draws[(2, 2), 1.0], draws[(2, 2), 3.0])  # and so does the guidance

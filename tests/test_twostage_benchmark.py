@@ -1,4 +1,5 @@
-"""The two-stage benchmarks' own pieces: the CPU preset matches its config, the CPU budget."""
+"""The two-stage benchmarks' own pieces: the CPU presets match their configs, the CPU budget,
+the label agreement of class-conditional samples."""
 
 import time
 from pathlib import Path
@@ -8,6 +9,8 @@ import torch
 import yaml
 
 from benchmarks.pixel_gpt_mnist import CPUBudget, binarized, two_stage_fid
+from benchmarks.twostage_cond_mnist import PRESET as COND_PRESET
+from benchmarks.twostage_cond_mnist import agreement, class_rows
 from benchmarks.twostage_mnist import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +53,33 @@ def test_two_stage_fid_at_the_pixel_gpt_s_count_or_the_nearest():
     assert two_stage_fid(two, 10_000) == (10.0, 10_000)
     assert two_stage_fid(two, 500) == (12.0, 2000)  # nearest; the result records 2000
     assert two_stage_fid({"fid": 30.0, "num": 500}, 500) == (30.0, 500)
+
+
+def test_conditional_cpu_preset_is_the_config_s_prior():
+    config = yaml.safe_load((ROOT / "configs/twostage/mnist_cond_cpu.yaml").read_text())
+    assert config["model"]["init_args"]["prior_args"] == COND_PRESET["prior"]
+    assert config["trainer"]["max_steps"] == COND_PRESET["prior_batches"]
+    assert config["data"]["init_args"]["batch_size"] == COND_PRESET["batch_size"]
+
+
+class _Says(torch.nn.Module):
+    """A "classifier" that says the class written in each image's first pixel."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x[:, 0, 0, 0].long(), 10).float()
+
+
+def test_label_agreement_overall_and_per_class():
+    labels = torch.arange(10).repeat_interleave(2)
+    said = labels.clone()
+    said[0] = 5  # one of the two zeros is taken for a five
+    fake = said.float().view(-1, 1, 1, 1).expand(-1, 1, 2, 2)
+    out = agreement(_Says(), fake, labels)
+    assert out["label_agreement"] == 0.95
+    assert out["agreement_per_class"] == [0.5] + [1.0] * 9
+
+
+def test_class_rows_take_the_first_of_each_class_in_order():
+    fake = torch.arange(10).repeat_interleave(3).float().view(-1, 1, 1, 1)
+    rows = class_rows(fake, per_class=3, nrow=2)
+    assert rows.flatten().tolist() == [c for c in range(10) for _ in range(2)]
