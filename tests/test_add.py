@@ -53,16 +53,26 @@ def teacher(teacher_ckpt):
     return load_model(teacher_ckpt)
 
 
-def teacher_x0(teacher, x_t, t):
-    out = teacher.ema.module(x_t, t, None)
-    return teacher.schedule.to_x0_eps(out, x_t, t, teacher.hparams.prediction)[0]
+def train_image_teacher(root):
+    """A tiny 8x8 image diffusion teacher trained one step; its checkpoint and data."""
+    from torch.utils.data import DataLoader
+
+    images = [{"x": torch.rand(1, 8, 8) * 2 - 1} for _ in range(16)]
+    data = DataLoader(images, batch_size=8)
+    teacher = Diffusion(data_shape=[1, 8, 8], channels=8, channel_mults=[1, 2],
+                        num_res_blocks=1, attention_levels=[1], num_timesteps=50,
+                        sample_steps=4, trajectory_frames=0)
+    fit = trainer(root, 1)
+    fit.fit(teacher, data)
+    fit.save_checkpoint(root / "teacher.ckpt")
+    return root / "teacher.ckpt", data
 
 
-def test_teacher_stays_frozen(teacher_ckpt, tmp_path):
-    model = ADD(teacher_ckpt=str(teacher_ckpt), **FAST)
+def fit_keeps_teacher_frozen(model, root, steps=6):
+    """Fit a student ``steps`` steps; assert its teacher is unchanged and its student moved."""
     before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
     student_before = [p.clone() for p in model.student.parameters()]
-    trainer(tmp_path, 6).fit(model, points())
+    trainer(root, steps).fit(model, points())
     assert not any(p.requires_grad for p in model.teacher.parameters())
     assert all(p.grad is None for p in model.teacher.parameters())
     assert not model.teacher.training  # fit switched the rest to train mode, not the teacher
@@ -70,6 +80,15 @@ def test_teacher_stays_frozen(teacher_ckpt, tmp_path):
         assert torch.equal(value, before[key]), key
     assert any(not torch.equal(p, q) for p, q in zip(model.student.parameters(),
                                                      student_before))
+
+
+def teacher_x0(teacher, x_t, t):
+    out = teacher.ema.module(x_t, t, None)
+    return teacher.schedule.to_x0_eps(out, x_t, t, teacher.hparams.prediction)[0]
+
+
+def test_teacher_stays_frozen(teacher_ckpt, tmp_path):
+    fit_keeps_teacher_frozen(ADD(teacher_ckpt=str(teacher_ckpt), **FAST), tmp_path)
 
 
 def test_distillation_target_equals_teacher_prediction(teacher_ckpt, teacher):

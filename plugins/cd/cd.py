@@ -2,16 +2,23 @@
 
 A consistency function maps any point of a probability-flow ODE trajectory to the trajectory's
 clean end. Written in EDM's variables ``y = x_t / sqrt(alpha_bar_t)`` and ``sigma_t =
-sqrt((1 - alpha_bar_t) / alpha_bar_t)`` (where ``y = x0 + sigma eps``), the student is
+sqrt((1 - alpha_bar_t) / alpha_bar_t)`` (where ``y = x0 + sigma eps``), the paper's student is
 
-    f(x_t, t) = c_skip(sigma_t) y + c_out(sigma_t) F(x_t, t)                       (paper, eq. 5)
+    f(y, sigma) = c_skip(sigma) y + c_out(sigma) F(y, sigma)                      (paper, eq. 5)
     c_skip = sigma_d² / ((sigma - sigma_min)² + sigma_d²)
-    c_out  = (sigma - sigma_min) / sqrt(sigma² + sigma_d²)                       (appendix C)
+    c_out  = sigma_d (sigma - sigma_min) / sqrt(sigma² + sigma_d²)              (appendix C)
 
-with ``F`` the clean estimate of a diffusion network, so ``f`` is the identity at the smallest
-noise level ``sigma_min`` (the boundary condition) and tends to ``F`` at large noise. (The paper
-scales ``c_out`` by ``sigma_d`` because its ``F`` is a unit-variance network output; ours is
-already in data units.)
+with ``F`` the *raw* output of an EDM network, whose denoiser is ``D = c_skip_edm y +
+c_out_edm F`` (``c_skip_edm = sigma_d² / (sigma² + sigma_d²)``, ``c_out_edm = sigma sigma_d /
+sqrt(sigma² + sigma_d²)``). A genlab teacher gives the clean estimate ``D`` itself, so ``F`` is
+recovered from it, which leaves
+
+    f = (c_skip - r c_skip_edm) y + r D,    r = c_out / c_out_edm = (sigma - sigma_min) / sigma
+
+the identity at the smallest noise level ``sigma_min`` (the boundary condition) and, as in the
+paper, the teacher's denoiser itself wherever ``sigma >> sigma_min``: the student starts as the
+teacher. (Mixing ``D`` in with the paper's ``c_out`` as if it were ``F`` counts the skip twice:
+at ``sigma ~ sigma_d`` the untrained student then returned about ``1.2 x0``.)
 
 Each batch (Algorithm 2, distillation; Algorithm 3, training): a grid of ``N + 1`` timesteps
 from ``max_timestep`` down to 0; an adjacent pair ``t_{n+1} > t_n`` per example; a real example
@@ -46,13 +53,13 @@ from genlab.distill import (
     restore_frozen,
     student_copy,
     teacher_parts,
+    tiny_teacher,
 )
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
 from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
-from genlab.registry import create_model
 from genlab.sharding import shard
 
 Method = Literal["distillation", "training"]
@@ -137,22 +144,10 @@ class CD(Student):
     def conformance_case(cls, root: Path) -> ConformanceCase:
         """Ring-8 points, distilled from a tiny diffusion teacher trained here for 2 steps;
         2-process DDP and bf16."""
-        import lightning as L
-
-        from genlab.data.toy import ToyDataModule
-
-        data = ToyDataModule(train_size=128, val_size=32, batch_size=32)
-        L.seed_everything(0, verbose=False)
-        teacher = create_model("diffusion", data_shape=[2], hidden=[16], emb_dim=8,
-                               num_timesteps=50, sample_steps=4, trajectory_frames=0)
-        trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, limit_val_batches=0,
-                            default_root_dir=root)
-        trainer.fit(teacher, data)
-        trainer.save_checkpoint(root / "teacher.ckpt")
-        return ConformanceCase(data, {"teacher_ckpt": str(root / "teacher.ckpt"),
-                                      "num_intervals": 8, "lr": 1e-3}, ddp=True)
+        data, teacher = tiny_teacher(root, "diffusion", hidden=[16], emb_dim=8,
+                                     num_timesteps=50, sample_steps=4, trajectory_frames=0)
+        return ConformanceCase(data, {"teacher_ckpt": teacher, "num_intervals": 8, "lr": 1e-3},
+                               ddp=True)
 
     def configure_model(self) -> None:
         """Load the teacher and build the student (once); shard it under ``fsdp2``."""
@@ -166,11 +161,7 @@ class CD(Student):
         h = self.hparams
         parts = teacher_parts(load_teacher(self.teacher_source, h.teacher_plugin,
                                            h.teacher_args))
-        h.teacher_plugin, h.teacher_args = parts.plugin, parts.args  # saved instead of the path
-        self.data_shape, self.schedule = parts.data_shape, parts.schedule
-        self.prediction, self.data_scale, self.num_classes = (parts.prediction, parts.data_scale,
-                                                              parts.num_classes)
-        self.clip = parts.clip
+        self.adopt_teacher(parts)
         top = _top_checked(parts.schedule, parts.prediction, h)
         # The distillation grid t_N > ... > t_0 = 0 and the sampling grid (its noisiest levels).
         self.grid = torch.linspace(top, 0, h.num_intervals + 1,
@@ -200,24 +191,25 @@ class CD(Student):
         return ((1 - a) / a).sqrt()
 
     def scalings(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(c_skip, c_out)`` at timesteps ``t`` ``(B,)``; ``(1, 0)`` at the grid's last level."""
+        """``(a, r)`` of ``f = a y + r D`` at timesteps ``t`` ``(B,)`` (``D`` the network's clean
+        estimate); ``(1, 0)`` at the grid's last level, ``(~0, ~1)`` at large noise."""
         sigma, sigma_min = self.sigma(t), self.sigma(t.new_tensor(self.grid[-1]))
         sd2 = self.hparams.sigma_data ** 2
-        c_skip = sd2 / ((sigma - sigma_min) ** 2 + sd2)
-        c_out = (sigma - sigma_min) / (sigma ** 2 + sd2).sqrt()
-        return c_skip, c_out
+        c_skip = sd2 / ((sigma - sigma_min) ** 2 + sd2)  # the paper's, appendix C
+        r = (sigma - sigma_min) / sigma  # its c_out over EDM's: F = (D - c_skip_edm y) / c_out_edm
+        return c_skip - r * sd2 / (sigma**2 + sd2), r
 
     def consistency(self, net: nn.Module, x_t: Tensor, t: Tensor,
                     labels: Tensor | None) -> Tensor:
         """``f(x_t, t)``: the clean end of ``x_t``'s ODE trajectory, in the diffusion space.
 
-        ``c_skip y + c_out F`` with ``y = x_t / sqrt(alpha_bar_t)`` and ``F`` the clean
-        estimate of ``net``.
+        ``a y + r D`` (see ``scalings``) with ``y = x_t / sqrt(alpha_bar_t)`` and ``D`` the
+        clean estimate of ``net``.
         """
-        c_skip, c_out = (c.reshape(-1, *([1] * (x_t.dim() - 1))) for c in self.scalings(t))
-        y = x_t.float() / self.schedule.alpha_bar(t).sqrt().reshape(c_skip.shape)
-        F = clean_estimate(net, self.schedule, self.prediction, x_t, t, labels, self.clip)
-        return c_skip * y + c_out * F
+        a, r = (c.reshape(-1, *([1] * (x_t.dim() - 1))) for c in self.scalings(t))
+        y = x_t.float() / self.schedule.alpha_bar(t).sqrt().reshape(a.shape)
+        D = clean_estimate(net, self.schedule, self.prediction, x_t, t, labels, self.clip)
+        return a * y + r * D
 
     # ----------------------------------------------------------------------------- sampling
 
