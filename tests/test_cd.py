@@ -158,6 +158,22 @@ def test_bad_input(teacher_ckpt):
         CD(teacher_ckpt=str(teacher_ckpt), sample_steps=5)
     with pytest.raises(GenlabError, match="steps must be between 1 and 4"):
         CD(teacher_ckpt=str(teacher_ckpt), **FAST).sample(2, steps=5)
+    with pytest.raises(GenlabError, match="weighting must be uniform or inverse_gap"):
+        CD(teacher_ckpt=str(teacher_ckpt), weighting="snr")
+
+
+def test_sampling_levels_are_distillation_levels_and_weighting(teacher_ckpt):
+    # f is trained at the grid's levels only: multistep sampling must not land between them.
+    model = CD(teacher_ckpt=str(teacher_ckpt), **FAST)
+    for steps in (1, 2, 4):
+        levels = model.sampling_timesteps(steps)
+        assert levels[0] == model.grid[0] and set(levels) <= set(model.grid[:-1])
+    t, s = torch.tensor(model.grid[:-1]), torch.tensor(model.grid[1:])
+    assert torch.equal(model.weight(t, s), torch.ones(len(t)))
+    model.hparams.weighting = "inverse_gap"
+    w = model.weight(t, s)
+    torch.testing.assert_close(w, 1 / (model.sigma(t) - model.sigma(s)))
+    assert w[-1] > 10 * w[0]  # low-noise pairs weigh more
 
 
 def test_image_teacher_with_heun_and_pseudo_huber(tmp_path):

@@ -47,7 +47,6 @@ from genlab.distill import (
     clean_estimate,
     default_max_timestep,
     drop_frozen,
-    even_timesteps,
     load_teacher,
     pick_steps,
     restore_frozen,
@@ -65,6 +64,7 @@ from genlab.sharding import shard
 Method = Literal["distillation", "training"]
 Solver = Literal["ddim", "heun"]
 Distance = Literal["l2", "pseudo_huber"]
+Weighting = Literal["uniform", "inverse_gap"]
 LRSchedule = Literal["constant", "cosine"]
 
 FROZEN = ("teacher.",)  # rebuilt from the teacher's file, never saved
@@ -87,7 +87,8 @@ class CD(Student):
         num_intervals: ``N``: adjacent noise levels of the distillation grid (18-40 in the
             paper's EDM settings; more: smaller solver errors, slower propagation).
         solver: The teacher's ODE solver between adjacent levels: ``ddim`` (Euler) or ``heun``.
-        student_steps: Timesteps of the sampling grid, evenly spaced from ``max_timestep``;
+        student_steps: Timesteps of the sampling grid, levels of the distillation grid evenly
+            picked from ``max_timestep`` (the student is trained at those levels only);
             ``sample(steps)`` uses 1 to this many of them (Algorithm 1, multistep sampling).
         sample_steps: Default number of steps of ``sample()``.
         max_timestep: The noisiest timestep; ``None``: ``T - 1``, or for an eps teacher the last
@@ -96,6 +97,9 @@ class CD(Student):
             space (data divided by the teacher's ``data_scale``).
         distance: ``l2`` (squared error) or ``pseudo_huber`` (improved consistency training,
             ``sqrt(||a - b||² + c²) - c`` with ``c = 0.00054 sqrt(dim)``).
+        weighting: ``lambda(sigma_n)`` of each pair's loss: ``uniform`` (the paper's), or
+            ``inverse_gap``, ``1 / (sigma_{n+1} - sigma_n)`` (improved consistency training):
+            the low-noise pairs, whose errors every longer jump inherits, weigh more.
         target_decay: ``mu``, the decay of the target network ``θ⁻`` (0: the stop-gradient
             student itself, as improved consistency training does).
         ema_decay: Decay of the EMA of the student's weights that ``sample`` uses; ``None``:
@@ -119,6 +123,7 @@ class CD(Student):
         max_timestep: int | None = None,
         sigma_data: float = 0.5,
         distance: Distance = "l2",
+        weighting: Weighting = "uniform",
         target_decay: float = 0.95,
         ema_decay: float | None = 0.999,
         lr: float = 1e-4,
@@ -127,7 +132,7 @@ class CD(Student):
         lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
-        _check_hparams(method, num_intervals, student_steps, sample_steps, sigma_data,
+        _check_hparams(method, weighting, num_intervals, student_steps, sample_steps, sigma_data,
                        target_decay, ema_decay, lr, grad_clip)
         if teacher_ckpt is None and (teacher_plugin is None or teacher_args is None):
             raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
@@ -166,7 +171,8 @@ class CD(Student):
         # The distillation grid t_N > ... > t_0 = 0 and the sampling grid (its noisiest levels).
         self.grid = torch.linspace(top, 0, h.num_intervals + 1,
                                    dtype=torch.float64).round().long().tolist()
-        self.student_timesteps = even_timesteps(top, h.student_steps)
+        # Sampling levels picked from the distillation grid: f is trained at those levels only.
+        self.student_timesteps = pick_steps(self.grid[:-1], h.student_steps)
         self.student = student_copy(parts.net)
         if h.method == "distillation":
             self.teacher = parts.net  # frozen; consistency training has none
@@ -262,7 +268,7 @@ class CD(Student):
         with torch.no_grad():
             x_s = self.neighbour(x0, x_t, t, s, noise, labels)
             target = self.consistency(self.target.module, x_s, s, labels)
-        loss = self.distance(online, target).mean()
+        loss = (self.weight(t, s) * self.distance(online, target)).mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -275,6 +281,12 @@ class CD(Student):
             return self.schedule.q_sample(x0, s, noise)
         step = heun_step if self.hparams.solver == "heun" else ddim_step
         return step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
+
+    def weight(self, t: Tensor, s: Tensor) -> Tensor:
+        """``lambda`` of each pair ``(t_{n+1}, t_n)``, ``(B,)`` (see ``weighting``)."""
+        if self.hparams.weighting == "uniform":
+            return torch.ones_like(t, dtype=torch.float32)
+        return 1 / (self.sigma(t) - self.sigma(s))
 
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
         """``d(a, b)`` per example ``(B,)``: mean squared error, or the pseudo-Huber metric."""
@@ -324,13 +336,16 @@ def _top_checked(schedule: Any, prediction: str, h: Any) -> int:
     return top
 
 
-def _check_hparams(method: str, num_intervals: int, student_steps: int, sample_steps: int,
-                   sigma_data: float, target_decay: float, ema_decay: float | None, lr: float,
+def _check_hparams(method: str, weighting: str, num_intervals: int, student_steps: int,
+                   sample_steps: int, sigma_data: float, target_decay: float,
+                   ema_decay: float | None, lr: float,
                    grad_clip: float | None) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
     raise_first([
         (method not in ("distillation", "training"),
          f"model.method must be distillation or training, got {method!r}"),
+        (weighting not in ("uniform", "inverse_gap"),
+         f"model.weighting must be uniform or inverse_gap, got {weighting!r}"),
         (num_intervals < 1, f"model.num_intervals must be >= 1, got {num_intervals}"),
         (not 1 <= student_steps <= 16, f"model.student_steps must be 1 to 16, got "
                                        f"{student_steps}"),
