@@ -11,8 +11,9 @@ Trains (unless ``--teacher`` names a checkpoint) the teacher of ``configs/add/ri
 then an ADD student (``configs/add/ring8.yaml``) and a CD student (``configs/cd/ring8.yaml``) from
 that same checkpoint on plain CPU Trainers, and scores 2,500 samples of each at 1, 2 and 4 steps
 (and the teacher's 50-step DDIM, and its own ODE solver chained over CD's distillation grid:
-the map a perfect consistency student would learn) with ``genlab.metrics.ModeCoverage``: modes covered, share of
-high-quality samples (within 3 sigma of a mode), samples/s, training wall and CPU seconds.
+the map a perfect consistency student would learn) with ``genlab.metrics.ModeCoverage``: modes
+covered, share of high-quality samples (within 3 sigma of a mode), samples/s, training wall and
+CPU seconds.
 Target: CD 1-step 8/8 modes and >= 95% high quality within 15 minutes of the 2-core CPU.
 
 ``--ema``: the post-hoc EMA length sweep on the diffusion ring-8 model of

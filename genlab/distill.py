@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextvars
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from genlab.checkpoint import load_model
@@ -87,6 +89,28 @@ class Student(GenerativeModule):
         self.data_shape, self.schedule = parts.data_shape, parts.schedule
         self.prediction, self.data_scale = parts.prediction, parts.data_scale
         self.num_classes, self.clip = parts.num_classes, parts.clip
+
+    @torch.no_grad()
+    def multistep_sample(self, num: int, grid: list[int], labels: Tensor | None,
+                         clean: Callable[[nn.Module, Tensor, Tensor, Tensor | None], Tensor],
+                         ) -> Tensor:
+        """``num`` samples of the student's EMA (else the student), in data units.
+
+        Multistep few-step sampling (ADD, and consistency models' Algorithm 1): noise mapped to
+        a clean estimate ``clean(net, x_t, t, labels)`` at the grid's first timestep; for each
+        further one, that estimate noised to it and mapped again. Images are clamped to
+        ``[-1, 1]``.
+        """
+        ema = getattr(self, "student_ema", None)
+        net = ema.module if ema is not None else self.student
+        x = torch.randn(num, *self.data_shape, device=self.device)
+        full = [torch.full((num,), t, device=self.device, dtype=torch.long) for t in grid]
+        for i, t in enumerate(full):
+            x0 = clean(net, x, t, labels)
+            if i + 1 < len(full):
+                x = self.schedule.q_sample(x0, full[i + 1], torch.randn_like(x0))
+        x0 = x0 * self.data_scale
+        return x0.clamp(-1, 1) if self.modality == "image" else x0
 
 
 def tiny_teacher(root: Path, plugin: str, **args: Any) -> tuple[Any, str]:

@@ -17,6 +17,7 @@ from genlab.sampling import sample_main
 from tests.test_add import (
     fit_keeps_teacher_frozen,
     points,
+    round_trip_without_the_teacher,
     train_image_teacher,
     train_teacher,
     trainer,
@@ -104,25 +105,8 @@ def test_teacher_unchanged_by_training_and_target_network_follows(teacher_ckpt, 
 
 
 def test_student_samples_without_the_teacher_file(teacher_ckpt, tmp_path):
-    import shutil
-
-    teacher_copy = tmp_path / "teacher.ckpt"
-    shutil.copy(teacher_ckpt, teacher_copy)
-    model = CD(teacher_ckpt=str(teacher_copy), **FAST)
-    fit = trainer(tmp_path, 4)
-    fit.fit(model, points())
-    fit.save_checkpoint(tmp_path / "student.ckpt")
-    teacher_copy.unlink()
-    state = torch.load(tmp_path / "student.ckpt", weights_only=True)
-    assert not any(k.startswith("teacher.") for k in state["state_dict"])
-    loaded = load_model(tmp_path / "student.ckpt")
-    for steps in (1, 2, 4):
-        samples = []
-        for m in (model, loaded):
-            torch.manual_seed(0)
-            samples.append(m.sample_eval(8, steps=steps))
-        torch.testing.assert_close(samples[0], samples[1])
-        assert torch.isfinite(samples[0]).all()
+    loaded = round_trip_without_the_teacher(lambda path: CD(teacher_ckpt=path, **FAST),
+                                            teacher_ckpt, tmp_path)
     sample_main(["--ckpt", str(tmp_path / "student.ckpt"), "--num", "4", "--steps", "2",
                  "--out", str(tmp_path / "samples")])
     assert (tmp_path / "samples.pt").is_file()

@@ -258,19 +258,9 @@ class ADD(Student):
         if not 1 <= steps <= self.hparams.student_steps:
             raise GenlabError(f"steps must be between 1 and {self.hparams.student_steps} "
                               f"(model.student_steps), got {steps}")
-        labels = self.sample_labels(num, labels)
-        net = self.student_ema.module if self.student_ema is not None else self.student
-        grid = self.sampling_timesteps(steps)
-        x = torch.randn(num, *self.data_shape, device=self.device)
-        for i, t in enumerate(grid):
-            x0 = self.x0(net, x, self._full(num, t), labels, self.clip)
-            if i + 1 < len(grid):
-                x = self.schedule.q_sample(x0, self._full(num, grid[i + 1]), torch.randn_like(x0))
-        x0 = x0 * self.data_scale
-        return x0.clamp(-1, 1) if self.modality == "image" else x0
-
-    def _full(self, num: int, t: int) -> Tensor:
-        return torch.full((num,), t, device=self.device, dtype=torch.long)
+        return self.multistep_sample(
+            num, self.sampling_timesteps(steps), self.sample_labels(num, labels),
+            lambda net, x_t, t, c: self.x0(net, x_t, t, c, self.clip))
 
     def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels checked against the teacher's classes; for a conditional model ``None``

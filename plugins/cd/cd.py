@@ -239,17 +239,7 @@ class CD(Student):
         """
         grid = self.sampling_timesteps(self.hparams.sample_steps if steps is None else steps)
         labels = sample_labels(num, labels, self.num_classes, self.device)
-        net = self.student_ema.module if self.student_ema is not None else self.student
-        x = torch.randn(num, *self.data_shape, device=self.device)
-        for i, t in enumerate(grid):
-            x0 = self.consistency(net, x, self._full(num, t), labels)
-            if i + 1 < len(grid):
-                x = self.schedule.q_sample(x0, self._full(num, grid[i + 1]), torch.randn_like(x0))
-        x0 = x0 * self.data_scale
-        return x0.clamp(-1, 1) if self.modality == "image" else x0
-
-    def _full(self, num: int, t: int) -> Tensor:
-        return torch.full((num,), t, device=self.device, dtype=torch.long)
+        return self.multistep_sample(num, grid, labels, self.consistency)
 
     # ----------------------------------------------------------------------------- training
 
