@@ -263,6 +263,13 @@ def _distill_compare(d: dict) -> list[Row]:
                          f"{ema['best']['high_quality_pct']}", "beats or ties the fixed EMA",
                          f"fixed ema_decay {ema['fixed_ema']['ema_decay']}: "
                          f"{ema['fixed_ema']['high_quality_pct']}% HQ"))
+    rec = (ema or {}).get("reconstruction")
+    if rec:
+        untracked = {k: r["relative_weight_error"] for k, r in rec["lengths"].items()
+                     if r["kind"] == "untracked"}
+        rows.append(_row("post-hoc EMA reconstruction vs tracked average: relative weight error",
+                         rec["tracked_max_relative_error"], "<= 1e-3",
+                         ", ".join(f"untracked {k}: {v:g}" for k, v in untracked.items())))
     return rows
 
 

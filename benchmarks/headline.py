@@ -207,9 +207,10 @@ PICTURES: tuple[Picture, ...] = (
             "generator after its 45 minutes on the shared 2-core CPU (FID in the table)."),
     Picture("CD", "distill_steps.png",
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
-            "against high-quality share and samples/s (`distill_compare.json`); reduced run "
-            "(the 3,000-step teacher, 1,000 optimizer steps per student on the loaded 2-core "
-            "CPU), figures in REDUCED.md."),
+            "against high-quality share and samples/s (`distill_compare.json`); full run (the "
+            "8,000-step teacher of `configs/add/ring8_teacher.yaml`, each student its config's "
+            "4,000 steps on the loaded 2-core CPU); the teacher's DDIM-50 and its DDIM chained "
+            "over CD's 18-level grid (CD's ceiling) drawn as squares."),
     Picture("VQ-GAN", "twostage_mnist_cpu_reconstructions.png",
             "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 1,200 batches, 71 CPU-s): rows of "
             "test images, each above its reconstruction through the 7x7 codes (98.3% "

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextvars
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from genlab.checkpoint import load_model
@@ -64,7 +66,11 @@ class TeacherParts:
 
 
 class Student(GenerativeModule):
-    """Base of a distilled student: its modality is its teacher's, read from ``data_shape``."""
+    """Base of a distilled student: its modality is its teacher's, read from ``data_shape``.
+
+    A subclass saves ``teacher_plugin`` and ``teacher_args`` among its hyperparameters and calls
+    ``adopt_teacher`` when it builds its networks.
+    """
 
     modalities = ("points", "image")
 
@@ -72,6 +78,62 @@ class Student(GenerativeModule):
     def modality(self) -> str:
         """The teacher's: ``points`` for data of shape ``[D]`` (or no teacher yet), else image."""
         return "points" if len(getattr(self, "data_shape", (0,))) == 1 else "image"
+
+    def adopt_teacher(self, parts: TeacherParts) -> None:
+        """Take the teacher's data shape, schedule, prediction, scale, classes and clip bound.
+
+        Its plugin name and hyperparameters are saved in place of its path, so that the
+        student's checkpoint rebuilds (and samples) without the teacher's file.
+        """
+        self.hparams.teacher_plugin, self.hparams.teacher_args = parts.plugin, parts.args
+        self.data_shape, self.schedule = parts.data_shape, parts.schedule
+        self.prediction, self.data_scale = parts.prediction, parts.data_scale
+        self.num_classes, self.clip = parts.num_classes, parts.clip
+
+    @torch.no_grad()
+    def multistep_sample(self, num: int, grid: list[int], labels: Tensor | None,
+                         clean: Callable[[nn.Module, Tensor, Tensor, Tensor | None], Tensor],
+                         ) -> Tensor:
+        """``num`` samples of the student's EMA (else the student), in data units.
+
+        Multistep few-step sampling (ADD, and consistency models' Algorithm 1): noise mapped to
+        a clean estimate ``clean(net, x_t, t, labels)`` at the grid's first timestep; for each
+        further one, that estimate noised to it and mapped again. Images are clamped to
+        ``[-1, 1]``.
+        """
+        ema = getattr(self, "student_ema", None)
+        net = ema.module if ema is not None else self.student
+        x = torch.randn(num, *self.data_shape, device=self.device)
+        full = [torch.full((num,), t, device=self.device, dtype=torch.long) for t in grid]
+        for i, t in enumerate(full):
+            x0 = clean(net, x, t, labels)
+            if i + 1 < len(full):
+                x = self.schedule.q_sample(x0, full[i + 1], torch.randn_like(x0))
+        x0 = x0 * self.data_scale
+        return x0.clamp(-1, 1) if self.modality == "image" else x0
+
+
+def tiny_teacher(root: Path, plugin: str, **args: Any) -> tuple[Any, str]:
+    """Ring-8 data and a tiny point teacher of ``plugin`` trained on them for 2 steps.
+
+    The teacher is saved as ``root/teacher.ckpt``: a student's conformance case starts there.
+    Returns the data module and the checkpoint's path. ``args`` size the teacher (its data
+    shape is ``[2]``).
+    """
+    import lightning as L
+
+    from genlab.data.toy import ToyDataModule
+
+    data = ToyDataModule(train_size=128, val_size=32, batch_size=32)
+    L.seed_everything(0, verbose=False)
+    teacher = create_model(plugin, data_shape=[2], **args)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=root)
+    trainer.fit(teacher, data)
+    trainer.save_checkpoint(Path(root) / "teacher.ckpt")
+    return data, str(Path(root) / "teacher.ckpt")
 
 
 def frozen(module: nn.Module) -> nn.Module:

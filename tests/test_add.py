@@ -53,16 +53,26 @@ def teacher(teacher_ckpt):
     return load_model(teacher_ckpt)
 
 
-def teacher_x0(teacher, x_t, t):
-    out = teacher.ema.module(x_t, t, None)
-    return teacher.schedule.to_x0_eps(out, x_t, t, teacher.hparams.prediction)[0]
+def train_image_teacher(root):
+    """A tiny 8x8 image diffusion teacher trained one step; its checkpoint and data."""
+    from torch.utils.data import DataLoader
+
+    images = [{"x": torch.rand(1, 8, 8) * 2 - 1} for _ in range(16)]
+    data = DataLoader(images, batch_size=8)
+    teacher = Diffusion(data_shape=[1, 8, 8], channels=8, channel_mults=[1, 2],
+                        num_res_blocks=1, attention_levels=[1], num_timesteps=50,
+                        sample_steps=4, trajectory_frames=0)
+    fit = trainer(root, 1)
+    fit.fit(teacher, data)
+    fit.save_checkpoint(root / "teacher.ckpt")
+    return root / "teacher.ckpt", data
 
 
-def test_teacher_stays_frozen(teacher_ckpt, tmp_path):
-    model = ADD(teacher_ckpt=str(teacher_ckpt), **FAST)
+def fit_keeps_teacher_frozen(model, root, steps=6):
+    """Fit a student ``steps`` steps; assert its teacher is unchanged and its student moved."""
     before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
     student_before = [p.clone() for p in model.student.parameters()]
-    trainer(tmp_path, 6).fit(model, points())
+    trainer(root, steps).fit(model, points())
     assert not any(p.requires_grad for p in model.teacher.parameters())
     assert all(p.grad is None for p in model.teacher.parameters())
     assert not model.teacher.training  # fit switched the rest to train mode, not the teacher
@@ -70,6 +80,15 @@ def test_teacher_stays_frozen(teacher_ckpt, tmp_path):
         assert torch.equal(value, before[key]), key
     assert any(not torch.equal(p, q) for p, q in zip(model.student.parameters(),
                                                      student_before))
+
+
+def teacher_x0(teacher, x_t, t):
+    out = teacher.ema.module(x_t, t, None)
+    return teacher.schedule.to_x0_eps(out, x_t, t, teacher.hparams.prediction)[0]
+
+
+def test_teacher_stays_frozen(teacher_ckpt, tmp_path):
+    fit_keeps_teacher_frozen(ADD(teacher_ckpt=str(teacher_ckpt), **FAST), tmp_path)
 
 
 def test_distillation_target_equals_teacher_prediction(teacher_ckpt, teacher):
@@ -147,24 +166,33 @@ def test_student_timesteps_and_eps_teacher_top(teacher_ckpt):
         [99, 74, 49, 24]  # the paper's 999, 749, 499, 249 at T = 100
 
 
-def test_checkpoint_round_trip_without_the_teacher_file(teacher_ckpt, tmp_path):
-    teacher_copy = tmp_path / "teacher.ckpt"
+def round_trip_without_the_teacher(make, teacher_ckpt, root, frozen=("teacher.",)):
+    """Fit ``make(teacher_path)`` 4 steps from a copy of the teacher, save it, delete the copy:
+    the reloaded student samples as the trained one at 1, 2 and 4 steps. Returns it."""
+    teacher_copy = root / "teacher.ckpt"
     shutil.copy(teacher_ckpt, teacher_copy)
-    model = ADD(teacher_ckpt=str(teacher_copy), **FAST)
-    fit = trainer(tmp_path, 4)
+    model = make(str(teacher_copy))
+    fit = trainer(root, 4)
     fit.fit(model, points())
-    fit.save_checkpoint(tmp_path / "student.ckpt")
+    fit.save_checkpoint(root / "student.ckpt")
     teacher_copy.unlink()  # the student must not need it to sample
-    state = torch.load(tmp_path / "student.ckpt", weights_only=True)
-    assert not any(k.startswith(("teacher.", "features.")) for k in state["state_dict"])
+    state = torch.load(root / "student.ckpt", weights_only=True)
+    assert not any(k.startswith(frozen) for k in state["state_dict"])
     assert "teacher_ckpt" not in state["hyper_parameters"]
-    loaded = load_model(tmp_path / "student.ckpt")
+    loaded = load_model(root / "student.ckpt")
     for steps in (1, 2, 4):
         samples = []
         for m in (model, loaded):
             torch.manual_seed(0)
             samples.append(m.sample_eval(8, steps=steps))
         torch.testing.assert_close(samples[0], samples[1])
+        assert torch.isfinite(samples[0]).all()
+    return loaded
+
+
+def test_checkpoint_round_trip_without_the_teacher_file(teacher_ckpt, tmp_path):
+    loaded = round_trip_without_the_teacher(lambda path: ADD(teacher_ckpt=path, **FAST),
+                                            teacher_ckpt, tmp_path, ("teacher.", "features."))
     sample_main(["--ckpt", str(tmp_path / "student.ckpt"), "--num", "4", "--steps", "2",
                  "--out", str(tmp_path / "samples")])
     assert (tmp_path / "samples.pt").is_file()

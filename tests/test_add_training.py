@@ -8,7 +8,7 @@ from genlab_diffusion import Diffusion
 from torch.utils.data import DataLoader
 
 from genlab.errors import GenlabError
-from tests.test_add import FAST, points, train_teacher, trainer
+from tests.test_add import FAST, points, train_image_teacher, train_teacher, trainer
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +41,8 @@ def test_bf16_mixed_training_with_clipping_and_cosine_schedule(teacher_ckpt, tmp
 
 
 def test_image_teacher(tmp_path):
-    images = [{"x": torch.rand(1, 8, 8) * 2 - 1} for _ in range(16)]
-    data = DataLoader(images, batch_size=8)
-    teacher = Diffusion(data_shape=[1, 8, 8], channels=8, channel_mults=[1, 2],
-                        num_res_blocks=1, attention_levels=[1], num_timesteps=50,
-                        sample_steps=4, trajectory_frames=0)
-    fit = trainer(tmp_path, 1)
-    fit.fit(teacher, data)
-    fit.save_checkpoint(tmp_path / "teacher.ckpt")
-    model = ADD(teacher_ckpt=str(tmp_path / "teacher.ckpt"), **{**FAST, "r1_gamma": 0.0})
+    teacher, data = train_image_teacher(tmp_path)
+    model = ADD(teacher_ckpt=str(teacher), **{**FAST, "r1_gamma": 0.0})
     # U-Net features: the end of each level on the way down, and the middle block.
     assert model.modality == "image"
     assert model.features.layers == ["down.0.0", "down.2.1", "mid.2"]

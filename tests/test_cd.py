@@ -11,9 +11,17 @@ from torch import nn
 
 from genlab.checkpoint import load_model
 from genlab.diffusion import ddim_sample, heun_sample
+from genlab.distill import clean_estimate
 from genlab.errors import GenlabError
 from genlab.sampling import sample_main
-from tests.test_add import points, train_teacher, trainer
+from tests.test_add import (
+    fit_keeps_teacher_frozen,
+    points,
+    round_trip_without_the_teacher,
+    train_image_teacher,
+    train_teacher,
+    trainer,
+)
 
 FAST = {"num_intervals": 10, "lr": 1e-3}
 
@@ -56,6 +64,22 @@ def test_parametrisation_is_the_identity_at_the_smallest_noise_level(teacher_ckp
     assert (c_skip < 1).all() and (c_out > 0).all()
 
 
+def test_untrained_student_is_the_teachers_denoiser_away_from_the_boundary(teacher_ckpt):
+    # The paper initialises F from the teacher's raw network, so f starts as the teacher's
+    # denoiser wherever sigma >> sigma_min. Treating the clean estimate as the raw output
+    # (the skip counted twice) returned about 1.2 x0 at sigma ~ sigma_data.
+    model = CD(teacher_ckpt=str(teacher_ckpt), **FAST)
+    sigma_min = float(model.sigma(torch.tensor(model.grid[-1])))
+    torch.manual_seed(0)
+    for level in model.grid[:-1]:
+        t, x = torch.full((64,), level), torch.randn(64, 2)
+        assert float(model.sigma(t[:1])) > 5 * sigma_min
+        with torch.no_grad():
+            f = model.consistency(model.student, x, t, None)
+            D = clean_estimate(model.teacher, model.schedule, model.prediction, x, t, None)
+        assert (f - D).abs().max() <= 0.05 * D.abs().max(), level
+
+
 @pytest.mark.parametrize(("solver", "sampler"), [("ddim", ddim_sample), ("heun", heun_sample)])
 def test_distillation_target_is_the_teachers_ode_step(teacher_ckpt, solver, sampler):
     model = CD(teacher_ckpt=str(teacher_ckpt), solver=solver, num_intervals=99, max_timestep=99)
@@ -76,39 +100,13 @@ def test_distillation_target_is_the_teachers_ode_step(teacher_ckpt, solver, samp
 
 def test_teacher_unchanged_by_training_and_target_network_follows(teacher_ckpt, tmp_path):
     model = CD(teacher_ckpt=str(teacher_ckpt), **FAST)
-    before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
-    student_before = [p.clone() for p in model.student.parameters()]
-    trainer(tmp_path, 6).fit(model, points())
-    assert not any(p.requires_grad for p in model.teacher.parameters())
-    assert all(p.grad is None for p in model.teacher.parameters())
-    assert not model.teacher.training
-    for key, value in model.teacher.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    assert any(not torch.equal(p, q) for p, q in zip(model.student.parameters(),
-                                                     student_before))
+    fit_keeps_teacher_frozen(model, tmp_path, 6)
     assert int(model.target.n_averaged) == 6
 
 
 def test_student_samples_without_the_teacher_file(teacher_ckpt, tmp_path):
-    import shutil
-
-    teacher_copy = tmp_path / "teacher.ckpt"
-    shutil.copy(teacher_ckpt, teacher_copy)
-    model = CD(teacher_ckpt=str(teacher_copy), **FAST)
-    fit = trainer(tmp_path, 4)
-    fit.fit(model, points())
-    fit.save_checkpoint(tmp_path / "student.ckpt")
-    teacher_copy.unlink()
-    state = torch.load(tmp_path / "student.ckpt", weights_only=True)
-    assert not any(k.startswith("teacher.") for k in state["state_dict"])
-    loaded = load_model(tmp_path / "student.ckpt")
-    for steps in (1, 2, 4):
-        samples = []
-        for m in (model, loaded):
-            torch.manual_seed(0)
-            samples.append(m.sample_eval(8, steps=steps))
-        torch.testing.assert_close(samples[0], samples[1])
-        assert torch.isfinite(samples[0]).all()
+    loaded = round_trip_without_the_teacher(lambda path: CD(teacher_ckpt=path, **FAST),
+                                            teacher_ckpt, tmp_path)
     sample_main(["--ckpt", str(tmp_path / "student.ckpt"), "--num", "4", "--steps", "2",
                  "--out", str(tmp_path / "samples")])
     assert (tmp_path / "samples.pt").is_file()
@@ -144,21 +142,27 @@ def test_bad_input(teacher_ckpt):
         CD(teacher_ckpt=str(teacher_ckpt), sample_steps=5)
     with pytest.raises(GenlabError, match="steps must be between 1 and 4"):
         CD(teacher_ckpt=str(teacher_ckpt), **FAST).sample(2, steps=5)
+    with pytest.raises(GenlabError, match="weighting must be uniform or inverse_gap"):
+        CD(teacher_ckpt=str(teacher_ckpt), weighting="snr")
+
+
+def test_sampling_levels_are_distillation_levels_and_weighting(teacher_ckpt):
+    # f is trained at the grid's levels only: multistep sampling must not land between them.
+    model = CD(teacher_ckpt=str(teacher_ckpt), **FAST)
+    for steps in (1, 2, 4):
+        levels = model.sampling_timesteps(steps)
+        assert levels[0] == model.grid[0] and set(levels) <= set(model.grid[:-1])
+    t, s = torch.tensor(model.grid[:-1]), torch.tensor(model.grid[1:])
+    assert torch.equal(model.weight(t, s), torch.ones(len(t)))
+    model.hparams.weighting = "inverse_gap"
+    w = model.weight(t, s)
+    torch.testing.assert_close(w, 1 / (model.sigma(t) - model.sigma(s)))
+    assert w[-1] > 10 * w[0]  # low-noise pairs weigh more
 
 
 def test_image_teacher_with_heun_and_pseudo_huber(tmp_path):
-    from genlab_diffusion import Diffusion
-    from torch.utils.data import DataLoader
-
-    images = [{"x": torch.rand(1, 8, 8) * 2 - 1} for _ in range(16)]
-    data = DataLoader(images, batch_size=8)
-    teacher = Diffusion(data_shape=[1, 8, 8], channels=8, channel_mults=[1, 2],
-                        num_res_blocks=1, attention_levels=[1], num_timesteps=50,
-                        sample_steps=4, trajectory_frames=0)
-    fit = trainer(tmp_path, 1)
-    fit.fit(teacher, data)
-    fit.save_checkpoint(tmp_path / "teacher.ckpt")
-    model = CD(teacher_ckpt=str(tmp_path / "teacher.ckpt"), solver="heun",
+    teacher, data = train_image_teacher(tmp_path)
+    model = CD(teacher_ckpt=str(teacher), solver="heun",
                distance="pseudo_huber", **FAST)
     assert model.modality == "image"
     trainer(tmp_path, 2).fit(model, data)

@@ -46,6 +46,7 @@ from genlab.distill import (
     restore_frozen,
     student_copy,
     teacher_parts,
+    tiny_teacher,
 )
 from genlab.distributed import manual_step
 from genlab.ema import ema_model
@@ -55,7 +56,6 @@ from genlab.losses.penalties import r1_penalty
 from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
 from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
-from genlab.registry import create_model
 from genlab.sharding import refuse_double_backward, shard
 
 Weighting = Literal["exponential", "sds", "none"]
@@ -154,23 +154,10 @@ class ADD(Student):
     def conformance_case(cls, root: Path) -> ConformanceCase:
         """Ring-8 points, distilled from a tiny diffusion teacher trained here for 2 steps;
         2-process DDP."""
-        import lightning as L
-
-        from genlab.data.toy import ToyDataModule
-
-        data = ToyDataModule(train_size=128, val_size=32, batch_size=32)
-        L.seed_everything(0, verbose=False)
-        teacher = create_model("diffusion", data_shape=[2], hidden=[16], emb_dim=8,
-                               num_timesteps=50, sample_steps=4, trajectory_frames=0)
-        trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, limit_val_batches=0,
-                            default_root_dir=root)
-        trainer.fit(teacher, data)
-        trainer.save_checkpoint(root / "teacher.ckpt")
-        return ConformanceCase(data, {"teacher_ckpt": str(root / "teacher.ckpt"),
-                                      "head_width": 8, "lr": 1e-3, "lr_disc": 1e-3,
-                                      "r1_gamma": 0.1}, ddp=True)
+        data, teacher = tiny_teacher(root, "diffusion", hidden=[16], emb_dim=8,
+                                     num_timesteps=50, sample_steps=4, trajectory_frames=0)
+        return ConformanceCase(data, {"teacher_ckpt": teacher, "head_width": 8, "lr": 1e-3,
+                                      "lr_disc": 1e-3, "r1_gamma": 0.1}, ddp=True)
 
     def configure_model(self) -> None:
         """Load the teacher and build the student and discriminator (once); shard them under
@@ -191,13 +178,7 @@ class ADD(Student):
         h = self.hparams
         parts = teacher_parts(load_teacher(self.teacher_source, h.teacher_plugin,
                                            h.teacher_args))
-        # Saved instead of the path, so the student's checkpoint rebuilds without the file.
-        h.teacher_plugin, h.teacher_args = parts.plugin, parts.args
-        self.data_shape = parts.data_shape
-        self.prediction, self.data_scale, self.num_classes = (parts.prediction, parts.data_scale,
-                                                              parts.num_classes)
-        self.clip = parts.clip  # bound of clean estimates
-        self.schedule = parts.schedule
+        self.adopt_teacher(parts)  # saves its plugin and args instead of the path
         self.max_timestep = _timesteps_checked(parts.schedule, parts.prediction, h)
         self.student_timesteps = even_timesteps(self.max_timestep, h.student_steps)
         self.teacher = parts.net
@@ -277,19 +258,9 @@ class ADD(Student):
         if not 1 <= steps <= self.hparams.student_steps:
             raise GenlabError(f"steps must be between 1 and {self.hparams.student_steps} "
                               f"(model.student_steps), got {steps}")
-        labels = self.sample_labels(num, labels)
-        net = self.student_ema.module if self.student_ema is not None else self.student
-        grid = self.sampling_timesteps(steps)
-        x = torch.randn(num, *self.data_shape, device=self.device)
-        for i, t in enumerate(grid):
-            x0 = self.x0(net, x, self._full(num, t), labels, self.clip)
-            if i + 1 < len(grid):
-                x = self.schedule.q_sample(x0, self._full(num, grid[i + 1]), torch.randn_like(x0))
-        x0 = x0 * self.data_scale
-        return x0.clamp(-1, 1) if self.modality == "image" else x0
-
-    def _full(self, num: int, t: int) -> Tensor:
-        return torch.full((num,), t, device=self.device, dtype=torch.long)
+        return self.multistep_sample(
+            num, self.sampling_timesteps(steps), self.sample_labels(num, labels),
+            lambda net, x_t, t, c: self.x0(net, x_t, t, c, self.clip))
 
     def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels checked against the teacher's classes; for a conditional model ``None``

@@ -2,16 +2,23 @@
 
 A consistency function maps any point of a probability-flow ODE trajectory to the trajectory's
 clean end. Written in EDM's variables ``y = x_t / sqrt(alpha_bar_t)`` and ``sigma_t =
-sqrt((1 - alpha_bar_t) / alpha_bar_t)`` (where ``y = x0 + sigma eps``), the student is
+sqrt((1 - alpha_bar_t) / alpha_bar_t)`` (where ``y = x0 + sigma eps``), the paper's student is
 
-    f(x_t, t) = c_skip(sigma_t) y + c_out(sigma_t) F(x_t, t)                       (paper, eq. 5)
+    f(y, sigma) = c_skip(sigma) y + c_out(sigma) F(y, sigma)                      (paper, eq. 5)
     c_skip = sigma_d² / ((sigma - sigma_min)² + sigma_d²)
-    c_out  = (sigma - sigma_min) / sqrt(sigma² + sigma_d²)                       (appendix C)
+    c_out  = sigma_d (sigma - sigma_min) / sqrt(sigma² + sigma_d²)              (appendix C)
 
-with ``F`` the clean estimate of a diffusion network, so ``f`` is the identity at the smallest
-noise level ``sigma_min`` (the boundary condition) and tends to ``F`` at large noise. (The paper
-scales ``c_out`` by ``sigma_d`` because its ``F`` is a unit-variance network output; ours is
-already in data units.)
+with ``F`` the *raw* output of an EDM network, whose denoiser is ``D = c_skip_edm y +
+c_out_edm F`` (``c_skip_edm = sigma_d² / (sigma² + sigma_d²)``, ``c_out_edm = sigma sigma_d /
+sqrt(sigma² + sigma_d²)``). A genlab teacher gives the clean estimate ``D`` itself, so ``F`` is
+recovered from it, which leaves
+
+    f = (c_skip - r c_skip_edm) y + r D,    r = c_out / c_out_edm = (sigma - sigma_min) / sigma
+
+the identity at the smallest noise level ``sigma_min`` (the boundary condition) and, as in the
+paper, the teacher's denoiser itself wherever ``sigma >> sigma_min``: the student starts as the
+teacher. (Mixing ``D`` in with the paper's ``c_out`` as if it were ``F`` counts the skip twice:
+at ``sigma ~ sigma_d`` the untrained student then returned about ``1.2 x0``.)
 
 Each batch (Algorithm 2, distillation; Algorithm 3, training): a grid of ``N + 1`` timesteps
 from ``max_timestep`` down to 0; an adjacent pair ``t_{n+1} > t_n`` per example; a real example
@@ -40,24 +47,24 @@ from genlab.distill import (
     clean_estimate,
     default_max_timestep,
     drop_frozen,
-    even_timesteps,
     load_teacher,
     pick_steps,
     restore_frozen,
     student_copy,
     teacher_parts,
+    tiny_teacher,
 )
 from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
 from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
-from genlab.registry import create_model
 from genlab.sharding import shard
 
 Method = Literal["distillation", "training"]
 Solver = Literal["ddim", "heun"]
 Distance = Literal["l2", "pseudo_huber"]
+Weighting = Literal["uniform", "inverse_gap"]
 LRSchedule = Literal["constant", "cosine"]
 
 FROZEN = ("teacher.",)  # rebuilt from the teacher's file, never saved
@@ -80,7 +87,8 @@ class CD(Student):
         num_intervals: ``N``: adjacent noise levels of the distillation grid (18-40 in the
             paper's EDM settings; more: smaller solver errors, slower propagation).
         solver: The teacher's ODE solver between adjacent levels: ``ddim`` (Euler) or ``heun``.
-        student_steps: Timesteps of the sampling grid, evenly spaced from ``max_timestep``;
+        student_steps: Timesteps of the sampling grid, levels of the distillation grid evenly
+            picked from ``max_timestep`` (the student is trained at those levels only);
             ``sample(steps)`` uses 1 to this many of them (Algorithm 1, multistep sampling).
         sample_steps: Default number of steps of ``sample()``.
         max_timestep: The noisiest timestep; ``None``: ``T - 1``, or for an eps teacher the last
@@ -89,6 +97,9 @@ class CD(Student):
             space (data divided by the teacher's ``data_scale``).
         distance: ``l2`` (squared error) or ``pseudo_huber`` (improved consistency training,
             ``sqrt(||a - b||² + c²) - c`` with ``c = 0.00054 sqrt(dim)``).
+        weighting: ``lambda(sigma_n)`` of each pair's loss: ``uniform`` (the paper's), or
+            ``inverse_gap``, ``1 / (sigma_{n+1} - sigma_n)`` (improved consistency training):
+            the low-noise pairs, whose errors every longer jump inherits, weigh more.
         target_decay: ``mu``, the decay of the target network ``θ⁻`` (0: the stop-gradient
             student itself, as improved consistency training does).
         ema_decay: Decay of the EMA of the student's weights that ``sample`` uses; ``None``:
@@ -112,6 +123,7 @@ class CD(Student):
         max_timestep: int | None = None,
         sigma_data: float = 0.5,
         distance: Distance = "l2",
+        weighting: Weighting = "uniform",
         target_decay: float = 0.95,
         ema_decay: float | None = 0.999,
         lr: float = 1e-4,
@@ -120,7 +132,7 @@ class CD(Student):
         lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
-        _check_hparams(method, num_intervals, student_steps, sample_steps, sigma_data,
+        _check_hparams(method, weighting, num_intervals, student_steps, sample_steps, sigma_data,
                        target_decay, ema_decay, lr, grad_clip)
         if teacher_ckpt is None and (teacher_plugin is None or teacher_args is None):
             raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
@@ -137,22 +149,10 @@ class CD(Student):
     def conformance_case(cls, root: Path) -> ConformanceCase:
         """Ring-8 points, distilled from a tiny diffusion teacher trained here for 2 steps;
         2-process DDP and bf16."""
-        import lightning as L
-
-        from genlab.data.toy import ToyDataModule
-
-        data = ToyDataModule(train_size=128, val_size=32, batch_size=32)
-        L.seed_everything(0, verbose=False)
-        teacher = create_model("diffusion", data_shape=[2], hidden=[16], emb_dim=8,
-                               num_timesteps=50, sample_steps=4, trajectory_frames=0)
-        trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, limit_val_batches=0,
-                            default_root_dir=root)
-        trainer.fit(teacher, data)
-        trainer.save_checkpoint(root / "teacher.ckpt")
-        return ConformanceCase(data, {"teacher_ckpt": str(root / "teacher.ckpt"),
-                                      "num_intervals": 8, "lr": 1e-3}, ddp=True)
+        data, teacher = tiny_teacher(root, "diffusion", hidden=[16], emb_dim=8,
+                                     num_timesteps=50, sample_steps=4, trajectory_frames=0)
+        return ConformanceCase(data, {"teacher_ckpt": teacher, "num_intervals": 8, "lr": 1e-3},
+                               ddp=True)
 
     def configure_model(self) -> None:
         """Load the teacher and build the student (once); shard it under ``fsdp2``."""
@@ -166,16 +166,13 @@ class CD(Student):
         h = self.hparams
         parts = teacher_parts(load_teacher(self.teacher_source, h.teacher_plugin,
                                            h.teacher_args))
-        h.teacher_plugin, h.teacher_args = parts.plugin, parts.args  # saved instead of the path
-        self.data_shape, self.schedule = parts.data_shape, parts.schedule
-        self.prediction, self.data_scale, self.num_classes = (parts.prediction, parts.data_scale,
-                                                              parts.num_classes)
-        self.clip = parts.clip
+        self.adopt_teacher(parts)
         top = _top_checked(parts.schedule, parts.prediction, h)
         # The distillation grid t_N > ... > t_0 = 0 and the sampling grid (its noisiest levels).
         self.grid = torch.linspace(top, 0, h.num_intervals + 1,
                                    dtype=torch.float64).round().long().tolist()
-        self.student_timesteps = even_timesteps(top, h.student_steps)
+        # Sampling levels picked from the distillation grid: f is trained at those levels only.
+        self.student_timesteps = pick_steps(self.grid[:-1], h.student_steps)
         self.student = student_copy(parts.net)
         if h.method == "distillation":
             self.teacher = parts.net  # frozen; consistency training has none
@@ -200,24 +197,25 @@ class CD(Student):
         return ((1 - a) / a).sqrt()
 
     def scalings(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(c_skip, c_out)`` at timesteps ``t`` ``(B,)``; ``(1, 0)`` at the grid's last level."""
+        """``(a, r)`` of ``f = a y + r D`` at timesteps ``t`` ``(B,)`` (``D`` the network's clean
+        estimate); ``(1, 0)`` at the grid's last level, ``(~0, ~1)`` at large noise."""
         sigma, sigma_min = self.sigma(t), self.sigma(t.new_tensor(self.grid[-1]))
         sd2 = self.hparams.sigma_data ** 2
-        c_skip = sd2 / ((sigma - sigma_min) ** 2 + sd2)
-        c_out = (sigma - sigma_min) / (sigma ** 2 + sd2).sqrt()
-        return c_skip, c_out
+        c_skip = sd2 / ((sigma - sigma_min) ** 2 + sd2)  # the paper's, appendix C
+        r = (sigma - sigma_min) / sigma  # its c_out over EDM's: F = (D - c_skip_edm y) / c_out_edm
+        return c_skip - r * sd2 / (sigma**2 + sd2), r
 
     def consistency(self, net: nn.Module, x_t: Tensor, t: Tensor,
                     labels: Tensor | None) -> Tensor:
         """``f(x_t, t)``: the clean end of ``x_t``'s ODE trajectory, in the diffusion space.
 
-        ``c_skip y + c_out F`` with ``y = x_t / sqrt(alpha_bar_t)`` and ``F`` the clean
-        estimate of ``net``.
+        ``a y + r D`` (see ``scalings``) with ``y = x_t / sqrt(alpha_bar_t)`` and ``D`` the
+        clean estimate of ``net``.
         """
-        c_skip, c_out = (c.reshape(-1, *([1] * (x_t.dim() - 1))) for c in self.scalings(t))
-        y = x_t.float() / self.schedule.alpha_bar(t).sqrt().reshape(c_skip.shape)
-        F = clean_estimate(net, self.schedule, self.prediction, x_t, t, labels, self.clip)
-        return c_skip * y + c_out * F
+        a, r = (c.reshape(-1, *([1] * (x_t.dim() - 1))) for c in self.scalings(t))
+        y = x_t.float() / self.schedule.alpha_bar(t).sqrt().reshape(a.shape)
+        D = clean_estimate(net, self.schedule, self.prediction, x_t, t, labels, self.clip)
+        return a * y + r * D
 
     # ----------------------------------------------------------------------------- sampling
 
@@ -241,17 +239,7 @@ class CD(Student):
         """
         grid = self.sampling_timesteps(self.hparams.sample_steps if steps is None else steps)
         labels = sample_labels(num, labels, self.num_classes, self.device)
-        net = self.student_ema.module if self.student_ema is not None else self.student
-        x = torch.randn(num, *self.data_shape, device=self.device)
-        for i, t in enumerate(grid):
-            x0 = self.consistency(net, x, self._full(num, t), labels)
-            if i + 1 < len(grid):
-                x = self.schedule.q_sample(x0, self._full(num, grid[i + 1]), torch.randn_like(x0))
-        x0 = x0 * self.data_scale
-        return x0.clamp(-1, 1) if self.modality == "image" else x0
-
-    def _full(self, num: int, t: int) -> Tensor:
-        return torch.full((num,), t, device=self.device, dtype=torch.long)
+        return self.multistep_sample(num, grid, labels, self.consistency)
 
     # ----------------------------------------------------------------------------- training
 
@@ -270,7 +258,7 @@ class CD(Student):
         with torch.no_grad():
             x_s = self.neighbour(x0, x_t, t, s, noise, labels)
             target = self.consistency(self.target.module, x_s, s, labels)
-        loss = self.distance(online, target).mean()
+        loss = (self.weight(t, s) * self.distance(online, target)).mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -283,6 +271,12 @@ class CD(Student):
             return self.schedule.q_sample(x0, s, noise)
         step = heun_step if self.hparams.solver == "heun" else ddim_step
         return step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
+
+    def weight(self, t: Tensor, s: Tensor) -> Tensor:
+        """``lambda`` of each pair ``(t_{n+1}, t_n)``, ``(B,)`` (see ``weighting``)."""
+        if self.hparams.weighting == "uniform":
+            return torch.ones_like(t, dtype=torch.float32)
+        return 1 / (self.sigma(t) - self.sigma(s))
 
     def distance(self, a: Tensor, b: Tensor) -> Tensor:
         """``d(a, b)`` per example ``(B,)``: mean squared error, or the pseudo-Huber metric."""
@@ -332,13 +326,16 @@ def _top_checked(schedule: Any, prediction: str, h: Any) -> int:
     return top
 
 
-def _check_hparams(method: str, num_intervals: int, student_steps: int, sample_steps: int,
-                   sigma_data: float, target_decay: float, ema_decay: float | None, lr: float,
+def _check_hparams(method: str, weighting: str, num_intervals: int, student_steps: int,
+                   sample_steps: int, sigma_data: float, target_decay: float,
+                   ema_decay: float | None, lr: float,
                    grad_clip: float | None) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
     raise_first([
         (method not in ("distillation", "training"),
          f"model.method must be distillation or training, got {method!r}"),
+        (weighting not in ("uniform", "inverse_gap"),
+         f"model.weighting must be uniform or inverse_gap, got {weighting!r}"),
         (num_intervals < 1, f"model.num_intervals must be >= 1, got {num_intervals}"),
         (not 1 <= student_steps <= 16, f"model.student_steps must be 1 to 16, got "
                                        f"{student_steps}"),
