@@ -209,7 +209,7 @@ PICTURES: tuple[Picture, ...] = (
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
             "against high-quality share and samples/s (`distill_compare.json`); full run (the "
             "8,000-step teacher of `configs/add/ring8_teacher.yaml`, each student its config's "
-            "4,000 steps on the loaded 2-core CPU); the teacher's DDIM-50 and its DDIM chained "
+            "steps, CD 4,000 and ADD 6,000, on the loaded 2-core CPU); the teacher's DDIM-50 and its DDIM chained "
             "over CD's 18-level grid (CD's ceiling) drawn as squares."),
     Picture("VQ-GAN", "twostage_mnist_cpu_reconstructions.png",
             "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 1,200 batches, 71 CPU-s): rows of "
