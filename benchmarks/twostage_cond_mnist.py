@@ -35,9 +35,8 @@ import torch
 from benchmarks.common import DATA, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from benchmarks.twostage_mnist import PRESETS as VQ_PRESETS
-from benchmarks.twostage_mnist import fid_to_test, fit, tokenizer_scores
+from benchmarks.twostage_mnist import fid_to_test, fit, mnist, tokenizer_scores
 from genlab.callbacks.samples import fixed_seed
-from genlab.data.images import ImageDataModule
 from genlab.metrics.classifier import load_classifier
 from genlab.registry import create_model
 
@@ -119,11 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(cfg["device"])
     classifier, info = load_classifier(args.classifier)
     classifier = classifier.eval()
-    data = ImageDataModule(args.source, image_size=28, channels=1, resize=False,
-                           val_split="test", batch_size=cfg["batch_size"], num_workers=0)
-    data.prepare_data()
-    data.setup("fit")
-    data.setup("test")
+    data = mnist(args.source, cfg["batch_size"])
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="twostage_cond_"))
     L.seed_everything(args.seed, verbose=False)

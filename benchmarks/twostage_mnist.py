@@ -86,6 +86,16 @@ def settings(args: argparse.Namespace) -> dict:
     return cfg
 
 
+def mnist(source: str, batch_size: int) -> ImageDataModule:
+    """MNIST from ``source``, set up for fitting (train) and scoring (test as validation)."""
+    data = ImageDataModule(source, image_size=28, channels=1, resize=False,
+                           val_split="test", batch_size=batch_size, num_workers=0)
+    data.prepare_data()
+    data.setup("fit")
+    data.setup("test")
+    return data
+
+
 def fit(model: L.LightningModule, data: ImageDataModule, batches: int, cfg: dict,
         ckpt: Path | None = None) -> dict:
     """Train for ``batches`` batches (saved to ``ckpt``); wall and CPU seconds."""
@@ -164,11 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(cfg["device"])
     classifier, info = load_classifier(args.classifier)
     classifier = classifier.to(device).eval()
-    data = ImageDataModule(args.source, image_size=28, channels=1, resize=False,
-                           val_split="test", batch_size=cfg["batch_size"], num_workers=0)
-    data.prepare_data()
-    data.setup("fit")
-    data.setup("test")
+    data = mnist(args.source, cfg["batch_size"])
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="twostage_"))
     L.seed_everything(args.seed, verbose=False)
