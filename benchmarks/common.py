@@ -14,6 +14,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,23 @@ def stamp(device: str | torch.device | None = None) -> dict[str, Any]:
     """The record every result JSON carries: hardware, software, commit, date, load average."""
     return {"hardware": hardware(device), "software": software(), "commit": git_commit(),
             "date": now(), "load_average_1_5_15_min": load_average()}
+
+
+def fit_config(config: str | Path, source: str, root: str | Path,
+               extra: Sequence[str] = ()) -> tuple[Path, dict[str, float]]:
+    """``genlab fit --config config --data.source source --run.root root *extra``, in this
+    process; the newest ``last.ckpt`` under ``root`` and the ``cpu`` and ``wall`` seconds it took.
+
+    CPU time is the process's own (one thread a benchmark): the honest measure on a shared machine.
+    """
+    from genlab.cli import main as genlab_main  # the CLI pulls in Lightning: only when fitting
+
+    argv = ["fit", "--config", str(config), "--data.source", source, "--run.root", str(root)]
+    cpu, wall = time.process_time(), time.perf_counter()
+    genlab_main([*argv, *extra])
+    seconds = {"cpu": round(time.process_time() - cpu, 1),
+               "wall": round(time.perf_counter() - wall, 1)}
+    return max(Path(root).rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), seconds
 
 
 def point_options(parser: argparse.ArgumentParser, out: str | Path,

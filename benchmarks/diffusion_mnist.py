@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, evaluated_fid, mnist_preset, write_result
+from benchmarks.common import DATA, evaluated_fid, fit_config, mnist_preset, write_result
 from benchmarks.pictures import save_checkpoint_grid
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
@@ -57,16 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def train(args: argparse.Namespace) -> tuple[Path, float]:
-    root = Path(args.root)
-    argv = ["fit", "--config", args.config, "--data.source", args.source, "--run.root",
-            str(root), "--trainer.logger", "false"]
-    if args.cpu_small:
-        argv += CPU_SMALL
-    start = time.perf_counter()
-    genlab_main(argv)
-    seconds = time.perf_counter() - start
-    ckpt = max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-    return ckpt, seconds
+    """``genlab fit`` of the config; the checkpoint and the wall seconds it took."""
+    extra = ["--trainer.logger", "false", *(CPU_SMALL if args.cpu_small else [])]
+    ckpt, seconds = fit_config(args.config, args.source, args.root, extra)
+    return ckpt, seconds["wall"]
 
 
 def samples_per_second(ckpt: Path, device: str, batch: int) -> dict[str, float]:

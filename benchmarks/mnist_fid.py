@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, RESULTS, command, evaluated_fid, stamp, write_result
+from benchmarks.common import DATA, RESULTS, command, evaluated_fid, fit_config, stamp, write_result
 from genlab.cli import main as genlab_main
 
 # Toy size on a CPU: a tiny network, a few steps (proves the command line, not quality).
@@ -56,19 +55,14 @@ def model_class(config: str) -> str:
 
 def train(args: argparse.Namespace, name: str) -> tuple[Path, float]:
     """``genlab fit`` of the config for ``--max-steps``; the checkpoint and the seconds taken."""
-    root = Path(args.root)
-    argv = ["fit", "--config", args.config, "--data.source", args.source, "--run.root",
-            str(root), "--run.name", name, "--trainer.logger", "false",
-            "--trainer.max_steps", str(args.max_steps),
-            "--trainer.val_check_interval", str(args.max_steps), "--trainer.limit_val_batches",
-            "2", "--samples.every_n_steps", "0"]
+    extra = ["--run.name", name, "--trainer.logger", "false",
+             "--trainer.max_steps", str(args.max_steps),
+             "--trainer.val_check_interval", str(args.max_steps),
+             "--trainer.limit_val_batches", "2", "--samples.every_n_steps", "0"]
     if args.cpu_small:
-        argv += CPU_SMALL + CPU_SMALL_MODEL.get(model_class(args.config), [])
-    start = time.perf_counter()
-    genlab_main(argv)
-    seconds = time.perf_counter() - start
-    ckpt = max((root / name).rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-    return ckpt, seconds
+        extra += CPU_SMALL + CPU_SMALL_MODEL.get(model_class(args.config), [])
+    ckpt, seconds = fit_config(args.config, args.source, args.root, extra)
+    return ckpt, seconds["wall"]
 
 
 def main(argv: list[str] | None = None) -> dict:

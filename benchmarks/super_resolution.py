@@ -26,11 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from benchmarks.common import DATA, command, load_span, stamp, write_result
+from benchmarks.common import DATA, command, fit_config, load_span, stamp, write_result
 from benchmarks.pictures import picture_path
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
-from genlab.cli import main as genlab_main
 from genlab.data.images import ImageDataModule
 from genlab.visualize import image_grid
 
@@ -56,17 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train(args: argparse.Namespace) -> tuple[Path, dict[str, float]]:
     """``genlab fit`` of the config in this process; the checkpoint and the time it took."""
-    root = Path(args.root)
-    argv = ["fit", "--config", args.config, "--data.source", args.source, "--run.root",
-            str(root)]
-    if args.reduced:
-        argv += ["--trainer.max_steps", str(args.reduced_steps), "--trainer.val_check_interval",
-                 str(args.reduced_steps)]
-    cpu, wall = time.process_time(), time.perf_counter()
-    genlab_main(argv)
-    seconds = {"train_cpu_seconds": round(time.process_time() - cpu, 1),
-               "train_wall_seconds": round(time.perf_counter() - wall, 1)}
-    return max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), seconds
+    steps = str(args.reduced_steps)
+    extra = ["--trainer.max_steps", steps, "--trainer.val_check_interval", steps]
+    ckpt, seconds = fit_config(args.config, args.source, args.root, extra if args.reduced else ())
+    return ckpt, {"train_cpu_seconds": seconds["cpu"], "train_wall_seconds": seconds["wall"]}
 
 
 def psnr(x: Tensor, target: Tensor) -> Tensor:

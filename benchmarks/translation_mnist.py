@@ -26,10 +26,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import DATA, command, load_average, stamp, write_result
+from benchmarks.common import DATA, command, fit_config, load_average, stamp, write_result
 from benchmarks.pictures import picture_path
 from genlab.checkpoint import load_model
-from genlab.cli import main as genlab_main
 from genlab.data.paired import PairedImageDataModule
 from genlab.metrics.classifier import load_classifier
 from genlab.pictures import strip
@@ -59,14 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train(args: argparse.Namespace) -> tuple[Path, dict[str, float]]:
     """``genlab fit`` of the config; the checkpoint and the wall / CPU seconds it took."""
-    argv = ["fit", "--config", args.config, "--data.source", args.source, "--run.root", args.root]
-    argv += ["--trainer.max_steps", str(args.max_steps)] if args.max_steps else []
-    wall, cpu = time.perf_counter(), time.process_time()
-    genlab_main(argv)
-    seconds = {"wall": round(time.perf_counter() - wall, 1),
-               "cpu": round(time.process_time() - cpu, 1)}
-    ckpt = max(Path(args.root).rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-    return ckpt, seconds
+    extra = ["--trainer.max_steps", str(args.max_steps)] if args.max_steps else []
+    return fit_config(args.config, args.source, args.root, extra)
 
 
 def earlier_training(out: Path, ckpt: Path) -> dict:

@@ -23,6 +23,19 @@ def stage_one(tmp_path_factory):
     return tiny_autoencoder(tmp_path_factory.mktemp("ae"))
 
 
+def _saved(model, path):
+    """``model``'s checkpoint at ``path``, as Lightning writes it (no training)."""
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_steps=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+def _tiny_vae(tmp_path):
+    return _saved(create_model("vae", data_shape=[1, 28, 28], hidden=[16], latent_dim=2),
+                  tmp_path / "vae.ckpt")
+
+
 def _batch(data):
     data.setup("fit")
     return next(iter(data.train_dataloader()))
@@ -69,12 +82,10 @@ def test_wrong_pairings_are_refused_in_one_line(stage_one, tmp_path):
         create_model("twostage", autoencoder=str(ae), **wrong_vocab)
     assert "\n" not in str(err.value)
     # a checkpoint that is not an autoencoder with codes: a GPT's
-    gpt = create_model("ar", vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4)
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_steps=0)
-    trainer.strategy.connect(gpt)
-    trainer.save_checkpoint(tmp_path / "gpt.ckpt")
+    gpt = _saved(create_model("ar", vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4),
+                 tmp_path / "gpt.ckpt")
     with pytest.raises(GenlabError, match="must be an autoencoder with integer codes") as err:
-        create_model("twostage", autoencoder=str(tmp_path / "gpt.ckpt"), **GPT)
+        create_model("twostage", autoencoder=gpt, **GPT)
     assert "\n" not in str(err.value)
 
 
@@ -97,26 +108,20 @@ def test_checkpoint_samples_after_the_autoencoder_file_is_deleted(stage_one, tmp
 
 
 def test_diffusion_prior_over_a_vae_s_latents(tmp_path):
-    vae = create_model("vae", data_shape=[1, 28, 28], hidden=[16], latent_dim=2)
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_steps=0)
-    trainer.strategy.connect(vae)
-    trainer.save_checkpoint(tmp_path / "vae.ckpt")
-    model = create_model("twostage", autoencoder=str(tmp_path / "vae.ckpt"), prior="diffusion",
+    vae = _tiny_vae(tmp_path)
+    model = create_model("twostage", autoencoder=vae, prior="diffusion",
                          prior_args={"hidden": [16], "num_timesteps": 20, "sample_steps": 2})
     assert list(model.prior.hparams.data_shape) == [2]
     batch = {"x": torch.rand(4, 1, 28, 28) * 2 - 1, "label": torch.arange(4)}
     assert model.prior_batch(batch)["x"].shape == (4, 2)
     assert model.sample_eval(3, steps=2).shape == (3, 1, 28, 28)
     with pytest.raises(GenlabError, match="integer codes"):  # a VAE has no codes for a GPT
-        create_model("twostage", autoencoder=str(tmp_path / "vae.ckpt"), **GPT)
+        create_model("twostage", autoencoder=vae, **GPT)
 
 
 def test_class_conditional_prior_gets_the_labels_in_training_and_sampling(tmp_path):
-    vae = create_model("vae", data_shape=[1, 28, 28], hidden=[16], latent_dim=2)
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_steps=0)
-    trainer.strategy.connect(vae)
-    trainer.save_checkpoint(tmp_path / "vae.ckpt")
-    model = create_model("twostage", autoencoder=str(tmp_path / "vae.ckpt"), prior="Diffusion",
+    vae = _tiny_vae(tmp_path)
+    model = create_model("twostage", autoencoder=vae, prior="Diffusion",
                          prior_args={"hidden": [16], "num_classes": 3, "num_timesteps": 20,
                                      "sample_steps": 2, "label_dropout": 0.0})
     batch = {"x": torch.rand(4, 1, 28, 28) * 2 - 1, "label": torch.tensor([0, 1, 2, 0])}
