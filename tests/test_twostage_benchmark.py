@@ -98,6 +98,10 @@ def test_latent_diffusion_recipes_are_the_configs_less_the_label():
     unconditional = {k: v for k, v in prior.items()
                      if k not in ("num_classes", "label_dropout", "guidance")}
     assert prior_args(cpu) == {**unconditional, "channels": 32, "sample_steps": 7}
+    latent = yaml.safe_load((ROOT / "configs/twostage/mnist_latent_cpu.yaml").read_text())
+    assert latent["model"]["init_args"]["prior_args"] == {**prior_args(cpu), "sample_steps": 25}
+    assert latent["trainer"]["max_steps"] == LATENT["cpu"]["prior_batches"]
+    assert latent["data"]["init_args"]["batch_size"] == LATENT["cpu"]["batch_size"]
     assert "num_classes" not in LATENT["gpu"]["prior"] and LATENT["gpu"]["device"] == "cuda"
 
 
