@@ -8,6 +8,9 @@
 # Then one device call, from the repository root:
 #   run(command="bash benchmarks/gpu_quick.sh", carry=[".device-kit", ".data"], timeout_s=600)
 # and commit benchmarks/results/summary_gpu-quick.json and the per-family JSON from $OUT.
+# Arguments after the script go to `benchmarks run`, e.g. the latent vs pixel diffusion family
+# that the default 8 minutes leave out (about 5 minutes more, unmeasured):
+#   run(command="bash benchmarks/gpu_quick.sh --only classifier,latent_diffusion", ...)
 set -uo pipefail
 
 if [ "${1:-}" = "prepare" ]; then
@@ -32,7 +35,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export GENLAB_DATA="$PWD/.data" WANDB_MODE=offline PYTHONUNBUFFERED=1
 # The families' own timeouts cap the preset at about 8 minutes; this one keeps the call alive
 # long enough to copy whatever was measured, even if a family overruns.
-timeout $(( 570 - ($(date +%s) - start) )) python3 -m benchmarks run --preset gpu-quick \
+timeout $(( 570 - ($(date +%s) - start) )) python3 -m benchmarks run --preset gpu-quick "$@" \
   2>&1 | tee "$out/gpu_quick.log"
 echo "total: $(( $(date +%s) - start )) s"
 cp benchmarks/results/summary_gpu-quick.json benchmarks/results/RESULTS.md "$out/" 2>/dev/null

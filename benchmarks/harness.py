@@ -172,6 +172,13 @@ QUICK_FAMILIES: tuple[Family, ...] = (
            smoke=("--config", "configs/diffusion/mnist.yaml", "--max-steps", "4", "--num", "64",
                   "--steps", "4", "--cpu-small", "--extractor", SMOKE_CLASSIFIER,
                   "--root", "runs/benchmarks/gpu-quick-smoke/mnist_fid")),
+    # Latent vs pixel diffusion (issue 23), outside the 8-minute default (about 4 minutes more,
+    # unmeasured): `python -m benchmarks run --preset gpu-quick --only classifier,latent_diffusion`.
+    Family("latent_diffusion", "latent_diffusion_mnist", cpu=(), timeout_s=300, default=False,
+           gpu=("--preset", "gpu", "--classifier", QUICK_CLASSIFIER),
+           smoke=("--preset", "gpu", "--device", "cpu", "--vq-batches", "3",
+                  "--prior-batches", "3", "--num", "32", "--steps", "2",
+                  "--classifier", SMOKE_CLASSIFIER)),
 )
 PRESETS: dict[str, tuple[Family, ...]] = {"cpu": FAMILIES, "gpu": FAMILIES,
                                           "gpu-quick": QUICK_FAMILIES}
@@ -197,10 +204,11 @@ def argv_for(family: Family, preset: str, smoke: bool) -> list[str]:
     return list(family.smoke if smoke else family.cpu if preset == "cpu" else family.gpu)
 
 
-def quick_plan(smoke: bool = False) -> list[str]:
-    """The gpu-quick preset's command lines, in order, with their time caps."""
+def quick_plan(smoke: bool = False, only: str | None = None) -> list[str]:
+    """The gpu-quick preset's command lines (of the ``only`` families), in order, with their
+    time caps."""
     return [f"{f.name:16s} <= {f.timeout_s:4d} s  python -m benchmarks.{f.script} "
-            + " ".join(argv_for(f, "gpu-quick", smoke)) for f in QUICK_FAMILIES]
+            + " ".join(argv_for(f, "gpu-quick", smoke)) for f in parse_only(only, "gpu-quick")]
 
 
 # ------------------------------------------------------------------------ figures from JSON
@@ -476,6 +484,25 @@ def _twostage_cond(d: dict) -> list[Row]:
             _row(f"{label}: FID", prior["fid"])]
 
 
+def _latent_diffusion(d: dict) -> list[Row]:
+    vq, latent, pixel = d["rows"]
+    cpu = pixel["budget_clock"] == "train_cpu_seconds"  # else wall seconds, on a GPU
+    clock = "CPU" if cpu else "wall"
+    n, budget = d["protocol"]["fid_samples"], f"{d['budget_seconds']:g} {clock}-s"
+    ms = "cpu_ms_per_image" if cpu else "ms_per_image"
+    return [_row("VQ-VAE under the latent prior: test reconstructions recognised",
+                 vq["recon_accuracy"], "", f"real test images: {vq['real_accuracy']}"),
+            _row(f"latent vs pixel diffusion, same training time ({budget}): FID of the latent "
+                 f"model ({n:,} samples, DDIM-{d['settings']['steps']})", latent["fid"],
+                 "<= the pixel model's",
+                 f"pixel diffusion: {pixel['fid']} ({pixel['train_batches']:,} batches)"),
+            _row(f"latent vs pixel diffusion: sampling speed-up ({clock} ms per image, same "
+                 f"sampler and steps)",
+                 d["sampling_speedup_cpu" if cpu else "sampling_speedup_wall"],
+                 f">= {d['target']['sampling_speedup'].split()[1]}",
+                 f"pixel {pixel[ms]} ms, latent {latent[ms]} ms")]
+
+
 # file-name prefix -> (family, extractor); the longest matching prefix wins
 EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "gan_modes": ("gan", _gan), "vae_nll": ("vae", _vae), "ar_shakespeare": ("ar", _ar),
@@ -491,6 +518,7 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "preset": ("mnist_cpu", _preset), "twostage_mnist": ("twostage", _twostage),
     "pixel_gpt_mnist": ("twostage", _pixel_gpt),
     "twostage_cond_mnist": ("twostage", _twostage_cond),
+    "latent_diffusion_mnist": ("twostage", _latent_diffusion),
 }
 SCRIPT_PREFIX = {f.name: f.script for f in FAMILIES}
 

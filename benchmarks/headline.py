@@ -245,6 +245,12 @@ PICTURES: tuple[Picture, ...] = (
             "Class-conditional diffusion prior on the VQ-VAE's 7x7 latents "
             "(`configs/twostage/mnist_cond_cpu.yaml`, 1,000 batches, 3.5 CPU-min): one row per "
             "requested digit, DDIM-25, guidance 2; the classifier agrees on 98.6% of 1,000."),
+    Picture("two-stage", "latent_diffusion_mnist_cpu_samples.png",
+            "Latent vs pixel diffusion on MNIST at the same training CPU time (3.7 CPU-min: "
+            "VQ-VAE 1,200 batches + unconditional latent prior 1,500, "
+            "`configs/twostage/mnist_latent_cpu.yaml`; the pixel model "
+            "`configs/diffusion/mnist_cpu.yaml`'s recipe, 625 batches): top 4 rows latent, "
+            "bottom 4 pixel, DDIM-25; FID 65.9 vs 79.5 on 2,000, 10.8x faster to sample."),
     Picture("two-stage", "pixel_gpt_mnist_cpu_reduced_samples.png",
             "The same GPT on 784 binarized pixels for the same 2.2 CPU-min (16 batches): 64 "
             "samples, FID 502.9 on 500 (the code prior: 92.3 on 2,000); 54x slower to sample."),

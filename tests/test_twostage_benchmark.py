@@ -83,3 +83,50 @@ def test_class_rows_take_the_first_of_each_class_in_order():
     fake = torch.arange(10).repeat_interleave(3).float().view(-1, 1, 1, 1)
     rows = class_rows(fake, per_class=3, nrow=2)
     assert rows.flatten().tolist() == [c for c in range(10) for _ in range(2)]
+
+
+def test_latent_diffusion_recipes_are_the_configs_less_the_label():
+    from benchmarks.latent_diffusion_mnist import PRESETS as LATENT
+    from benchmarks.latent_diffusion_mnist import pixel_args, prior_args
+
+    cpu = {**LATENT["cpu"], "steps": 7}
+    pixel = yaml.safe_load((ROOT / "configs/diffusion/mnist_cpu.yaml").read_text())
+    expected = {**pixel["model"]["init_args"], "ema_decay": 0.995, "sample_steps": 7}
+    assert pixel_args(cpu) == expected  # the config's recipe; EMA sized to a short run
+    cond = yaml.safe_load((ROOT / "configs/twostage/mnist_cond_cpu.yaml").read_text())
+    prior = cond["model"]["init_args"]["prior_args"]
+    unconditional = {k: v for k, v in prior.items()
+                     if k not in ("num_classes", "label_dropout", "guidance")}
+    assert prior_args(cpu) == {**unconditional, "channels": 32, "sample_steps": 7}
+    latent = yaml.safe_load((ROOT / "configs/twostage/mnist_latent_cpu.yaml").read_text())
+    assert latent["model"]["init_args"]["prior_args"] == {**prior_args(cpu), "sample_steps": 25}
+    assert latent["trainer"]["max_steps"] == LATENT["cpu"]["prior_batches"]
+    assert latent["data"]["init_args"]["batch_size"] == LATENT["cpu"]["batch_size"]
+    assert "num_classes" not in LATENT["gpu"]["prior"] and LATENT["gpu"]["device"] == "cuda"
+
+
+def test_latent_diffusion_budget_clock_and_reduced_runs():
+    from benchmarks.latent_diffusion_mnist import budget_clock, parse_args, settings
+
+    assert budget_clock("cpu") == ("train_cpu_seconds", time.process_time)
+    assert budget_clock("cuda") == ("train_seconds", time.perf_counter)
+    assert not settings(parse_args([]))["reduced"]
+    reduced = settings(parse_args(["--num", "100", "--steps", "5"]))
+    assert reduced["reduced"] and (reduced["num"], reduced["steps"]) == (100, 5)
+
+
+def test_latent_diffusion_figures_judge_the_speed_up_on_the_budget_s_clock():
+    from benchmarks.harness import extract
+
+    row = {"train_batches": 700, "fid": 40.0, "cpu_ms_per_image": 80.0, "ms_per_image": 90.0,
+           "budget_clock": "train_cpu_seconds"}
+    d = {"rows": [{"recon_accuracy": 0.98, "real_accuracy": 0.99},
+                  {"fid": 20.0, "cpu_ms_per_image": 10.0, "ms_per_image": 30.0}, row],
+         "protocol": {"fid_samples": 2000}, "budget_seconds": 210.5, "settings": {"steps": 25},
+         "sampling_speedup_cpu": 8.0, "sampling_speedup_wall": 3.0,
+         "target": {"sampling_speedup": ">= 4.0 (CPU ms per image; wall on a GPU)"}}
+    fid, speed = extract("latent_diffusion_mnist", d)[1:]
+    assert fid["value"] == 20.0 and "210.5 CPU-s" in fid["figure"] and "40.0" in fid["anchor"]
+    assert speed["value"] == 8.0 and speed["target"] == ">= 4.0"
+    row["budget_clock"] = "train_seconds"  # a GPU's run: wall time
+    assert extract("latent_diffusion_mnist", d)[2]["value"] == 3.0
