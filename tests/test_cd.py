@@ -71,9 +71,10 @@ def test_untrained_student_is_the_teachers_denoiser_away_from_the_boundary(teach
     model = CD(teacher_ckpt=str(teacher_ckpt), **FAST)
     sigma_min = float(model.sigma(torch.tensor(model.grid[-1])))
     torch.manual_seed(0)
-    for level in model.grid[:-1]:
+    away = [t for t in model.grid if float(model.sigma(torch.tensor(t))) > 5 * sigma_min]
+    assert len(away) >= len(model.grid) // 2
+    for level in away:
         t, x = torch.full((64,), level), torch.randn(64, 2)
-        assert float(model.sigma(t[:1])) > 5 * sigma_min
         with torch.no_grad():
             f = model.consistency(model.student, x, t, None)
             D = clean_estimate(model.teacher, model.schedule, model.prediction, x, t, None)
@@ -82,7 +83,8 @@ def test_untrained_student_is_the_teachers_denoiser_away_from_the_boundary(teach
 
 @pytest.mark.parametrize(("solver", "sampler"), [("ddim", ddim_sample), ("heun", heun_sample)])
 def test_distillation_target_is_the_teachers_ode_step(teacher_ckpt, solver, sampler):
-    model = CD(teacher_ckpt=str(teacher_ckpt), solver=solver, num_intervals=99, max_timestep=99)
+    model = CD(teacher_ckpt=str(teacher_ckpt), solver=solver, num_intervals=99, max_timestep=99,
+               spacing="timestep")
     angles = torch.arange(8) * 2 * math.pi / 8
     mus = torch.stack([angles.cos(), angles.sin()], 1) * 2
     model.teacher = MixtureOracle(model.schedule, model.prediction, mus)
@@ -96,6 +98,26 @@ def test_distillation_target_is_the_teachers_ode_step(teacher_ckpt, solver, samp
         t, s = torch.full((64,), model.grid[k]), torch.full((64,), model.grid[k + 1])
         step = model.neighbour(x0, path[k], t, s, torch.randn(64, 2), None)
         torch.testing.assert_close(step, path[k + 1])
+
+
+def test_heun_chain_over_the_default_grid_recovers_an_exact_mixture():
+    # The chain of teacher steps over the grid is the map CD learns. Over 18 levels even in
+    # timesteps (the old grid), the last Heun step (cosine: sigma 0.5 to 0.006) lands halfway
+    # between x_t and the mode, 86% of samples within 3 std; on EDM's ramp, 98% (exact: 98.9%).
+    args = {"data_shape": [2], "hidden": [8], "emb_dim": 8, "num_timesteps": 1000,
+            "prediction": "v"}
+    model = CD(teacher_plugin="diffusion", teacher_args=args, method="training",
+               num_intervals=18, solver="heun")
+    model.hparams.method = "distillation"  # the exact denoiser as its teacher
+    angles = torch.arange(8) * 2 * math.pi / 8
+    mus = torch.stack([angles.cos(), angles.sin()], 1) * 4
+    model.teacher = MixtureOracle(model.schedule, "v", mus, std=0.04)
+    torch.manual_seed(0)
+    x = torch.randn(2000, 2)
+    for t, s in zip(model.grid, model.grid[1:]):
+        x = model.neighbour(x, x, torch.full((2000,), t), torch.full((2000,), s), None, None)
+    distance = torch.cdist(x / model.schedule.alpha_bar(torch.tensor(0)).sqrt(), mus).min(1)
+    assert (distance.values <= 3 * 0.04).float().mean() >= 0.95
 
 
 def test_teacher_unchanged_by_training_and_target_network_follows(teacher_ckpt, tmp_path):
