@@ -93,6 +93,11 @@ class CD(Student):
             EDM's rho = 7 ramp from ``min(sigma_top, 80)`` down, ``genlab.diffusion.
             karras_timesteps``) or ``timestep`` (evenly in timesteps, which leaves one long
             step at the low-noise end: Heun over 18 such levels misses an exact mixture's modes).
+        ramp_sigma_min: ``karras`` only: the ramp's lowest noise level (EDM's sigma, of the
+            data divided by ``data_scale``); one last step from there to timestep 0 follows.
+            ``None``: timestep 0's. The step onto timestep 0 is always Euler (the teacher's clean
+            estimate, EDM's last step): ending the ramp above the levels where a learned
+            teacher's ODE is least accurate makes that step a denoising one.
         student_steps: Timesteps of the sampling grid, levels of the distillation grid evenly
             picked from ``max_timestep`` (the student is trained at those levels only);
             ``sample(steps)`` uses 1 to this many of them (Algorithm 1, multistep sampling).
@@ -125,6 +130,7 @@ class CD(Student):
         num_intervals: int = 40,
         solver: Solver = "ddim",
         spacing: Spacing = "karras",
+        ramp_sigma_min: float | None = None,
         student_steps: int = 4,
         sample_steps: int = 1,
         max_timestep: int | None = None,
@@ -139,8 +145,9 @@ class CD(Student):
         lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
-        _check_hparams(method, weighting, spacing, num_intervals, student_steps, sample_steps,
+        _check_hparams(method, weighting, num_intervals, student_steps, sample_steps,
                        sigma_data, target_decay, ema_decay, lr, grad_clip)
+        _check_grid(spacing, ramp_sigma_min)
         if teacher_ckpt is None and (teacher_plugin is None or teacher_args is None):
             raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
                               "checkpoint (or, for method: training, model.teacher_plugin and "
@@ -276,7 +283,13 @@ class CD(Student):
         if self.hparams.method == "training":
             return self.schedule.q_sample(x0, s, noise)
         step = heun_step if self.hparams.solver == "heun" else ddim_step
-        return step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
+        x_s = step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
+        last = s == self.grid[-1]  # onto the boundary: Euler, as EDM's last step to sigma = 0
+        if step is heun_step and bool(last.any()):
+            x_s[last] = ddim_step(self.teacher, self.schedule, x_t[last], t[last], s[last],
+                                  self.prediction, None if labels is None else labels[last],
+                                  self.clip)
+        return x_s
 
     def weight(self, t: Tensor, s: Tensor) -> Tensor:
         """``lambda`` of each pair ``(t_{n+1}, t_n)``, ``(B,)`` (see ``weighting``)."""
@@ -335,11 +348,22 @@ def _top_checked(schedule: Any, prediction: str, h: Any) -> int:
 def _grid(schedule: Any, top: int, h: Any) -> list[int]:
     """The distillation grid ``t_N > ... > t_0 = 0`` (see ``spacing``)."""
     if h.spacing == "karras":
-        return karras_timesteps(schedule, top, h.num_intervals)
+        return karras_timesteps(schedule, top, h.num_intervals, sigma_min=h.ramp_sigma_min)
     return torch.linspace(top, 0, h.num_intervals + 1, dtype=torch.float64).round().long().tolist()
 
 
-def _check_hparams(method: str, weighting: str, spacing: str, num_intervals: int,
+def _check_grid(spacing: str, ramp_sigma_min: float | None) -> None:
+    """Raise ``GenlabError`` naming a bad grid option."""
+    raise_first([
+        (spacing not in ("karras", "timestep"),
+         f"model.spacing must be karras or timestep, got {spacing!r}"),
+        (ramp_sigma_min is not None and (spacing != "karras" or ramp_sigma_min <= 0),
+         f"model.ramp_sigma_min must be > 0 with spacing: karras (or null), got "
+         f"{ramp_sigma_min} with spacing: {spacing}"),
+    ])
+
+
+def _check_hparams(method: str, weighting: str, num_intervals: int,
                    student_steps: int, sample_steps: int, sigma_data: float, target_decay: float,
                    ema_decay: float | None, lr: float,
                    grad_clip: float | None) -> None:
@@ -349,8 +373,6 @@ def _check_hparams(method: str, weighting: str, spacing: str, num_intervals: int
          f"model.method must be distillation or training, got {method!r}"),
         (weighting not in ("uniform", "inverse_gap"),
          f"model.weighting must be uniform or inverse_gap, got {weighting!r}"),
-        (spacing not in ("karras", "timestep"),
-         f"model.spacing must be karras or timestep, got {spacing!r}"),
         (num_intervals < 1, f"model.num_intervals must be >= 1, got {num_intervals}"),
         (not 1 <= student_steps <= 16, f"model.student_steps must be 1 to 16, got "
                                        f"{student_steps}"),
