@@ -146,7 +146,9 @@ def _twostage_cond(d: dict) -> Cells:
 
 def _cd_student(d: dict) -> Cells:
     r = d["results"]
-    cd, add, ode = r["cd_1_step"], r["add_1_step"], r["teacher_ddim_18"]
+    grid = d["cd"]["model"]  # the teacher's solver chained over CD's grid: CD's ceiling
+    cd, add = r["cd_1_step"], r["add_1_step"]
+    ode = r[f"teacher_{grid['solver']}_{grid['num_intervals']}"]
     return (f"{cd['modes_covered']}/{cd['modes']} modes, {cd['high_quality_pct']:.1f}% HQ "
             f"({d['cd']['train_cpu_seconds'] / 60:.1f} CPU-min training)",
             f"ADD from the same teacher: {add['high_quality_pct']:.1f}%; the teacher's ODE on "
@@ -232,8 +234,9 @@ PICTURES: tuple[Picture, ...] = (
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
             "against high-quality share and samples/s (`distill_compare.json`); full run (the "
             "8,000-step teacher of `configs/add/ring8_teacher.yaml`, each student its config's "
-            "steps, CD 4,000 and ADD 6,000, on the loaded 2-core CPU); the teacher's DDIM-50 "
-            "and its DDIM chained over CD's 18-level grid (CD's ceiling) drawn as squares."),
+            "steps, CD 10,000 and ADD 6,000, on the loaded 2-core CPU); the teacher's DDIM-50, "
+            "its DDIM over 18 even timesteps and its Heun chained over CD's 10-level grid (CD's "
+            "ceiling) drawn as squares."),
     Picture("VQ-GAN", "twostage_mnist_cpu_reconstructions.png",
             "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 1,200 batches, 71 CPU-s): rows of "
             "test images, each above its reconstruction through the 7x7 codes (98.3% "

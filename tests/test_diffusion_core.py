@@ -7,6 +7,7 @@ from genlab.diffusion import (
     NoiseSchedule,
     classifier_free_guidance,
     ddim_sample,
+    karras_timesteps,
     sample,
     timesteps,
 )
@@ -84,6 +85,21 @@ def test_timesteps_are_even_and_bounded():
     assert timesteps(s) == list(range(999, -1, -1))
     with pytest.raises(GenlabError, match="steps must be between 1 and 1000"):
         timesteps(s, 0)
+
+
+def test_karras_timesteps_follow_the_ramp_down_to_zero():
+    s = NoiseSchedule("cosine", 1000)
+    sigma = ((1 - s.alphas_cumprod) / s.alphas_cumprod).sqrt()
+    grid = karras_timesteps(s, 999, 18)
+    assert grid[0] == 999 and grid[-1] == 0 and len(grid) == 19
+    assert all(a > b for a, b in zip(grid, grid[1:]))
+    assert sigma[999] > 1e3 and 75 < sigma[grid[1]] < 85  # the ramp starts at EDM's sigma_max
+    # The last step is short (even timesteps: sigma 0.1 down to sigma_0 = 0.006).
+    assert sigma[grid[-2]] < 0.05
+    ramp = karras_timesteps(s, 999, 10, sigma_min=0.15)  # the ramp ends above 0, then one step
+    assert len(ramp) == 11 and ramp[-1] == 0 and 0.14 < sigma[ramp[-2]] < 0.16
+    with pytest.raises(GenlabError, match="intervals <= top"):
+        karras_timesteps(s, 10, 11)
 
 
 def gaussian_oracle(s: NoiseSchedule, prediction: str):

@@ -16,6 +16,7 @@ from genlab.diffusion.samplers import (
     ddpm_step,
     heun_sample,
     heun_step,
+    karras_timesteps,
     sample,
     timesteps,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "heun_sample",
     "heun_step",
     "jump_schedule",
+    "karras_timesteps",
     "repaint_sample",
     "sample",
     "timesteps",

@@ -21,11 +21,12 @@ teacher. (Mixing ``D`` in with the paper's ``c_out`` as if it were ``F`` counts 
 at ``sigma ~ sigma_d`` the untrained student then returned about ``1.2 x0``.)
 
 Each batch (Algorithm 2, distillation; Algorithm 3, training): a grid of ``N + 1`` timesteps
-from ``max_timestep`` down to 0; an adjacent pair ``t_{n+1} > t_n`` per example; a real example
-noised to ``t_{n+1}``; its neighbour ``x̂_{t_n}`` one ODE-solver step of the frozen teacher
-away (DDIM = Euler, or Heun; ``genlab.diffusion``), or, for consistency training without a
-teacher, the same example with the same noise at ``t_n``. The loss pulls ``f_θ(x_{t_{n+1}})``
-toward ``f_θ⁻(x̂_{t_n})`` of the target network ``θ⁻``, an EMA of the student.
+from ``max_timestep`` down to 0 (noise levels on EDM's rho = 7 ramp, as the paper's); an
+adjacent pair ``t_{n+1} > t_n`` per example; a real example noised to ``t_{n+1}``; its
+neighbour ``x̂_{t_n}`` one ODE-solver step of the frozen teacher away (DDIM = Euler, or Heun;
+``genlab.diffusion``), or, for consistency training without a teacher, the same example with
+the same noise at ``t_n``. The loss pulls ``f_θ(x_{t_{n+1}})`` toward ``f_θ⁻(x̂_{t_n})`` of
+the target network ``θ⁻``, an EMA of the student.
 
 Teacher handling, the student's start (a copy of the teacher's EMA denoiser), step schedules and
 self-contained checkpoints are ``genlab.distill``'s, shared with ADD.
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from torch.optim.swa_utils import AveragedModel
 
-from genlab.diffusion import ddim_step, heun_step
+from genlab.diffusion import ddim_step, heun_step, karras_timesteps
 from genlab.distill import (
     Student,
     clean_estimate,
@@ -63,6 +64,7 @@ from genlab.sharding import shard
 
 Method = Literal["distillation", "training"]
 Solver = Literal["ddim", "heun"]
+Spacing = Literal["karras", "timestep"]
 Distance = Literal["l2", "pseudo_huber"]
 Weighting = Literal["uniform", "inverse_gap"]
 LRSchedule = Literal["constant", "cosine"]
@@ -87,6 +89,15 @@ class CD(Student):
         num_intervals: ``N``: adjacent noise levels of the distillation grid (18-40 in the
             paper's EDM settings; more: smaller solver errors, slower propagation).
         solver: The teacher's ODE solver between adjacent levels: ``ddim`` (Euler) or ``heun``.
+        spacing: How the grid's levels are spaced: ``karras`` (the paper's: noise levels on
+            EDM's rho = 7 ramp from ``min(sigma_top, 80)`` down, ``genlab.diffusion.
+            karras_timesteps``) or ``timestep`` (evenly in timesteps, which leaves one long
+            step at the low-noise end: Heun over 18 such levels misses an exact mixture's modes).
+        ramp_sigma_min: ``karras`` only: the ramp's lowest noise level (EDM's sigma, of the
+            data divided by ``data_scale``); one last step from there to timestep 0 follows.
+            ``None``: timestep 0's. The step onto timestep 0 is always Euler (the teacher's clean
+            estimate, EDM's last step): ending the ramp above the levels where a learned
+            teacher's ODE is least accurate makes that step a denoising one.
         student_steps: Timesteps of the sampling grid, levels of the distillation grid evenly
             picked from ``max_timestep`` (the student is trained at those levels only);
             ``sample(steps)`` uses 1 to this many of them (Algorithm 1, multistep sampling).
@@ -118,6 +129,8 @@ class CD(Student):
         method: Method = "distillation",
         num_intervals: int = 40,
         solver: Solver = "ddim",
+        spacing: Spacing = "karras",
+        ramp_sigma_min: float | None = None,
         student_steps: int = 4,
         sample_steps: int = 1,
         max_timestep: int | None = None,
@@ -132,8 +145,9 @@ class CD(Student):
         lr_schedule: LRSchedule = "constant",
     ) -> None:
         super().__init__()
-        _check_hparams(method, weighting, num_intervals, student_steps, sample_steps, sigma_data,
-                       target_decay, ema_decay, lr, grad_clip)
+        _check_hparams(method, weighting, num_intervals, student_steps, sample_steps,
+                       sigma_data, target_decay, ema_decay, lr, grad_clip)
+        _check_grid(spacing, ramp_sigma_min)
         if teacher_ckpt is None and (teacher_plugin is None or teacher_args is None):
             raise GenlabError("model.teacher_ckpt is required: the path of a trained diffusion "
                               "checkpoint (or, for method: training, model.teacher_plugin and "
@@ -169,8 +183,7 @@ class CD(Student):
         self.adopt_teacher(parts)
         top = _top_checked(parts.schedule, parts.prediction, h)
         # The distillation grid t_N > ... > t_0 = 0 and the sampling grid (its noisiest levels).
-        self.grid = torch.linspace(top, 0, h.num_intervals + 1,
-                                   dtype=torch.float64).round().long().tolist()
+        self.grid = _grid(parts.schedule, top, h)
         # Sampling levels picked from the distillation grid: f is trained at those levels only.
         self.student_timesteps = pick_steps(self.grid[:-1], h.student_steps)
         self.student = student_copy(parts.net)
@@ -270,7 +283,13 @@ class CD(Student):
         if self.hparams.method == "training":
             return self.schedule.q_sample(x0, s, noise)
         step = heun_step if self.hparams.solver == "heun" else ddim_step
-        return step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
+        x_s = step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
+        last = s == self.grid[-1]  # onto the boundary: Euler, as EDM's last step to sigma = 0
+        if step is heun_step and bool(last.any()):
+            x_s[last] = ddim_step(self.teacher, self.schedule, x_t[last], t[last], s[last],
+                                  self.prediction, None if labels is None else labels[last],
+                                  self.clip)
+        return x_s
 
     def weight(self, t: Tensor, s: Tensor) -> Tensor:
         """``lambda`` of each pair ``(t_{n+1}, t_n)``, ``(B,)`` (see ``weighting``)."""
@@ -326,8 +345,26 @@ def _top_checked(schedule: Any, prediction: str, h: Any) -> int:
     return top
 
 
-def _check_hparams(method: str, weighting: str, num_intervals: int, student_steps: int,
-                   sample_steps: int, sigma_data: float, target_decay: float,
+def _grid(schedule: Any, top: int, h: Any) -> list[int]:
+    """The distillation grid ``t_N > ... > t_0 = 0`` (see ``spacing``)."""
+    if h.spacing == "karras":
+        return karras_timesteps(schedule, top, h.num_intervals, sigma_min=h.ramp_sigma_min)
+    return torch.linspace(top, 0, h.num_intervals + 1, dtype=torch.float64).round().long().tolist()
+
+
+def _check_grid(spacing: str, ramp_sigma_min: float | None) -> None:
+    """Raise ``GenlabError`` naming a bad grid option."""
+    raise_first([
+        (spacing not in ("karras", "timestep"),
+         f"model.spacing must be karras or timestep, got {spacing!r}"),
+        (ramp_sigma_min is not None and (spacing != "karras" or ramp_sigma_min <= 0),
+         f"model.ramp_sigma_min must be > 0 with spacing: karras (or null), got "
+         f"{ramp_sigma_min} with spacing: {spacing}"),
+    ])
+
+
+def _check_hparams(method: str, weighting: str, num_intervals: int,
+                   student_steps: int, sample_steps: int, sigma_data: float, target_decay: float,
                    ema_decay: float | None, lr: float,
                    grad_clip: float | None) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
