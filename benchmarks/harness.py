@@ -437,7 +437,9 @@ def _translation(d: dict) -> list[Row]:
 
 def _inpaint(d: dict) -> list[Row]:
     r = d["results"]
-    return [_row(f"RePaint, {d['protocol']['hole']} half generated: inpainted digits recognised",
+    p = d["protocol"]
+    return [_row(f"RePaint ({p['steps']} steps, r={p['resample']}, j={p['jump']}), {p['hole']} "
+                 f"half generated: inpainted digits recognised",
                  r["recognised"], f">= {d['target']}",
                  f"the known half alone: {r['classifier_on_half_digits']}")]
 
