@@ -40,12 +40,20 @@ import lightning as L
 import torch
 import yaml
 
-from benchmarks.common import DATA, command, load_span, stamp, write_result
+from benchmarks.common import command, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from benchmarks.pixel_gpt_mnist import CPUBudget, calibrate
 from benchmarks.twostage_cond_mnist import PRIOR_CPU
 from benchmarks.twostage_mnist import PRESETS as VQ_PRESETS
-from benchmarks.twostage_mnist import fid_to_test, fit, mnist, timed_samples, tokenizer_scores
+from benchmarks.twostage_mnist import (
+    fid_to_test,
+    fit,
+    mnist,
+    overridden,
+    stage_options,
+    timed_samples,
+    tokenizer_scores,
+)
 from genlab.data.images import ImageDataModule
 from genlab.metrics.classifier import load_classifier
 from genlab.registry import create_model
@@ -86,27 +94,19 @@ PRESETS: dict[str, dict] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = stage_options(__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--data.source", dest="source", default=str(DATA / "mnist"))
-    parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER))
-    parser.add_argument("--vq-batches", type=int)
-    parser.add_argument("--prior-batches", type=int)
     parser.add_argument("--num", type=int, help="samples of each model and test images of the FID")
     parser.add_argument("--steps", type=int, help="DDIM steps of both models")
     parser.add_argument("--device")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out")
     return parser.parse_args(argv)
 
 
 def settings(args: argparse.Namespace) -> dict:
-    cfg = {**PRESETS[args.preset]}
-    overrides = {"vq_batches": args.vq_batches, "prior_batches": args.prior_batches,
-                 "num": args.num, "steps": args.steps, "device": args.device}
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    cfg["reduced"] = any(v is not None for v in overrides.values())
-    return cfg
+    return overridden(PRESETS[args.preset], {"vq_batches": args.vq_batches,
+                                             "prior_batches": args.prior_batches,
+                                             "num": args.num, "steps": args.steps,
+                                             "device": args.device})
 
 
 def pixel_args(cfg: dict) -> dict:

@@ -32,10 +32,17 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import DATA, load_span, stamp, write_result
+from benchmarks.common import load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from benchmarks.twostage_mnist import PRESETS as VQ_PRESETS
-from benchmarks.twostage_mnist import fid_to_test, fit, mnist, tokenizer_scores
+from benchmarks.twostage_mnist import (
+    fid_to_test,
+    fit,
+    mnist,
+    overridden,
+    stage_options,
+    tokenizer_scores,
+)
 from genlab.callbacks.samples import fixed_seed
 from genlab.metrics.classifier import load_classifier
 from genlab.registry import create_model
@@ -56,26 +63,17 @@ PRESET = {"prior": PRIOR_CPU, "vq_batches": 1200, "prior_batches": 1000, "per_cl
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data.source", dest="source", default=str(DATA / "mnist"))
-    parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER))
-    parser.add_argument("--vq-batches", type=int)
-    parser.add_argument("--prior-batches", type=int)
+    parser = stage_options(__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, help="samples drawn for each digit")
     parser.add_argument("--steps", type=int, help="sampler steps")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out")
     return parser.parse_args(argv)
 
 
 def settings(args: argparse.Namespace) -> dict:
-    cfg = {**PRESET}
-    overrides = {"vq_batches": args.vq_batches, "prior_batches": args.prior_batches,
-                 "per_class": args.per_class, "steps": args.steps, "guidance": args.guidance}
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    cfg["reduced"] = any(v is not None for v in overrides.values())
-    return cfg
+    return overridden(PRESET, {"vq_batches": args.vq_batches, "prior_batches": args.prior_batches,
+                               "per_class": args.per_class, "steps": args.steps,
+                               "guidance": args.guidance})
 
 
 @torch.no_grad()

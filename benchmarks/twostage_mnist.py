@@ -63,27 +63,37 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+def stage_options(description: str) -> argparse.ArgumentParser:
+    """The options every two-stage MNIST benchmark takes: the data, the reference classifier,
+    each stage's batches (overrides: a reduced run), the seed and the output file."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data.source", dest="source", default=str(DATA / "mnist"))
     parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER))
     parser.add_argument("--vq-batches", type=int)
     parser.add_argument("--prior-batches", type=int)
-    parser.add_argument("--num", type=int, help="samples and test images of the FID")
-    parser.add_argument("--device")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out")
+    return parser
+
+
+def overridden(preset: dict, overrides: dict) -> dict:
+    """``preset`` with the options given on the command line; ``reduced`` when there were any."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return {**preset, **given, "reduced": bool(given)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = stage_options(__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--num", type=int, help="samples and test images of the FID")
+    parser.add_argument("--device")
     return parser.parse_args(argv)
 
 
 def settings(args: argparse.Namespace) -> dict:
-    cfg = {**PRESETS[args.preset]}
-    overrides = {"vq_batches": args.vq_batches, "prior_batches": args.prior_batches,
-                 "num": args.num, "device": args.device}
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    cfg["reduced"] = any(v is not None for v in overrides.values())
-    return cfg
+    return overridden(PRESETS[args.preset], {"vq_batches": args.vq_batches,
+                                             "prior_batches": args.prior_batches,
+                                             "num": args.num, "device": args.device})
 
 
 def mnist(source: str, batch_size: int) -> ImageDataModule:
