@@ -50,12 +50,12 @@ from benchmarks.twostage_mnist import (
     fit,
     mnist,
     overridden,
+    prepare,
     stage_options,
     timed_samples,
     tokenizer_scores,
 )
 from genlab.data.images import ImageDataModule
-from genlab.metrics.classifier import load_classifier
 from genlab.registry import create_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,12 +170,7 @@ def pixel_diffusion(source: str, cfg: dict, budget: float,
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = settings(args)
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    device = torch.device(cfg["device"])
-    classifier, info = load_classifier(args.classifier)
-    classifier = classifier.to(device).eval()
-    data = mnist(args.source, cfg["batch_size"])
+    device, classifier, info, data = prepare(args, cfg)
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="latent_diffusion_"))
     (vq_row, prior_row), two = two_stages(data, classifier, cfg, args.seed, work)

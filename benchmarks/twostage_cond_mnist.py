@@ -38,13 +38,12 @@ from benchmarks.twostage_mnist import PRESETS as VQ_PRESETS
 from benchmarks.twostage_mnist import (
     fid_to_test,
     fit,
-    mnist,
     overridden,
+    prepare,
     stage_options,
     tokenizer_scores,
 )
 from genlab.callbacks.samples import fixed_seed
-from genlab.metrics.classifier import load_classifier
 from genlab.registry import create_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,11 +111,7 @@ def class_rows(fake: torch.Tensor, per_class: int, nrow: int = 10) -> torch.Tens
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = settings(args)
-    torch.set_num_threads(cfg["threads"])
-    device = torch.device(cfg["device"])
-    classifier, info = load_classifier(args.classifier)
-    classifier = classifier.eval()
-    data = mnist(args.source, cfg["batch_size"])
+    device, classifier, info, data = prepare(args, cfg)
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="twostage_cond_"))
     L.seed_everything(args.seed, verbose=False)

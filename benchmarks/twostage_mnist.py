@@ -106,6 +106,17 @@ def mnist(source: str, batch_size: int) -> ImageDataModule:
     return data
 
 
+def prepare(args: argparse.Namespace,
+            cfg: dict) -> tuple[torch.device, torch.nn.Module, dict, ImageDataModule]:
+    """A run's threads and device, the reference classifier (eval mode) on that device, its
+    description, and MNIST set up with the run's batch size."""
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    device = torch.device(cfg["device"])
+    classifier, info = load_classifier(args.classifier)
+    return device, classifier.to(device).eval(), info, mnist(args.source, cfg["batch_size"])
+
+
 def fit(model: L.LightningModule, data: ImageDataModule, batches: int, cfg: dict,
         ckpt: Path | None = None, callbacks: list[L.Callback] | None = None) -> dict:
     """Train for ``batches`` batches (saved to ``ckpt``); wall and CPU seconds."""
@@ -179,12 +190,7 @@ def prior_scores(model: L.LightningModule, data: ImageDataModule, classifier: to
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = settings(args)
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    device = torch.device(cfg["device"])
-    classifier, info = load_classifier(args.classifier)
-    classifier = classifier.to(device).eval()
-    data = mnist(args.source, cfg["batch_size"])
+    device, classifier, info, data = prepare(args, cfg)
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="twostage_"))
     L.seed_everything(args.seed, verbose=False)
