@@ -107,3 +107,24 @@ def test_resume_is_exact_and_genlab_ema_writes_a_sampling_checkpoint(tmp_path):
     with pytest.raises(GenlabError, match="no weights"):
         write_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt",
                          [{**last, "average": "nowhere"}], want, {}, tmp_path / "x.ckpt")
+
+
+def test_a_wrong_network_path_is_one_line_and_a_missing_teacher_is_named(tmp_path):
+    model = Diffusion(data_shape=[2], hidden=[16], emb_dim=8, num_timesteps=50, sample_steps=4,
+                      trajectory_frames=0)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[PostHocEMA(network="generator")], default_root_dir=tmp_path)
+    with pytest.raises(GenlabError, match="PostHocEMA.network 'generator'") as err:
+        trainer.fit(model, ToyDataModule(train_size=64, val_size=32, batch_size=32))
+    assert "\n" not in str(err.value)
+    # a student whose networks come from configure_model(): the missing teacher file is the
+    # error, not a network path the callback looked up too early
+    from genlab_cd import CD
+
+    student = CD(teacher_ckpt=str(tmp_path / "missing.ckpt"))
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[PostHocEMA(network="student")], default_root_dir=tmp_path)
+    with pytest.raises(GenlabError, match="missing.ckpt does not exist"):
+        trainer.fit(student, ToyDataModule(train_size=64, val_size=32, batch_size=32))

@@ -152,8 +152,12 @@ class PostHocEMA(L.Callback):
         """Unique per network and lengths, so several instances checkpoint side by side."""
         return self._generate_state_key(network=self.network, sigma_rels=self.ema.sigma_rels)
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Check that both attribute paths exist before training starts."""
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Check that both attribute paths exist before training starts.
+
+        Not in ``setup``: distillation students build their networks in ``configure_model``,
+        which runs after it.
+        """
         _submodule(pl_module, self.network, "PostHocEMA.network")
         _submodule(pl_module, self.average, "PostHocEMA.average")
 
