@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--root", default=str(ROOT / "runs" / "benchmarks" / "mnist_cpu"))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--ckpt", default=None,
+                        help="rescore this checkpoint of the preset instead of training; the "
+                             "training figures come from the result JSON it was written to")
+    parser.add_argument("--sample-args", type=shlex.split, default=[],
+                        help="sampling options for evaluate: --sample-args='--guidance 1.5'")
     parser.add_argument("--fit-args", nargs=argparse.REMAINDER, default=[],
                         help="extra `genlab fit` options (a reduced run: the result says so)")
     return parser.parse_args(argv)
@@ -76,6 +82,21 @@ def fit(args: argparse.Namespace, name: str) -> tuple[Path, float, float]:
                        "--trainer.enable_progress_bar", "false", *args.fit_args])
     ckpt = max((root / name).rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
     return ckpt, wall, cpu
+
+
+def trained(args: argparse.Namespace, name: str, out: Path) -> tuple[Path, dict]:
+    """The checkpoint and its training record: a fresh ``genlab fit``, or ``--ckpt`` with the
+    record of the result JSON that run wrote (``out``; it must name that checkpoint)."""
+    if args.ckpt is None:
+        ckpt, wall, cpu = fit(args, name)
+        return ckpt, {"train_wall_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1)}
+    ckpt, keys = Path(args.ckpt), ("train_wall_seconds", "train_cpu_seconds", "commit", "command")
+    old = json.loads(out.read_text()) if out.exists() else {}
+    if Path(old.get("checkpoint", "")).name != ckpt.name or not all(k in old for k in keys):
+        raise SystemExit(f"--ckpt {ckpt}: {out} holds no training record for it; train the "
+                         "preset with this script (without --ckpt) first")
+    record = {k: old[k] for k in keys[:2]}
+    return ckpt, record | {"trained_by": {"commit": old["commit"], "command": old["command"]}}
 
 
 def verdict(metrics: dict[str, float], stacked: bool) -> dict[str, bool]:
@@ -106,15 +127,17 @@ def main(argv: list[str] | None = None) -> dict:
     name = f"{Path(args.config).parent.name}_{Path(args.config).stem}"
     out = Path(args.out or RESULTS / f"preset_{name}.json")
     load_before = os.getloadavg()
-    ckpt, train_wall, train_cpu = fit(args, name)
+    ckpt, training = trained(args, name, out)
+    train_wall, train_cpu = training["train_wall_seconds"], training["train_cpu_seconds"]
     print(f"trained in {train_wall:.0f} s wall, {train_cpu:.0f} s CPU: {ckpt}", flush=True)
     out_eval = ckpt.with_name("eval_preset.json")
     eval_wall, eval_cpu = timed(["evaluate", "--ckpt", str(ckpt), "--extractor", args.extractor,
-                                 "--num", str(args.num), "--out", str(out_eval)])
+                                 "--num", str(args.num), "--out", str(out_eval),
+                                 *args.sample_args])
     evaluation = json.loads(out_eval.read_text())
     metrics = evaluation["metrics"]
     genlab_main(["sample", "--ckpt", str(ckpt), "--num", "64",
-                 "--out", str(picture_path(out, "samples"))])
+                 "--out", str(picture_path(out, "samples")), *args.sample_args])
     met = verdict(metrics, stacked)
     result = {
         "benchmark": f"issue 22 CPU preset {args.config}: fit, then genlab evaluate",
@@ -122,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         "reduced": bool(args.fit_args), "fit_args": args.fit_args, "metrics": metrics,
         "targets": STACKED_TARGETS if stacked else MNIST_TARGETS, "met": met,
         "all_met": all(met.values()), "anchors": ANCHORS["stacked" if stacked else "mnist"],
-        "train_wall_seconds": round(train_wall, 1), "train_cpu_seconds": round(train_cpu, 1),
+        **training, "sample_args": args.sample_args,
         "global_step": torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"],
         "sample_seconds": evaluation.get("sample_seconds"),
         "evaluate_wall_seconds": round(eval_wall, 1), "evaluate_cpu_seconds": round(eval_cpu, 1),

@@ -282,13 +282,14 @@ class CD(Student):
         or ``x0`` noised to ``s`` with the same ``noise`` (consistency training)."""
         if self.hparams.method == "training":
             return self.schedule.q_sample(x0, s, noise)
-        step = heun_step if self.hparams.solver == "heun" else ddim_step
-        x_s = step(self.teacher, self.schedule, x_t, t, s, self.prediction, labels, self.clip)
-        last = s == self.grid[-1]  # onto the boundary: Euler, as EDM's last step to sigma = 0
-        if step is heun_step and bool(last.any()):
-            x_s[last] = ddim_step(self.teacher, self.schedule, x_t[last], t[last], s[last],
-                                  self.prediction, None if labels is None else labels[last],
-                                  self.clip)
+        # Onto the last level (timestep 0) an Euler step, as EDM's last step; Heun elsewhere.
+        heun = (s != self.grid[-1]) if self.hparams.solver == "heun" else torch.zeros_like(t) > 0
+        x_s = torch.empty_like(x_t)
+        for rows, step in ((heun, heun_step), (~heun, ddim_step)):
+            if bool(rows.any()):
+                x_s[rows] = step(self.teacher, self.schedule, x_t[rows], t[rows], s[rows],
+                                 self.prediction, None if labels is None else labels[rows],
+                                 self.clip)
         return x_s
 
     def weight(self, t: Tensor, s: Tensor) -> Tensor:
