@@ -5,6 +5,8 @@
     python -m benchmarks.mnist_cpu --config configs/diffusion/mnist_cpu.yaml
     python -m benchmarks.mnist_cpu --config configs/vaegan/mnist_cpu.yaml
     python -m benchmarks.mnist_cpu --config configs/gan/stacked_mnist_cpu.yaml --num 26000
+    python -m benchmarks.mnist_cpu --config configs/diffusion/mnist_cond_cpu.yaml \
+        --ckpt runs/.../last.ckpt --sample-args='--guidance 1.2'   # rescore, other sampling
 
 The config trains as shipped (its ``trainer.max_time`` caps it at 45 minutes), on one thread
 (``--threads``), without a logger. ``genlab evaluate`` then scores ``--num`` samples against
@@ -92,7 +94,8 @@ def trained(args: argparse.Namespace, name: str, out: Path) -> tuple[Path, dict]
         return ckpt, {"train_wall_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1)}
     ckpt, keys = Path(args.ckpt), ("train_wall_seconds", "train_cpu_seconds", "commit", "command")
     old = json.loads(out.read_text()) if out.exists() else {}
-    if Path(old.get("checkpoint", "")).name != ckpt.name or not all(k in old for k in keys):
+    same = Path(old.get("checkpoint", "")).parts[-4:] == ckpt.parts[-4:]  # run/version/.../last
+    if not same or not all(k in old for k in keys):
         raise SystemExit(f"--ckpt {ckpt}: {out} holds no training record for it; train the "
                          "preset with this script (without --ckpt) first")
     record = {k: old[k] for k in keys[:2]}
