@@ -201,12 +201,13 @@ def previous_report(args: argparse.Namespace, out: Path, report: dict) -> dict:
 
 def score_teacher(teacher: Path, args: argparse.Namespace, device: str, batch: int,
                   previous: dict) -> dict:
-    """The teacher's DDIM-50 samples/s and FID; the FID is kept from ``previous`` when it was
-    measured on as many samples (it is the costliest figure of the run)."""
-    rate = samples_per_second(teacher, device, batch, sampler="ddim", steps=TEACHER_STEPS)
+    """The teacher's DDIM-50 samples/s and FID; both are kept from ``previous`` when measured
+    on as many samples and the same batch (they are the costliest figures of the run)."""
     old = previous.get("results", {}).get(TEACHER, {})
-    if old.get("fid") is not None and previous.get("fid_num") == args.fid_num:
-        return {**old, "samples_per_second": rate}
+    if (old.get("fid") is not None and previous.get("fid_num") == args.fid_num
+            and previous.get("sample_batch") == batch):
+        return old
+    rate = samples_per_second(teacher, device, batch, sampler="ddim", steps=TEACHER_STEPS)
     value = (fid(teacher, args, device, TEACHER, ["--sampler", "ddim", "--steps",
                                                   str(TEACHER_STEPS)], reuse=True)
              if args.extractor else None)
