@@ -1,46 +1,64 @@
-"""ADD or CD on MNIST: teacher (50-step DDIM) vs 1/2/4-step student, FID and sampling speed.
+"""ADD and CD on MNIST: teacher (50-step DDIM) vs 1/2/4-step students, FID and sampling speed.
 
-``--method cd`` distils the same teacher by consistency distillation (configs/cd/mnist.yaml)
-instead of ADD (configs/add/mnist.yaml); results go to cd_mnist[_cpu_small].json.
+Students of one diffusion teacher, by adversarial diffusion distillation (ADD, Sauer et al.
+2023) and consistency distillation (CD, Song et al. 2023), each scored at 1, 2 and 4 steps
+beside the teacher's 50-step DDIM: FID on the reference classifier's features (the same
+sample count for all), samples/s, training CPU and wall seconds.
 
-GPU preset (one H100; configs/diffusion/mnist.yaml then configs/add/mnist.yaml as shipped):
+CPU preset (``--cpu``: configs/{add,cd}/mnist_cpu.yaml students of the teacher of
+configs/diffusion/mnist_cpu.yaml, 1 thread, 2,000-sample FIDs); both methods in one run:
+
+    python -m benchmarks.add_mnist --cpu --methods cd,add --extractor classifiers/mnist.pt \
+        --teacher path/to/diffusion_mnist_cpu_teacher.ckpt
+
+or one method a run, combined into one file with ``--merge`` (the teacher's FID is computed
+once and kept while the teacher and ``--fid-num`` stay the same):
+
+    python -m benchmarks.add_mnist --cpu --methods cd --teacher T.ckpt --extractor ...
+    python -m benchmarks.add_mnist --cpu --methods add --teacher T.ckpt --extractor ... --merge
+
+Results go to benchmarks/results/distill_mnist_cpu.json. GPU preset (one H100; the teacher of
+configs/diffusion/mnist.yaml, the students of configs/{add,cd}/mnist.yaml):
 
     python -m benchmarks.add_mnist --source ../shared/data/mnist --extractor classifiers/mnist.pt
-    python -m benchmarks.add_mnist --teacher runs/mnist/version_0/checkpoints/last.ckpt ...
 
-Reduced size on a CPU (proves the script runs; its figures say nothing about quality):
+Reduced size on a CPU (``--cpu-small``: proves the script runs; its figures say nothing):
 
-    python -m benchmarks.add_mnist --source ../shared/data/mnist --cpu-small
+    python -m benchmarks.add_mnist --source ../shared/data/mnist --cpu-small --method cd
 
-Trains the teacher with ``genlab fit`` (unless ``--teacher`` names a checkpoint), then the student
-with ``genlab fit --config configs/add/mnist.yaml --model.teacher_ckpt <teacher>``. Prints samples
-per second of the teacher's 50-step DDIM and of the student at 1, 2 and 4 steps (EMA weights,
-batch ``--batch-size``) and the 1-step speed-up. With ``--extractor`` (a ``genlab classifier``
-file) it runs ``genlab evaluate`` on both checkpoints and prints the FIDs and their ratios to the
-teacher's. Targets: 1-step FID <= 1.5x the teacher's, 4-step <= 1.1x, >= 25x faster.
-Results go to benchmarks/results/add_mnist[_cpu_small].json.
+Trains the teacher with ``genlab fit`` unless ``--teacher`` names a checkpoint, then each
+student with ``genlab fit --config <student config> --model.teacher_ckpt <teacher>``, and scores
+with ``genlab evaluate``. Targets: the better method's 1-step FID <= 1.5x the teacher's DDIM-50,
+4-step <= 1.1x, 1 step >= 25x faster. A single method without ``--cpu`` writes
+{method}_mnist[_cpu_small].json; a 1-step sample grid goes beside the result.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, evaluated_fid, mnist_preset, write_result
+from benchmarks.common import DATA, evaluated_fid, fit_config, mnist_preset, write_result
 from benchmarks.pictures import save_checkpoint_grid
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
 
 ROOT = Path(__file__).resolve().parent.parent
-TEACHER_CONFIG = ROOT / "configs" / "diffusion" / "mnist.yaml"
-STUDENT_CONFIGS = {"add": ROOT / "configs" / "add" / "mnist.yaml",
-                   "cd": ROOT / "configs" / "cd" / "mnist.yaml"}
+CONFIGS = ROOT / "configs"
+TEACHER_CONFIGS = {"gpu": CONFIGS / "diffusion" / "mnist.yaml",
+                   "cpu": CONFIGS / "diffusion" / "mnist_cpu.yaml"}
+STUDENT_CONFIGS = {("gpu", "add"): CONFIGS / "add" / "mnist.yaml",
+                   ("gpu", "cd"): CONFIGS / "cd" / "mnist.yaml",
+                   ("cpu", "add"): CONFIGS / "add" / "mnist_cpu.yaml",
+                   ("cpu", "cd"): CONFIGS / "cd" / "mnist_cpu.yaml"}
 STUDENT_STEPS = (1, 2, 4)
 TEACHER_STEPS = 50
+TEACHER = f"teacher_ddim_{TEACHER_STEPS}"
 TARGETS = {"fid_ratio_1_step": 1.5, "fid_ratio_4_step": 1.1, "speedup_1_step": 25.0}
 # Reduced size for a CPU: tiny networks, a few training steps, a few samples.
 CPU_COMMON = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
@@ -54,27 +72,56 @@ CPU_STUDENT = {"add": ["--model.head_width", "8"], "cd": ["--model.num_intervals
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=str(DATA / "mnist"))
-    parser.add_argument("--method", choices=("add", "cd"), default="add",
-                        help="distillation: adversarial (ADD) or consistency (CD)")
+    parser.add_argument("--methods", "--method", dest="methods", default=None,
+                        help="students from the one teacher, in order: add, cd or add,cd "
+                             "(default: add; --cpu: cd,add)")
     parser.add_argument("--teacher", default=None, help="skip the teacher's training")
-    parser.add_argument("--student", default=None, help="skip the student's training")
-    parser.add_argument("--cpu-small", action="store_true", help="reduced size on a CPU")
+    parser.add_argument("--student", default=None, help="one method: skip its training")
+    preset = parser.add_mutually_exclusive_group()
+    preset.add_argument("--cpu", action="store_true",
+                        help="CPU preset: the *_cpu.yaml students, 1 thread, 2,000-sample FIDs")
+    preset.add_argument("--cpu-small", action="store_true", help="reduced size on a CPU")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="students' trainer.max_steps (default: the config's; fewer marks "
+                             "the result reduced)")
     parser.add_argument("--extractor", default=None, help="genlab classifier file for FID")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 256 (GPU), 8")
-    parser.add_argument("--fid-num", type=int, default=10_000, help="samples per FID")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="samples/s batch; default 256 (GPU), 64 (--cpu), 8")
+    parser.add_argument("--fid-num", type=int, default=None,
+                        help="samples per FID; default 10,000, 2,000 with --cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--root", default="runs/bench_add_mnist")
+    parser.add_argument("--root", default=None, help="run folder (default runs/bench_...)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep what --out holds for methods this run does not train")
     parser.add_argument("--out", default=None)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.methods = (args.methods or ("cd,add" if args.cpu else "add")).split(",")
+    if args.student and len(args.methods) != 1:
+        parser.error("--student names one method's checkpoint: give one --methods")
+    if args.cpu:
+        args.threads = args.threads or 1
+        args.batch_size = args.batch_size or 64
+    args.fid_num = args.fid_num or (2_000 if args.cpu else 10_000)
+    args.root = args.root or f"runs/bench_{'distill' if args.cpu else 'add'}_mnist"
+    return args
 
 
-def fit(config: Path, root: Path, extra: list[str]) -> tuple[Path, float]:
-    """``genlab fit`` of ``config`` under ``root``; the newest ``last.ckpt`` and the seconds."""
-    start = time.perf_counter()
-    genlab_main(["fit", "--config", str(config), "--run.root", str(root),
-                 "--trainer.logger", "false", *extra])
-    seconds = time.perf_counter() - start
-    return max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime), seconds
+def preset_of(args: argparse.Namespace) -> str:
+    return "cpu" if args.cpu else "gpu"
+
+
+def output_path(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    name = ("distill_mnist_cpu" if args.cpu else
+            f"{args.methods[0]}_mnist{'_cpu_small' if args.cpu_small else ''}")
+    return ROOT / "benchmarks" / "results" / f"{name}.json"
+
+
+def fit(config: Path, args: argparse.Namespace, root: Path,
+        extra: list[str]) -> tuple[Path, dict[str, float]]:
+    """``genlab fit`` of ``config`` (logger off); the newest ``last.ckpt`` and its seconds."""
+    return fit_config(config, args.source, root, ["--trainer.logger", "false", *extra])
 
 
 def samples_per_second(ckpt: Path, device: str, batch: int, **options) -> float:
@@ -91,68 +138,158 @@ def samples_per_second(ckpt: Path, device: str, batch: int, **options) -> float:
 
 
 def fid(ckpt: Path, args: argparse.Namespace, device: str, name: str,
-        options: list[str]) -> float | None:
-    out = ckpt.with_name(f"eval_{name}.json")
+        options: list[str], reuse: bool = False) -> float | None:
+    """``genlab evaluate`` FID of ``ckpt`` on ``--fid-num`` samples (seed 0, no floor); with
+    ``reuse``, an earlier evaluation of the same file and sample count in the run folder."""
+    out = Path(args.root) / "evals" / f"{name}.json"
+    if reuse and out.is_file() and _same_eval(json.loads(out.read_text()), ckpt, args.fid_num):
+        print(f"{name}: FID from {out} (same checkpoint, same sample count)", flush=True)
+        return evaluated_fid(out)
     genlab_main(["evaluate", "--ckpt", str(ckpt), "--extractor", args.extractor, "--num",
-                 str(args.fid_num), "--device", device, "--out", str(out), *options])
+                 str(args.fid_num), "--device", device, "--floor", "false", "--out", str(out),
+                 *options])
     return evaluated_fid(out)
 
 
-def train(args: argparse.Namespace, report: dict) -> tuple[Path, Path]:
-    root, data = Path(args.root), ["--data.source", args.source]
-    small = CPU_COMMON if args.cpu_small else []
+def _same_eval(record: dict, ckpt: Path, num: int) -> bool:
+    return (Path(record.get("checkpoint", "")).resolve() == ckpt.resolve()
+            and record.get("num_samples") == num)
+
+
+def teacher_checkpoint(args: argparse.Namespace, report: dict) -> Path:
+    """``--teacher``, or the preset's teacher trained here; recorded in ``report``."""
     if args.teacher:
         teacher = Path(args.teacher)
     else:
-        teacher, seconds = fit(TEACHER_CONFIG, root / "teacher",
-                               data + small + (CPU_TEACHER if args.cpu_small else []))
-        report["teacher_train_seconds"] = round(seconds, 1)
+        small = CPU_COMMON + CPU_TEACHER if args.cpu_small else []
+        teacher, seconds = fit(TEACHER_CONFIGS[preset_of(args)], args, Path(args.root) /
+                               "teacher", small)
+        report["teacher_train_seconds"] = seconds
+    steps = torch.load(teacher, map_location="cpu", weights_only=True)["global_step"]
+    report["teacher"] = {"checkpoint": str(teacher), "train_steps": steps,
+                         "config": str(TEACHER_CONFIGS[preset_of(args)].relative_to(ROOT))}
+    return teacher
+
+
+def train_student(method: str, teacher: Path, args: argparse.Namespace) -> tuple[Path, dict]:
+    """The ``method`` student of ``teacher`` (or ``--student``) and its training record."""
+    config = STUDENT_CONFIGS[preset_of(args), method]
+    record = {"config": str(config.relative_to(ROOT))}
     if args.student:
-        return teacher, Path(args.student)
-    student, seconds = fit(STUDENT_CONFIGS[args.method], root / f"student_{args.method}",
-                           data + small + (CPU_STUDENT[args.method] if args.cpu_small else [])
-                           + ["--model.teacher_ckpt", str(teacher)])
-    report["student_train_seconds"] = round(seconds, 1)
-    return teacher, student
+        return Path(args.student), record
+    extra = ["--model.teacher_ckpt", str(teacher)]
+    if args.cpu_small:
+        extra = CPU_COMMON + CPU_STUDENT[method] + extra
+    if args.max_steps:
+        extra += ["--trainer.max_steps", str(args.max_steps)]
+    student, seconds = fit(config, args, Path(args.root) / f"student_{method}", extra)
+    steps = torch.load(student, map_location="cpu", weights_only=True)["global_step"]
+    return student, {**record, "train_steps": steps, "train_cpu_seconds": seconds["cpu"],
+                     "train_wall_seconds": seconds["wall"]}
+
+
+def previous_report(args: argparse.Namespace, out: Path, report: dict) -> dict:
+    """With ``--merge``, what ``out`` holds (measured with the same teacher); else nothing."""
+    if not (args.merge and out.is_file()):
+        return {}
+    previous = json.loads(out.read_text())
+    if previous.get("teacher", {}).get("train_steps") != report["teacher"]["train_steps"]:
+        raise SystemExit(f"--merge: {out} was measured with another teacher; drop --merge or "
+                         f"give --out another file")
+    return previous
+
+
+def score_teacher(teacher: Path, args: argparse.Namespace, device: str, batch: int,
+                  previous: dict) -> dict:
+    """The teacher's DDIM-50 samples/s and FID; both are kept from ``previous`` when measured
+    on as many samples and the same batch (they are the costliest figures of the run)."""
+    old = previous.get("results", {}).get(TEACHER, {})
+    if (old.get("fid") is not None and previous.get("fid_num") == args.fid_num
+            and previous.get("sample_batch") == batch):
+        return old
+    rate = samples_per_second(teacher, device, batch, sampler="ddim", steps=TEACHER_STEPS)
+    value = (fid(teacher, args, device, TEACHER, ["--sampler", "ddim", "--steps",
+                                                  str(TEACHER_STEPS)], reuse=True)
+             if args.extractor else None)
+    return {"fid": value, "samples_per_second": rate}
+
+
+def score_student(student: Path, method: str, args: argparse.Namespace, device: str,
+                  batch: int) -> dict:
+    """``{method}_{k}_step``: samples/s and FID of the student at each of STUDENT_STEPS."""
+    rows = {}
+    for steps in STUDENT_STEPS:
+        value = (fid(student, args, device, f"{method}_{steps}_step", ["--steps", str(steps)])
+                 if args.extractor else None)
+        rows[f"{method}_{steps}_step"] = {
+            "fid": value, "samples_per_second": samples_per_second(student, device, batch,
+                                                                   steps=steps)}
+    return rows
+
+
+def verdict(report: dict) -> None:
+    """Ratios to the teacher, the better method at 1 step, and whether the targets are met."""
+    results, methods = report["results"], report["training"]
+    rate = results[TEACHER]["samples_per_second"]
+    report["samples_per_second"] = {k: v["samples_per_second"] for k, v in results.items()}
+    report["fid"] = {k: v["fid"] for k, v in results.items()}
+    base = results[TEACHER]["fid"]
+    ratios = {k: round(v["fid"] / base, 3) for k, v in results.items()
+              if k != TEACHER and base and v["fid"] is not None}
+    best = min(methods, key=lambda m: ratios.get(f"{m}_1_step", float("inf")))
+    report["best_1_step"] = best
+    report["fid_ratio"] = ratios
+    report["speedup_1_step"] = round(results[f"{best}_1_step"]["samples_per_second"] / rate, 1)
+    for steps in (1, 4):
+        report[f"fid_ratio_{steps}_step"] = ratios.get(f"{best}_{steps}_step")
+    report["targets"] = TARGETS
+    one = report["fid_ratio_1_step"]
+    report["target_met"] = None if one is None else one <= TARGETS["fid_ratio_1_step"]
+
+
+def print_table(report: dict) -> None:
+    for name, row in report["results"].items():
+        value = row["fid"] if row["fid"] is not None else float("nan")
+        ratio = report["fid_ratio"].get(name)
+        print(f"{name:16s} FID {value:8.2f}{f' ({ratio:.2f}x)' if ratio else '':10s} "
+              f"{row['samples_per_second']:10.2f} samples/s", flush=True)
+    for method, t in report["training"].items():
+        print(f"{method} training: {t.get('train_steps')} steps, {t.get('train_cpu_seconds')} "
+              f"CPU s, {t.get('train_wall_seconds')} wall s")
+    print(f"better at 1 step: {report['best_1_step']}; 1-step FID ratio "
+          f"{report['fid_ratio_1_step']} (target <= {TARGETS['fid_ratio_1_step']}), "
+          f"{report['speedup_1_step']}x faster than DDIM-{TEACHER_STEPS}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    title = f"{args.method.upper()} on MNIST: teacher 50-step DDIM vs 1/2/4-step student"
+    title = (f"{' and '.join(m.upper() for m in args.methods)} on MNIST: teacher "
+             f"{TEACHER_STEPS}-step DDIM vs 1/2/4-step students")
     device, batch, report = mnist_preset(args, title, "benchmarks.add_mnist")
-    report["method"] = args.method
-    teacher, student = train(args, report)
-    report["checkpoints"] = {"teacher": str(teacher), "student": str(student)}
-    rates = {f"teacher_ddim_{TEACHER_STEPS}": samples_per_second(
-        teacher, device, batch, sampler="ddim", steps=TEACHER_STEPS)}
-    for steps in STUDENT_STEPS:
-        rates[f"student_{steps}_step"] = samples_per_second(student, device, batch, steps=steps)
-    report["samples_per_second"] = rates
-    speedup = rates["student_1_step"] / rates[f"teacher_ddim_{TEACHER_STEPS}"]
-    report["speedup_1_step"] = round(speedup, 1)
-    for name, rate in rates.items():
-        print(f"{name:18s} {rate:10.2f} samples/s (batch {batch}, {device})")
-    print(f"1-step student vs {TEACHER_STEPS}-step DDIM teacher: {speedup:.1f}x faster "
-          f"(target >= {TARGETS['speedup_1_step']:.0f}x)")
-    if args.extractor:
-        fids = {f"teacher_ddim_{TEACHER_STEPS}": fid(
-            teacher, args, device, "teacher_ddim50",
-            ["--sampler", "ddim", "--steps", str(TEACHER_STEPS)])}
-        for steps in STUDENT_STEPS:
-            fids[f"student_{steps}_step"] = fid(student, args, device, f"student_{steps}",
-                                                ["--steps", str(steps)])
-        report["fid"] = fids
-        base = fids[f"teacher_ddim_{TEACHER_STEPS}"]
-        for name, value in fids.items():
-            ratio = f"  ({value / base:.2f}x the teacher's)" if base and value else ""
-            print(f"FID {name:18s} {value if value is not None else float('nan'):8.2f}{ratio}")
-            if base and value and name.startswith("student"):
-                report[f"fid_ratio_{name.removeprefix('student_')}"] = round(value / base, 3)
-    report["targets"] = TARGETS
-    suffix = "_cpu_small" if args.cpu_small else ""
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{args.method}_mnist{suffix}.json")
+    out = output_path(args)
+    teacher = teacher_checkpoint(args, report)
+    previous = previous_report(args, out, report)
+    report.update(methods=args.methods, fid_num=args.fid_num, sample_batch=batch,
+                  commands=previous.get("commands", []) + [report["command"]])
+    kept = [m for m in previous.get("training", {}) if m not in args.methods]
+    report["training"] = {m: previous["training"][m] for m in kept}
+    report["results"] = {k: v for k, v in previous.get("results", {}).items()
+                         if k.split("_")[0] in kept}
+    students = {}
+    for method in args.methods:  # one training at a time, each timed on its own
+        students[method], report["training"][method] = train_student(method, teacher, args)
+    report["results"][TEACHER] = score_teacher(teacher, args, device, batch, previous)
+    for method, student in students.items():
+        report["results"].update(score_student(student, method, args, device, batch))
+    report["checkpoints"] = {"teacher": str(teacher),
+                             **{m: str(s) for m, s in students.items()}}
+    verdict(report)
+    report["reduced"] = bool(args.cpu_small or args.max_steps)
+    print_table(report)
     write_result(report, out)
-    save_checkpoint_grid(student, out, "student_1_step_samples", device, steps=1)
+    for method, student in students.items():
+        tag = f"{method}_1_step_samples" if args.cpu else "student_1_step_samples"
+        save_checkpoint_grid(student, out, tag, device, steps=1)
 
 
 if __name__ == "__main__":

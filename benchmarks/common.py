@@ -161,14 +161,17 @@ def point_options(parser: argparse.ArgumentParser, out: str | Path,
 def mnist_preset(args: Any, title: str, module: str) -> tuple[str, int, dict[str, Any]]:
     """Device, batch size and report header of an MNIST GPU-preset benchmark run.
 
-    ``args`` carries ``threads``, ``cpu_small`` (the reduced CPU run) and ``batch_size``; the
-    device is the CPU for ``cpu_small`` or without CUDA.
+    ``args`` carries ``threads``, ``cpu_small`` (the reduced CPU run), optionally ``cpu`` (a
+    CPU preset at its own size) and ``batch_size``; the device is the CPU for ``cpu_small`` or
+    ``cpu``, or without CUDA.
     """
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = "cpu" if args.cpu_small or not torch.cuda.is_available() else "cuda"
+    cpu = getattr(args, "cpu", False)
+    device = "cpu" if args.cpu_small or cpu or not torch.cuda.is_available() else "cuda"
     batch = args.batch_size or (8 if device == "cpu" else 256)
-    preset = "cpu-small (reduced size; not a quality figure)" if args.cpu_small else "gpu"
+    preset = ("cpu-small (reduced size; not a quality figure)" if args.cpu_small
+              else "cpu" if cpu else "gpu")
     report = {"benchmark": title, "command": command(module), "device": device, **stamp(device),
               "preset": preset, "torch": torch.__version__}
     return device, batch, report

@@ -281,6 +281,22 @@ def _distill_compare(d: dict) -> list[Row]:
     return rows
 
 
+def _distill_mnist(d: dict) -> list[Row]:
+    """ADD and CD students of one MNIST teacher (``add_mnist --cpu``): FID and samples/s per
+    step count, the training times, the better method's 1-step ratio to the teacher."""
+    n, base = d["fid_num"], d["results"]["teacher_ddim_50"]["fid"]
+    rows = [_row(f"MNIST {name}: FID ({n:,} samples) / samples/s", f"{r['fid']:.2f} / "
+                 f"{r['samples_per_second']}", "", f"teacher DDIM-50: {base:.2f}"
+                 if name != "teacher_ddim_50" else "")
+            for name, r in d["results"].items()]
+    rows += [_row(f"MNIST {m} student training: steps / CPU s / wall s",
+                  f"{t['train_steps']} / {t['train_cpu_seconds']} / {t['train_wall_seconds']}")
+             for m, t in d["training"].items()]
+    rows.append(_row(f"MNIST better 1-step student ({d['best_1_step']}): FID / teacher DDIM-50",
+                     d["fid_ratio_1_step"], f"<= {d['targets']['fid_ratio_1_step']}"))
+    return rows
+
+
 def _vae(d: dict) -> list[Row]:
     gpu = d.get("preset") == "gpu"  # the issue's targets are for the GPU preset's budget
     targets = {"VAE (ELBO)": "<= 86.0", "IWAE (k=50)": "<= 84.5"} if gpu else {}
@@ -512,6 +528,7 @@ EXTRACTORS: dict[str, tuple[str, Callable[[dict], list[Row]]]] = {
     "diffusion_mnist": ("diffusion_mnist", _image_speed_fid),
     "add_points": ("add", _add_points), "add_mnist": ("add_mnist", _image_speed_fid),
     "cd_mnist": ("cd_mnist", _image_speed_fid), "distill_compare": ("cd", _distill_compare),
+    "distill_mnist": ("cd", _distill_mnist),
     "vaegan_mnist": ("vaegan", _vaegan), "sampling_speed": ("sampling", _sampling),
     "data_throughput": ("data", _data), "reference_classifier": ("classifier", _classifier),
     "overhead": ("overhead", _overhead), "speed_options": ("speed", _speed),

@@ -155,3 +155,34 @@ def test_quick_figures_from_json():
                                "max_loss_diff": 0.0, "ratio_basis": "steps per wall-second"}}}
     figures = [r["figure"] for r in extract("overhead", over)]
     assert any("bare Lightning" in f and "median of 5, 0.9-1.1" in f for f in figures)
+
+
+def test_distill_mnist_verdict_takes_the_better_method_and_reads_into_rows(tmp_path):
+    from benchmarks.add_mnist import parse_args as distill_args
+    from benchmarks.add_mnist import previous_report, verdict
+
+    args = distill_args(["--cpu"])
+    assert (args.methods, args.threads, args.fid_num, args.batch_size) == (["cd", "add"], 1,
+                                                                           2000, 64)
+    report = {"fid_num": 1000, "training": {
+        "cd": {"train_steps": 10, "train_cpu_seconds": 5.0, "train_wall_seconds": 9.0},
+        "add": {"train_steps": 20, "train_cpu_seconds": 6.0, "train_wall_seconds": 8.0}},
+        "results": {"teacher_ddim_50": {"fid": 20.0, "samples_per_second": 2.0}}}
+    for method, fids in (("cd", (40.0, 30.0, 22.0)), ("add", (28.0, 35.0, 21.0))):
+        for steps, value in zip((1, 2, 4), fids):
+            report["results"][f"{method}_{steps}_step"] = {"fid": value,
+                                                           "samples_per_second": 100 / steps}
+    verdict(report)
+    assert report["best_1_step"] == "add" and report["fid_ratio_1_step"] == 1.4
+    assert report["fid_ratio_4_step"] == 1.05 and report["speedup_1_step"] == 50.0
+    assert report["target_met"] is True and report["fid_ratio"]["cd_1_step"] == 2.0
+    rows = extract("distill_mnist", report)
+    assert rows[-1]["value"] == 1.4 and rows[-1]["target"] == "<= 1.5"
+    assert "28.00 / 100.0" in [r["value"] for r in rows]  # add_1_step: FID / samples/s
+    # --merge keeps a file only when it was measured with the same teacher.
+    out = tmp_path / "distill.json"
+    out.write_text(json.dumps({**report, "teacher": {"train_steps": 7000}}))
+    merge = distill_args(["--cpu", "--merge"])
+    assert previous_report(merge, out, {"teacher": {"train_steps": 7000}})["fid_num"] == 1000
+    with pytest.raises(SystemExit, match="another teacher"):
+        previous_report(merge, out, {"teacher": {"train_steps": 10}})
