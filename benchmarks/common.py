@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -97,7 +98,7 @@ def now() -> str:
 def command(module: str, argv: list[str] | None = None) -> str:
     """The command line that reproduces a run of ``python -m <module>``."""
     args = sys.argv[1:] if argv is None else argv
-    return " ".join(["python", "-m", module, *args])
+    return shlex.join(["python", "-m", module, *args])
 
 
 def software() -> dict[str, str]:

@@ -161,8 +161,8 @@ CANONICAL: tuple[Canonical, ...] = (
               "ar_shakespeare_cpu.json", _ar),
     Canonical("diffusion", "MNIST CPU preset: FID, confident share, classes (10,000 samples)",
               "preset_diffusion_mnist_cpu.json", _preset),
-    Canonical("diffusion", "MNIST class-conditional CPU preset, guidance 2: FID, confident share, "
-              "classes (10,000 samples)", "preset_diffusion_mnist_cond_cpu.json", _preset),
+    Canonical("diffusion", "MNIST class-conditional CPU preset, guidance 1.3: FID, confident "
+              "share, classes (10,000 samples)", "preset_diffusion_mnist_cond_cpu.json", _preset),
     Canonical("ADD", "ring-8 1-step student mode coverage", "add_points_1step_fresh.json",
               _add_student),
     Canonical("VAE-GAN", "MNIST FID (digit-classifier features)", "vaegan_mnist_cpu.json",
@@ -262,7 +262,7 @@ PICTURES: tuple[Picture, ...] = (
     Picture("diffusion", "preset_diffusion_mnist_cond_cpu_samples.png",
             "Class-conditional diffusion on MNIST, the CPU preset `configs/diffusion/"
             "mnist_cond_cpu.yaml` (7,000 steps, 40 CPU-min): 64 DDIM-25 samples cycling through "
-            "the digits, guidance 2 (FID in the table)."),
+            "the digits, guidance 1.3 (FID in the table)."),
     Picture("diffusion", "text_to_image_cpu_prompts.png",
             "Text-to-image diffusion on MNIST (`configs/diffusion/mnist_text_cpu.yaml`), one "
             "held-out phrasing per row, guidance 3, DDIM-20: 90.1% of 1,000 samples are the "
