@@ -105,15 +105,6 @@ def test_heldout_phrasings_never_appear_in_training_batches(tiny_source):
     assert val and val <= held
 
 
-def test_captions_take_the_article_the_word_is_spoken_with():
-    names = [str(i) for i in range(10)]
-    captions = Captioner(names, train=True).all_captions()
-    assert {"a one", "an eight", "an image of a one", "an image of an eight"} <= captions
-    assert not {"an one", "a eight", "an image of an one"} & captions
-    assert Captioner(["8", "11", "uniform"], train=False, words=["8", "11", "uniform"]).render(
-        "a drawing of a {name}", 1) == "a drawing of an 11"
-
-
 def test_the_data_serves_sources_and_unwanted_conditions_are_refused(tiny_source):
     from genlab_diffusion import Diffusion
 
