@@ -105,6 +105,15 @@ def test_heldout_phrasings_never_appear_in_training_batches(tiny_source):
     assert val and val <= held
 
 
+def test_captions_take_the_article_the_word_is_spoken_with():
+    names = [str(i) for i in range(10)]
+    captions = Captioner(names, train=True).all_captions()
+    assert {"a one", "an eight", "an image of a one", "an image of an eight"} <= captions
+    assert not {"an one", "a eight", "an image of an one"} & captions
+    assert Captioner(["8", "11", "uniform"], train=False, words=["8", "11", "uniform"]).render(
+        "a drawing of a {name}", 1) == "a drawing of an 11"
+
+
 def test_the_data_serves_sources_and_unwanted_conditions_are_refused(tiny_source):
     from genlab_diffusion import Diffusion
 
@@ -125,8 +134,14 @@ def test_conditional_diffusion_conforms_and_samples_from_the_command_line(tiny_s
     from genlab.sampling import sample_main
 
     data = _data(tiny_source, captions=True, source_size=4)
+    # 2e-3, not the kit's 1e-3: in this tiny UNet every GroupNorm group is one channel, so the
+    # biases just before one get mathematically zero gradients, computed as float noise (~1e-9)
+    # that Adam (eps 1e-8) turns into steps of a good share of lr. The noise depends on the
+    # order of summation, which DDP changes: those biases alone end ~1e-3 of the weights'
+    # movement apart (0.0008 to 0.0013 with the captions' wording). A real mismatch of noise
+    # or data between processes ends tenths of it apart.
     check_plugin("diffusion", data, tmp_path, init_args=TINY_COND, steps=3, num=4, ddp=True,
-                 precisions=("bf16-mixed",))
+                 precisions=("bf16-mixed",), ddp_tolerance=2e-3)
     ckpt = next(tmp_path.rglob("*.ckpt"))
     Image.new("L", (8, 8), 200).save(tmp_path / "digit.png")
     sample_main(["--ckpt", str(ckpt), "--num", "3", "--prompt", "a seven", "--source",

@@ -25,6 +25,8 @@ HELDOUT_PHRASINGS: tuple[str, ...] = (
     "a picture of the digit {word}", "a drawing of a {name}", "handwritten digit {word}",
     "the numeral {name}",
 )
+# "an" before a vowel sound: "an eight", "an 8", "an 11", but "a one", "a unit" (a /w/, /j/ sound).
+AN_BEFORE = re.compile(r"\ba (?=(?!one\b|uni|use|eu)[aeiou]|8|11\b|18\b)", re.IGNORECASE)
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -54,9 +56,9 @@ class Captioner:
         self.phrasings = TRAIN_PHRASINGS if train else HELDOUT_PHRASINGS
 
     def render(self, phrasing: str, label: int) -> str:
-        """``phrasing`` filled in for ``label`` ("a eight" becomes "an eight")."""
+        """``phrasing`` filled in for ``label`` ("a eight" becomes "an eight", "a one" stays)."""
         text = phrasing.format(name=self.names[label], word=self.words[label])
-        return re.sub(r"\ba (?=[aeiouAEIOU8])", "an ", text)
+        return AN_BEFORE.sub("an ", text)
 
     def all_captions(self) -> set[str]:
         """Every caption this captioner can write."""
