@@ -172,6 +172,7 @@ class Spy(GAN):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"loss": "wgan-gp", "n_critic": 2, "r1_gamma": 1.0},
+                                    {"pack": 2, "loss": "wgan-gp", "r1_gamma": 1.0},
                                     {"loss": "hinge", "spectral_norm": True, "num_classes": 3}])
 def test_each_step_changes_only_its_network(kwargs):
     model = Spy(hidden=[16, 16], latent_dim=2, **kwargs)
@@ -181,6 +182,23 @@ def test_each_step_changes_only_its_network(kwargs):
     expected = ([("d", False, True)] * n_critic + [("g", True, False)]) * (6 // (n_critic + 1))
     assert model.changes == expected
     assert int(model.d_steps) == 6 // (n_critic + 1) * n_critic
+
+
+def test_packed_discriminator_judges_consecutive_samples_together():
+    from genlab_gan.networks import packed
+
+    x = torch.arange(5 * 2 * 3).reshape(5, 2, 3)
+    assert torch.equal(packed(x, 2), torch.stack([x[0:2].reshape(4, 3), x[2:4].reshape(4, 3)]))
+    model = tiny_image_gan(channels=3, pack=2)
+    assert model.discriminator(torch.randn(6, 3, 28, 28)).shape == (3,)
+    assert model.discriminator.phi[0].in_channels == 6
+    with pytest.raises(GenlabError, match="multiple of model.pack=2"):
+        model.discriminator(torch.randn(1, 3, 28, 28))
+    # A packed logit depends on every sample of its pack and on no other.
+    points = tiny_gan(pack=3)
+    x = torch.randn(6, 2, requires_grad=True)
+    points.discriminator(x)[0].backward()
+    assert (x.grad[:3].abs().sum(1) > 0).all() and (x.grad[3:] == 0).all()
 
 
 def test_image_gan_trains_in_bf16_mixed():
@@ -257,6 +275,8 @@ def test_same_label_same_noise_same_sample():
     ({"loss": "lsgan"}, "loss must be one of"),
     ({"grad_clip": 0.0}, "grad_clip must be > 0"),
     ({"image_size": 40}, "image_size 28, 32 or 64"),
+    ({"pack": 0}, "pack must be >= 1"),
+    ({"pack": 2, "num_classes": 3}, "use it with num_classes: null"),
 ])
 def test_bad_hyperparameters_are_named(kwargs, match):
     with pytest.raises(GenlabError, match=match):

@@ -143,6 +143,8 @@ class ConvEncoder(nn.Module):
         norm: ``none`` (needed with per-example gradient penalties: R1, WGAN-GP) or ``batch``.
             The first conv never has one, as in DCGAN.
         act: Activation after every conv.
+        pack: Images stacked along channels in one input, ``pack * channels`` channels in all
+            (a PacGAN discriminator's packed samples).
     """
 
     def __init__(
@@ -154,11 +156,12 @@ class ConvEncoder(nn.Module):
         spectral_norm: bool = False,
         norm: Norm = "none",
         act: Activation = "leaky_relu",
+        pack: int = 1,
     ) -> None:
         super().__init__()
         base, n_down = conv_layout(image_size, channels)
         sn = _spectral_norm if spectral_norm else (lambda m: m)
-        layers, c_in = _down_stack(channels, n_down, width, sn, norm, act)
+        layers, c_in = _down_stack(pack * channels, n_down, width, sn, norm, act)
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.feature_dim = c_in * base * base
         self.head = sn(nn.Linear(self.feature_dim, out_features))

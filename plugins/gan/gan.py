@@ -83,6 +83,10 @@ class GAN(GenerativeModule):
             sample the raw generator (what a run whose learning rates decay to zero needs).
         lr_schedule: ``constant``, or ``cosine``: both learning rates decay to zero over the run
             (Loshchilov & Hutter 2017, without restarts).
+        pack: Samples the discriminator judges together (PacGAN, Lin et al. 2018): it sees
+            ``pack`` real or ``pack`` fake samples stacked along channels, which penalises a
+            generator whose samples lack variety, against mode collapse; 1: plain GAN.
+            Unconditional models only.
     """
 
     modalities = ("points", "image")
@@ -114,10 +118,11 @@ class GAN(GenerativeModule):
         grad_clip: float | None = None,
         ema_decay: float | None = None,
         lr_schedule: LRSchedule = "constant",
+        pack: int = 1,
     ) -> None:
         super().__init__()
         _check_hparams(loss, n_critic, gp_lambda, r1_gamma, r1_interval, grad_clip, ema_decay,
-                       num_classes, hidden)
+                       num_classes, hidden, pack)
         self.save_hyperparameters()
         self.automatic_optimization = False
         if image_size is not None:
@@ -126,7 +131,7 @@ class GAN(GenerativeModule):
             self.data_shape = (data_dim,)
         self.generator = Generator(latent_dim, self.data_shape, hidden, width, num_classes)
         self.discriminator = Discriminator(self.data_shape, hidden, width, num_classes,
-                                           spectral_norm)
+                                           spectral_norm, pack)
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             # Warmed up: a plain average keeps a share decay ** n of the random initial weights,
@@ -275,7 +280,7 @@ class GAN(GenerativeModule):
 
 def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
                    r1_interval: int, grad_clip: float | None, ema_decay: float | None,
-                   num_classes: int | None, hidden: Sequence[int]) -> None:
+                   num_classes: int | None, hidden: Sequence[int], pack: int) -> None:
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
     raise_first([
         (loss not in ADVERSARIAL_LOSSES,
@@ -291,4 +296,7 @@ def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
         (num_classes is not None and num_classes < 1,
          f"model.num_classes must be >= 1 (or null for unconditional), got {num_classes}"),
         (len(hidden) == 0, "model.hidden needs at least one width, e.g. [256, 256]"),
+        (pack < 1, f"model.pack must be >= 1, got {pack}"),
+        (pack > 1 and num_classes is not None,
+         "model.pack > 1 packs samples of different classes: use it with num_classes: null"),
     ])
