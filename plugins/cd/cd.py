@@ -283,7 +283,10 @@ class CD(Student):
         if self.hparams.method == "training":
             return self.schedule.q_sample(x0, s, noise)
         # Onto the last level (timestep 0) an Euler step, as EDM's last step; Heun elsewhere.
-        heun = (s != self.grid[-1]) if self.hparams.solver == "heun" else torch.zeros_like(t) > 0
+        if self.hparams.solver == "heun":
+            heun = s != self.grid[-1]
+        else:
+            heun = torch.zeros_like(t, dtype=torch.bool)
         x_s = torch.empty_like(x_t)
         for rows, step in ((heun, heun_step), (~heun, ddim_step)):
             if bool(rows.any()):
