@@ -12,7 +12,9 @@ the model fills them in with ``Diffusion.sample(source=..., mask=...)`` (RePaint
 - recognised: how often the reference digit classifier gives an inpainted digit the original's
   label (target >= 90%);
 - for scale, the classifier on the half digits with the hole left as background (what the
-  known half alone tells it) and on the originals (the ceiling);
+  known half alone tells it), on the originals (the ceiling), and on nearest-neighbour
+  completions: the hole filled from the training digit whose known half is closest in pixels
+  (what copying the training set does, without a model);
 - known pixels: the largest change RePaint made to a known pixel (0: kept exactly).
 
 Writes benchmarks/results/inpaint_mnist_cpu.json and a masked | inpainted | original strip
@@ -85,6 +87,24 @@ def test_digits(source: str, num: int) -> dict[str, Tensor]:
     return data.sets["test"].__getitems__(list(range(num)))
 
 
+def nearest_neighbour_fill(source: str, x: Tensor, mask: Tensor) -> Tensor:
+    """``x`` with its hole copied from the training digit whose known pixels are nearest (L2)."""
+    data = ImageDataModule(source, image_size=28, channels=1, resize=False, batch_size=100,
+                           num_workers=0, val_split="test")
+    data.setup("fit")
+    train = data.sets["train"]
+    known = (mask > 0).flatten()
+    best = torch.full((len(x),), float("inf"))
+    fill = torch.zeros_like(x)
+    for start in range(0, len(train), 10_000):  # in chunks, to bound the memory it takes
+        chunk = train.__getitems__(list(range(start, min(start + 10_000, len(train)))))["x"]
+        dist, idx = torch.cdist(x.flatten(1)[:, known], chunk.flatten(1)[:, known]).min(1)
+        closer = dist < best
+        best = torch.where(closer, dist, best)
+        fill[closer] = chunk[idx[closer]]
+    return torch.where(mask > 0, x, fill)
+
+
 def inpaint(model: torch.nn.Module, x: Tensor, mask: Tensor, args: argparse.Namespace) -> Tensor:
     """``x`` inpainted where ``mask`` is 0, in batches, from seed ``args.seed``."""
     out = []
@@ -119,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
         "recognised": round(acc, 4), "num": args.num,
         "classifier_on_half_digits": round(recognised(classifier, holed, labels), 4),
         "classifier_on_originals": round(recognised(classifier, x, labels), 4),
+        "classifier_on_nearest_neighbour_fill": round(
+            recognised(classifier, nearest_neighbour_fill(args.source, x, mask), labels), 4),
         "known_pixels_max_change": float((filled - x).abs()[(mask > 0).expand_as(x)].max()),
         "inpaint_seconds": seconds}
     if args.reduced:
