@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50, help="reverse steps of the schedule")
     parser.add_argument("--resample", type=int, default=3, help="RePaint's r")
     parser.add_argument("--jump", type=int, default=5, help="RePaint's j")
+    parser.add_argument("--reconstruction", type=float, default=0.0,
+                        help="reconstruction-guidance weight (0: RePaint's paste alone)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -111,7 +113,8 @@ def inpaint(model: torch.nn.Module, x: Tensor, mask: Tensor, args: argparse.Name
     with fixed_seed(args.seed, model.device):
         for part in x.split(args.batch_size):
             out.append(model.sample_eval(len(part), source=part, mask=mask, steps=args.steps,
-                                         resample=args.resample, jump=args.jump))
+                                         resample=args.resample, jump=args.jump,
+                                         reconstruction=args.reconstruction))
     return torch.cat(out)
 
 
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
                   model_steps=int(torch.load(ckpt, map_location="cpu", weights_only=True)
                                   ["global_step"]),
                   protocol={"hole": args.hole, "steps": args.steps, "resample": args.resample,
-                            "jump": args.jump, "sampler": "RePaint (ancestral)", "seed": args.seed,
+                            "jump": args.jump, "reconstruction": args.reconstruction,
+                            "sampler": "RePaint (ancestral)", "seed": args.seed,
                             "classifier": info["path"], "classifier_hash": info["hash"],
                             "split": "test (first num digits)"},
                   load_average_span={"before": before, "after": load_average()})

@@ -58,6 +58,34 @@ def test_repaint_keeps_known_pixels_exactly_and_fills_the_rest():
     assert torch.equal(everything, source)
 
 
+def test_reconstruction_guidance_subtracts_the_known_pixels_gradient():
+    """A linear x0-denoiser ``x0 = W x``: the guided step is the plain posterior draw minus
+    ``w * W^T r / |r|``, ``r`` the known pixels' miss, and known pixels still end exact."""
+    from genlab.diffusion.inpaint import _guided_step
+    from genlab.diffusion.samplers import posterior_step
+
+    torch.manual_seed(0)
+    schedule, dim = NoiseSchedule("cosine", 40), 6
+    weight = torch.randn(dim, dim) / dim**0.5
+
+    def denoiser(x, t, labels):
+        return x @ weight.T
+
+    x, source = torch.randn(2, dim), torch.randn(2, dim)
+    known = torch.tensor([True, True, True, False, False, False])
+    guided = _guided_step(denoiser, schedule, x, 20, 10, "x0", None, None,
+                          torch.Generator().manual_seed(1), source, known, 0.5)
+    plain = posterior_step(schedule, x, x @ weight.T, 20, 10, torch.Generator().manual_seed(1))
+    miss = torch.where(known, x @ weight.T - source, 0)
+    expected = plain - 0.5 * (miss / miss.norm(dim=1, keepdim=True)) @ weight
+    torch.testing.assert_close(guided, expected)
+    out = repaint_sample(denoiser, schedule, torch.randn(2, dim), source, known, prediction="x0",
+                         steps=8, jump=2, resample=2, reconstruction=1.0)
+    assert torch.equal(out[:, known], source[:, known]) and torch.isfinite(out).all()
+    with pytest.raises(GenlabError, match="reconstruction guidance must be >= 0"):
+        repaint_sample(denoiser, schedule, x, source, known, reconstruction=-1.0)
+
+
 def test_diffusion_sample_inpaints_with_source_and_mask():
     torch.manual_seed(0)
     model = Diffusion(**TINY_IMAGES).eval()
@@ -70,6 +98,18 @@ def test_diffusion_sample_inpaints_with_source_and_mask():
         b = model.sample_eval(3, source=source, mask=mask, resample=2, jump=2)
     assert a.shape == (3, 1, 8, 8) and torch.equal(a, b)
     assert torch.equal(a[..., :4], source[..., :4].expand(3, -1, -1, -1))
+    # The option reaches the sampler: same noise, another fill. (Untrained, the U-Net's zeroed
+    # output layer gives no gradient to follow: wake its zero weights first.)
+    for param in model.parameters():
+        if not param.any():
+            torch.nn.init.normal_(param, std=0.3)
+    fills = []
+    for weight in (0.0, 1.0):
+        with fixed_seed(1, model.device):
+            fills.append(model.sample_eval(3, source=source, mask=mask, resample=2, jump=2,
+                                           reconstruction=weight))
+    assert torch.equal(fills[0][..., :4], fills[1][..., :4])
+    assert not torch.equal(fills[0], fills[1])
     rgb = source.expand(1, 3, 8, 8)  # a picture saved as RGB reads back as the same digit
     assert torch.equal(model.sample_eval(2, source=rgb, mask=torch.ones(1, 8, 8)),
                        source.expand(2, -1, -1, -1))

@@ -17,6 +17,7 @@ from genlab.diffusion.samplers import (
     heun_sample,
     heun_step,
     karras_timesteps,
+    posterior_step,
     sample,
     timesteps,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "posterior_step",
     "heun_sample",
     "heun_step",
     "jump_schedule",

@@ -153,6 +153,15 @@ def ddpm_step(denoiser: Denoiser, schedule: NoiseSchedule, x_t: Tensor, t: int, 
     ``ddpm_sample``.
     """
     x0, _ = _predict(denoiser, schedule, x_t, t, labels, prediction, clip)
+    return posterior_step(schedule, x_t, x0, t, s, generator)
+
+
+def posterior_step(schedule: NoiseSchedule, x_t: Tensor, x0: Tensor, t: int, s: int,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """A draw from ``q(x_s | x_t, x0)`` for a given clean estimate ``x0``.
+
+    ``ddpm_step``'s step once the denoiser has spoken; ``s = -1``: its mean, no noise added.
+    """
     a_t, a_s = _alpha_bar(schedule, t), _alpha_bar(schedule, s)
     beta = 1 - a_t / a_s  # beta of the (possibly respaced) step s -> t
     # Posterior mean of eq. 7 and variance beta_tilde, written with alpha_bar of t and s.

@@ -287,6 +287,7 @@ class Diffusion(GenerativeModule):
         mask: Tensor | None = None,
         resample: int = 5,
         jump: int = 5,
+        reconstruction: float = 0.0,
     ) -> Tensor:
         """``num`` samples drawn with the EMA weights, ``(num, *data_shape)``.
 
@@ -310,10 +311,12 @@ class Diffusion(GenerativeModule):
                 steps.
             resample: RePaint's passes over each stretch of ``jump`` steps (1: paste only).
             jump: RePaint's steps per jump back up.
+            reconstruction: Inpainting's reconstruction-guidance weight (``repaint_sample``;
+                0: none): steers the generated part towards what the known part must be.
         """
         if mask is not None:
             return self.inpaint(num, source, mask, steps, sampler, labels, guidance, resample,
-                                jump, prompt=prompt)
+                                jump, prompt=prompt, reconstruction=reconstruction)
         return self.draw(num, steps, sampler, labels, guidance, eta, prompt=prompt,
                          source=source)
 
@@ -322,7 +325,7 @@ class Diffusion(GenerativeModule):
                 labels: Tensor | None = None, guidance: float | None = None,
                 resample: int = 5, jump: int = 5,
                 trajectory: list[Tensor] | None = None,
-                prompt: str | list[str] | None = None) -> Tensor:
+                prompt: str | list[str] | None = None, reconstruction: float = 0.0) -> Tensor:
         """``source`` inpainted where ``mask`` is 0 (``repaint_sample``; see ``sample``)."""
         h = self.hparams
         if source is None or mask is None:
@@ -340,7 +343,8 @@ class Diffusion(GenerativeModule):
                            steps=h.sample_steps if steps is None else steps, jump=jump,
                            resample=resample,
                            labels=self.sample_conditions(num, labels, prompt, None),
-                           clip=1.0 / h.data_scale if clip else None, trajectory=trajectory)
+                           clip=1.0 / h.data_scale if clip else None, trajectory=trajectory,
+                           reconstruction=reconstruction)
         return torch.where(known, source, x * h.data_scale)  # known pixels exactly the source's
 
     def as_data(self, x: Tensor, name: str, num: int) -> Tensor:
