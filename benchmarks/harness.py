@@ -454,10 +454,13 @@ def _translation(d: dict) -> list[Row]:
 def _inpaint(d: dict) -> list[Row]:
     r = d["results"]
     p = d["protocol"]
-    return [_row(f"RePaint ({p['steps']} steps, r={p['resample']}, j={p['jump']}), {p['hole']} "
-                 f"half generated: inpainted digits recognised",
+    guided = f", reconstruction guidance {p['reconstruction']:g}" if p.get("reconstruction") else ""
+    nearest = r.get("classifier_on_nearest_neighbour_fill")
+    scale = f"; nearest training digit's half: {nearest}" if nearest is not None else ""
+    return [_row(f"RePaint ({p['steps']} steps, r={p['resample']}, j={p['jump']}{guided}), "
+                 f"{p['hole']} half generated: inpainted digits recognised",
                  r["recognised"], f">= {d['target']}",
-                 f"the known half alone: {r['classifier_on_half_digits']}")]
+                 f"the known half alone: {r['classifier_on_half_digits']}{scale}")]
 
 
 def _twostage(d: dict) -> list[Row]:
