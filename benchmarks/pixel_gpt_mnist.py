@@ -123,7 +123,14 @@ def main(argv: list[str] | None = None) -> dict:
     two_fid, two_num = two_stage_fid({**two, "num": cfg["num"]}, num)
     reduced = bool(match["reduced"] or args.cpu_seconds or args.num)
     device = torch.device(cfg["device"])
-    classifier = load_classifier(args.classifier)[0].to(device).eval()
+    classifier, info = load_classifier(args.classifier)
+    classifier = classifier.to(device).eval()
+    scored_with = match["protocol"].get("extractor_hash")
+    if scored_with is not None and scored_with != info["hash"]:
+        raise SystemExit(f"{Path(args.match).name} was scored with the classifier sha256:"
+                         f"{scored_with}, {args.classifier} is sha256:{info['hash']}: FIDs on "
+                         f"different features do not compare; rerun benchmarks.twostage_mnist "
+                         f"with this classifier first")
     data = ImageDataModule(args.source, image_size=28, channels=1, resize=False, binarize=True,
                            label_column=None, batch_size=cfg["batch_size"], num_workers=0)
     data.setup("fit")
@@ -168,8 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
         "verdict": {"fid_at_most_pixel_gpt": two_fid is not None and two_fid <= row["fid"],
                     "sampling_10x_faster": bool(speedup and speedup >= SPEEDUP_TARGET)},
         "target": {"fid": "two-stage <= pixel GPT", "sampling_speedup": f">= {SPEEDUP_TARGET}"},
-        "protocol": {"extractor": "digit-classifier", "resize": "none (28x28)",
-                     "fid_samples": num, "fid_reference": f"first {num} MNIST test images",
+        "protocol": {"extractor": "digit-classifier", "extractor_hash": info["hash"],
+                     "resize": "none (28x28)", "fid_samples": num,
+                     "fid_reference": f"first {num} MNIST test images",
                      "two_stage_fid_samples": two_num,
                      "sampling": "500 images a call, KV cache, temperature 1",
                      "budget": f"{budget} CPU seconds of training, the two-stage prior's",
