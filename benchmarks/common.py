@@ -233,3 +233,20 @@ def write_result(result: dict[str, Any], out: str | Path) -> Path:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {out}", flush=True)  # flushed: a harness reading a pipe sees it as it happens
     return out
+
+
+def earlier_training(out: Path, ckpt: Path,
+                     keys: tuple[str, ...] = ("train_seconds", "max_steps")) -> dict:
+    """What the result at ``out`` recorded about training ``ckpt`` (its ``keys``), when it
+    trained that file.
+
+    Rescoring a checkpoint (``--ckpt``, e.g. with another classifier) keeps the record of the
+    run that trained it instead of dropping it.
+    """
+    if not out.is_file():
+        return {}
+    earlier = json.loads(out.read_text())
+    if Path(earlier.get("checkpoint", "")).resolve() != ckpt.resolve():
+        return {}
+    kept = {k: earlier[k] for k in keys if k in earlier}
+    return {**kept, "trained_by": earlier.get("command"), "trained_at": earlier.get("date")}

@@ -266,8 +266,8 @@ PICTURES: tuple[Picture, ...] = (
             "the digits, guidance 1.3 (FID in the table)."),
     Picture("diffusion", "text_to_image_cpu_prompts.png",
             "Text-to-image diffusion on MNIST (`configs/diffusion/mnist_text_cpu.yaml`), one "
-            "held-out phrasing per row, guidance 3, DDIM-20: 90.1% of 1,000 samples are the "
-            "prompted digit (target 90%), 14.6 CPU-min training."),
+            "held-out phrasing per row, guidance 4, DDIM-20: 90.3% of 1,000 samples are the "
+            "prompted digit (target 90%), 14.3 CPU-min training."),
     Picture("diffusion", "super_resolution_cpu_strip.png",
             "Super-resolution 14x14 -> 28x28 diffusion on MNIST (`configs/diffusion/"
             "mnist_sr_cpu.yaml`), rows: source, bicubic, diffusion (DDIM-20), original."),

@@ -29,7 +29,15 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from benchmarks.common import DATA, command, fit_config, load_span, stamp, write_result
+from benchmarks.common import (
+    DATA,
+    command,
+    earlier_training,
+    fit_config,
+    load_span,
+    stamp,
+    write_result,
+)
 from benchmarks.pictures import picture_path
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
@@ -53,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ckpt", default=None, help="skip training: score this checkpoint")
     parser.add_argument("--per-prompt", type=int, default=25,
                         help="samples per (held-out phrasing, digit)")
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=4.0, help="the config's")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
@@ -124,8 +132,11 @@ def main(argv: list[str] | None = None) -> dict:
               if args.reduced else "cpu (configs/diffusion/mnist_text_cpu.yaml)",
               "config": str(Path(args.config).relative_to(ROOT))
               if Path(args.config).resolve().is_relative_to(ROOT) else args.config}
+    name = "text_to_image_cpu" + ("_reduced" if args.reduced else "")
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{name}.json")
     if args.ckpt:
         ckpt = Path(args.ckpt)
+        report.update(earlier_training(out, ckpt, ("train_cpu_seconds", "train_wall_seconds")))
     else:
         ckpt, seconds = train(args)
         report.update(seconds)
@@ -155,8 +166,6 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average": load_span(load_before)})
     print(f"agreement on held-out phrasings {agreement:.3f} (target {TARGET}), FID {fid:.2f}, "
           f"{len(images)} samples", flush=True)
-    name = "text_to_image_cpu" + ("_reduced" if args.reduced else "")
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{name}.json")
     path = picture_path(out, "prompts")
     prompt_grid(images, texts, per_prompt).save(path, optimize=True)
     report["picture"] = str(path)

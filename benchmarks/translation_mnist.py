@@ -19,14 +19,21 @@ beside it (img/translation_mnist_cpu_strip.png).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import DATA, command, fit_config, load_average, stamp, write_result
+from benchmarks.common import (
+    DATA,
+    command,
+    earlier_training,
+    fit_config,
+    load_average,
+    stamp,
+    write_result,
+)
 from benchmarks.pictures import picture_path
 from genlab.checkpoint import load_model
 from genlab.data.paired import PairedImageDataModule
@@ -60,21 +67,6 @@ def train(args: argparse.Namespace) -> tuple[Path, dict[str, float]]:
     """``genlab fit`` of the config; the checkpoint and the wall / CPU seconds it took."""
     extra = ["--trainer.max_steps", str(args.max_steps)] if args.max_steps else []
     return fit_config(args.config, args.source, args.root, extra)
-
-
-def earlier_training(out: Path, ckpt: Path) -> dict:
-    """What the result at ``out`` recorded about training ``ckpt``, when it trained that file.
-
-    Rescoring a checkpoint (``--ckpt``, e.g. with another classifier) keeps the record of the
-    run that trained it instead of dropping it.
-    """
-    if not out.is_file():
-        return {}
-    earlier = json.loads(out.read_text())
-    if Path(earlier.get("checkpoint", "")).resolve() != ckpt.resolve():
-        return {}
-    kept = {k: earlier[k] for k in ("train_seconds", "max_steps") if k in earlier}
-    return {**kept, "trained_by": earlier.get("command"), "trained_at": earlier.get("date")}
 
 
 def test_pairs(source: str, num: int, pairing: str = "edges") -> dict[str, Tensor]:
