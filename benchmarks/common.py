@@ -249,4 +249,6 @@ def earlier_training(out: Path, ckpt: Path,
     if Path(earlier.get("checkpoint", "")).resolve() != ckpt.resolve():
         return {}
     kept = {k: earlier[k] for k in keys if k in earlier}
-    return {**kept, "trained_by": earlier.get("command"), "trained_at": earlier.get("date")}
+    # A rescore of a rescore still names the run that trained the checkpoint.
+    return {**kept, "trained_by": earlier.get("trained_by", earlier.get("command")),
+            "trained_at": earlier.get("trained_at", earlier.get("date"))}

@@ -34,7 +34,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks.common import DATA, RESULTS, command, load_span, stamp, write_result
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    command,
+    earlier_training,
+    load_span,
+    stamp,
+    write_result,
+)
 from benchmarks.pictures import picture_path
 from genlab.cli import main as genlab_main
 
@@ -92,14 +100,12 @@ def trained(args: argparse.Namespace, name: str, out: Path) -> tuple[Path, dict]
     if args.ckpt is None:
         ckpt, wall, cpu = fit(args, name)
         return ckpt, {"train_wall_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1)}
-    ckpt, keys = Path(args.ckpt), ("train_wall_seconds", "train_cpu_seconds", "commit", "command")
-    old = json.loads(out.read_text()) if out.exists() else {}
-    same = Path(old.get("checkpoint", "")).parts[-4:] == ckpt.parts[-4:]  # run/version/.../last
-    if not same or not all(k in old for k in keys):
+    ckpt, keys = Path(args.ckpt), ("train_wall_seconds", "train_cpu_seconds")
+    record = earlier_training(out, ckpt, keys)
+    if not all(k in record for k in keys):
         raise SystemExit(f"--ckpt {ckpt}: {out} holds no training record for it; train the "
                          "preset with this script (without --ckpt) first")
-    record = {k: old[k] for k in keys[:2]}
-    return ckpt, record | {"trained_by": {"commit": old["commit"], "command": old["command"]}}
+    return ckpt, record
 
 
 def verdict(metrics: dict[str, float], stacked: bool) -> dict[str, bool]:
