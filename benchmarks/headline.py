@@ -234,11 +234,11 @@ PICTURES: tuple[Picture, ...] = (
             "samples; FID 55.5 vs its teacher's DDIM-50 24.1 (1,000 samples; ADD's 100 "
             "batches, 3 CPU-min: 803, one blurry mean digit)."),
     Picture("VQ-GAN", "twostage_mnist_cpu_reconstructions.png",
-            "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 1,200 batches, 71 CPU-s): rows of "
+            "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 1,200 batches, 31 CPU-s): rows of "
             "test images, each above its reconstruction through the 7x7 codes (98.3% "
             "recognised, every code used)."),
     Picture("two-stage", "twostage_mnist_cpu_samples.png",
-            "GPT prior on those VQ codes: 64 samples after 400 batches (2.3 CPU-min); FID 102.6 "
+            "GPT prior on those VQ codes: 64 samples after 400 batches (78 CPU-s); FID 102.6 "
             "on 10,000 samples."),
     Picture("two-stage", "twostage_cond_mnist_cpu_samples.png",
             "Class-conditional diffusion prior on the VQ-VAE's 7x7 latents "
