@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--channels", type=int, default=1, choices=(1, 3))
     parser.add_argument("--binarize", action="store_true", help="dynamic binarization on")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="decode the images once at setup (data.in_memory)")
     parser.add_argument("--warmup", type=int, default=20, help="batches not timed")
     parser.add_argument("--batches", type=int, default=100, help="batches timed per repeat")
     parser.add_argument("--repeats", type=int, default=10)
@@ -67,7 +69,7 @@ def measure(args: argparse.Namespace) -> tuple[list[float], list[float]]:
     """
     dm = ImageDataModule(args.source, image_size=args.image_size, channels=args.channels,
                          binarize=args.binarize, batch_size=args.batch_size,
-                         num_workers=args.workers)
+                         num_workers=args.workers, in_memory=args.in_memory)
     dm.prepare_data()
     dm.setup("fit")
     loader = dm.train_dataloader()

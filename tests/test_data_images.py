@@ -125,6 +125,27 @@ def test_validation_carve_out_is_seeded(tmp_path):
     assert val_labels(1)[0] != val
 
 
+@pytest.mark.parametrize("kind", ["parquet", "imagefolder"])
+def test_in_memory_serves_the_same_batches(tmp_path, kind):
+    if kind == "parquet":
+        root = write_parquet(tmp_path / "pq", {"train": 12, "test": 4}, num_classes=4)
+    else:  # resized from 12 x 10 RGB: the cache holds the images after the geometry
+        root = write_imagefolder(tmp_path / "imgs", {"train": 12}, num_classes=3,
+                                 size=(12, 10), mode="RGB")
+    kwargs = dict(image_size=8, channels=1, binarize=True, hflip=True, captions=True)
+    streamed, cached = module(str(root), **kwargs), module(str(root), in_memory=True, **kwargs)
+    assert cached.sets["train"].data.images.dtype == torch.uint8
+    for name in streamed.sets:
+        n = len(streamed.sets[name])
+        keys = [3 * n + i for i in range(n)]  # epoch 3 of a keyed sampler
+        a, b = streamed.sets[name].__getitems__(keys), cached.sets[name].__getitems__(keys)
+        assert a.keys() == b.keys()
+        assert torch.equal(a["x"], b["x"]) and torch.equal(a["label"], b["label"])
+        assert a["text"] == b["text"]
+    batches = list(module(str(root), in_memory=True, num_workers=1, **kwargs).train_dataloader())
+    assert all(batch["x"].shape == (4, 1, 8, 8) for batch in batches)
+
+
 def test_workers_decode_in_parallel(parquet):
     dm = module(parquet, image_size=8, channels=1, num_workers=2)
     batches = list(dm.train_dataloader())

@@ -102,6 +102,33 @@ class BatchFetch(Dataset):
         return self.transform(rows, [self.seed * 1_000_003 + key for key in keys])
 
 
+class DecodedRows:
+    """Rows of a ``datasets.Dataset`` with every image loaded once into one uint8 tensor.
+
+    Indexed with a list of row indices like the ``datasets.Dataset`` it replaces in
+    ``BatchFetch``, it serves the loaded images (``ImageTransform.load``: decoded, cropped,
+    resized) as they are, so a batch costs no decoding; flips and binarization still draw
+    afresh per example. Memory: channels * size * size bytes an image.
+
+    Args:
+        data: Undecoded rows (``datasets.Image(decode=False)`` images).
+        transform: Loads the images; its ``image_column`` names their column.
+    """
+
+    def __init__(self, data: Any, transform: ImageTransform) -> None:
+        self.image_column = transform.image_column
+        self.images = torch.stack([transform.load(item) for item in data[self.image_column]])
+        self.columns = {c: data[c] for c in data.column_names if c != self.image_column}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, rows: list[int]) -> dict[str, Any]:
+        out: dict[str, Any] = {c: [v[i] for i in rows] for c, v in self.columns.items()}
+        out[self.image_column] = self.images[rows]
+        return out
+
+
 def collate(data: dict[str, Tensor] | list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """A batch from ``__getitems__`` as it is; a list of examples stacked as usual.
 
@@ -144,12 +171,11 @@ class ImageTransform:
         self.geometry = v2.Compose(geometry) if geometry else None
         self.hflip = hflip
 
-    def image(self, item: dict[str, Any], rng: torch.Generator) -> Tensor:
-        """One decoded, cropped, resized and maybe flipped uint8 image ``(C, S, S)``.
+    def load(self, item: dict[str, Any] | bytes | str) -> Tensor:
+        """One decoded, cropped and resized uint8 image ``(C, S, S)``: the deterministic part.
 
         Args:
             item: One stored image.
-            rng: The example's own generator (flips).
         """
         x = decode(item, self.channels)
         size = self.image_size
@@ -161,6 +187,16 @@ class ImageTransform:
                 f"{(self.channels, size, size)}; set data.resize: true or "
                 f"data.image_size: {x.shape[1]}"
             )
+        return x
+
+    def image(self, item: dict[str, Any] | Tensor, rng: torch.Generator) -> Tensor:
+        """One loaded (see ``load``) and maybe flipped uint8 image ``(C, S, S)``.
+
+        Args:
+            item: One stored image, or one already loaded (``DecodedRows``).
+            rng: The example's own generator (flips).
+        """
+        x = item if isinstance(item, Tensor) else self.load(item)
         if self.hflip and torch.rand((), generator=rng) < 0.5:
             x = x.flip(-1)
         return x

@@ -79,6 +79,7 @@ class StackedMNISTDataModule(ImageDataModule):
         val_fraction: Share of train carved out for validation when there is no validation split.
         batch_size: Images per batch.
         num_workers: DataLoader worker processes.
+        in_memory: Decode every digit once at setup (see ``ImageDataModule``).
         seed: Seed of the carve-out and of the digit triples.
     """
 
@@ -98,6 +99,7 @@ class StackedMNISTDataModule(ImageDataModule):
         val_fraction: float = 0.05,
         batch_size: int = 128,
         num_workers: int = 2,
+        in_memory: bool = False,
         seed: int = 0,
     ) -> None:
         for key, value in (("train_size", train_size), ("val_size", val_size)):
@@ -107,7 +109,8 @@ class StackedMNISTDataModule(ImageDataModule):
             source, subset, image_size=image_size, channels=1, binarize=binarize,
             image_column=image_column, label_column=label_column,
             train_split=train_split, val_split=val_split, test_split=test_split,
-            val_fraction=val_fraction, batch_size=batch_size, num_workers=num_workers, seed=seed,
+            val_fraction=val_fraction, batch_size=batch_size, num_workers=num_workers,
+            in_memory=in_memory, seed=seed,
         )
         self.data_shape = (3, image_size, image_size)
         self.sizes = {"train": train_size, "val": val_size}
