@@ -146,6 +146,21 @@ def test_in_memory_serves_the_same_batches(tmp_path, kind):
     assert all(batch["x"].shape == (4, 1, 8, 8) for batch in batches)
 
 
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_corrupt_image_is_one_line(tmp_path, in_memory):
+    rows = tiny_image_dataset(4).cast_column("image", datasets.Image(decode=False)).to_list()
+    rows[2]["image"] = {"bytes": b"not a png", "path": None}
+    data = datasets.Dataset.from_list(rows).cast_column("image", datasets.Image())
+    data.to_parquet(str(tmp_path / "train.parquet"))
+    dm = ImageDataModule(str(tmp_path / "train.parquet"), image_size=8, channels=1,
+                         num_workers=0, batch_size=1, val_fraction=0.25, in_memory=in_memory)
+    message = "cannot decode an image stored as bytes .*; remove or replace it"
+    with pytest.raises(GenlabError, match=("row .: " if in_memory else "") + message):
+        dm.setup("fit")
+        for name in ("train", "val"):
+            dm.sets[name][:]
+
+
 def test_workers_decode_in_parallel(parquet):
     dm = module(parquet, image_size=8, channels=1, num_workers=2)
     batches = list(dm.train_dataloader())

@@ -60,8 +60,14 @@ def decode(item: dict[str, Any] | bytes | str, channels: int) -> Tensor:
             return image
         except RuntimeError:  # a format torchvision does not read (BMP, TIFF, ...)
             pass
-    with Image.open(io.BytesIO(data)) as pil:
-        array = np.array(pil.convert(PIL_MODES[channels]))
+    try:
+        with Image.open(io.BytesIO(data)) as pil:
+            array = np.array(pil.convert(PIL_MODES[channels]))
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        where = item.get("path") if isinstance(item, dict) else item
+        where = where if isinstance(where, str) and where else "an image stored as bytes"
+        raise GenlabError(f"cannot decode {where} ({type(err).__name__}: not an image "
+                          f"PIL reads); remove or replace it in the data source") from err
     return torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
 
 
@@ -117,7 +123,8 @@ class DecodedRows:
 
     def __init__(self, data: Any, transform: ImageTransform) -> None:
         self.image_column = transform.image_column
-        self.images = torch.stack([transform.load(item) for item in data[self.image_column]])
+        self.images = torch.stack([_loaded(transform, item, row)
+                                   for row, item in enumerate(data[self.image_column])])
         self.columns = {c: data[c] for c in data.column_names if c != self.image_column}
 
     def __len__(self) -> int:
@@ -127,6 +134,13 @@ class DecodedRows:
         out: dict[str, Any] = {c: [v[i] for i in rows] for c, v in self.columns.items()}
         out[self.image_column] = self.images[rows]
         return out
+
+
+def _loaded(transform: ImageTransform, item: Any, row: int) -> Tensor:
+    try:
+        return transform.load(item)
+    except GenlabError as err:
+        raise GenlabError(f"row {row}: {err}") from err
 
 
 def collate(data: dict[str, Tensor] | list[dict[str, Tensor]]) -> dict[str, Tensor]:
