@@ -43,7 +43,9 @@ def _vae_published(d: dict) -> Cells:
     minutes = f"{r['train_wall_s'] / 60:.0f} min wall, {r['train_cpu_s'] / 60:.0f} min CPU"
     anchor = "; ".join(f"{name} {nll:g}" for name, nll in r["anchors"].items())
     return (f"{r['test_nll']:.2f} nats (k={k:,}, {images:,} test images; trained {minutes})",
-            anchor, f"<= {r['target']:g}", r["meets_target"])
+            # issue 22's 45-minute budget is part of the target
+            anchor, f"<= {r['target']:g}",
+            r["meets_target"] and r.get("train_within_budget", True))
 
 
 def _ar(d: dict) -> Cells:
