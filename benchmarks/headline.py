@@ -228,7 +228,7 @@ PICTURES: tuple[Picture, ...] = (
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
             "against high-quality share and samples/s (`distill_compare.json`); full run (the "
             "8,000-step teacher of `configs/add/ring8_teacher.yaml`, each student its config's "
-            "steps, CD 10,000 and ADD 6,000, on the loaded 2-core CPU); the teacher's DDIM-50, "
+            "steps, CD 32,000 and ADD 6,000, on the loaded 2-core CPU); the teacher's DDIM-50, "
             "its DDIM over 18 even timesteps and its Heun chained over CD's 10-level grid (CD's "
             "ceiling) drawn as squares."),
     Picture("CD", "distill_mnist_cpu_cd_1_step_samples.png",
