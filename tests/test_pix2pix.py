@@ -9,6 +9,7 @@ import torch
 from genlab_pix2pix import Pix2Pix
 from torch.utils.data import DataLoader
 
+from genlab.data.image_transforms import DecodedRows
 from genlab.data.paired import PairedImageDataModule, source_of
 from genlab.data.tiny import write_parquet
 from genlab.errors import GenlabError
@@ -34,15 +35,17 @@ def test_edges_are_the_outline_and_erosion_thins():
         source_of(x, "blur")
 
 
-def test_paired_data_module_serves_source_beside_x(tmp_path):
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_paired_data_module_serves_source_beside_x(tmp_path, in_memory):
     root = write_parquet(tmp_path / "digits", {"train": 16, "test": 4}, size=(8, 8))
     data = PairedImageDataModule(str(root), pairing="erode", image_size=8, batch_size=4,
-                                 num_workers=0)
+                                 num_workers=0, in_memory=in_memory)
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
     assert set(batch) == {"x", "source", "label"}
     assert batch["source"].shape == batch["x"].shape == (4, 1, 8, 8)
     assert torch.equal(batch["source"], source_of(batch["x"], "erode"))
+    assert isinstance(data.sets["train"].images.data, DecodedRows) == in_memory
 
 
 def test_networks_keep_the_image_size():

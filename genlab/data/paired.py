@@ -97,6 +97,7 @@ class PairedImageDataModule(ImageDataModule):
         val_fraction: Share of train carved out for validation when there is no validation split.
         batch_size: Pairs per batch.
         num_workers: DataLoader worker processes.
+        in_memory: Decode every image once at setup (see ``ImageDataModule``).
         seed: Seed of the validation carve-out.
     """
 
@@ -115,6 +116,7 @@ class PairedImageDataModule(ImageDataModule):
         val_fraction: float = 0.05,
         batch_size: int = 64,
         num_workers: int = 2,
+        in_memory: bool = False,
         seed: int = 0,
     ) -> None:
         if pairing not in PAIRINGS:
@@ -123,7 +125,7 @@ class PairedImageDataModule(ImageDataModule):
             source, image_size=image_size, channels=channels, resize=resize,
             image_column=image_column, label_column=label_column, train_split=train_split,
             val_split=val_split, test_split=test_split, val_fraction=val_fraction,
-            batch_size=batch_size, num_workers=num_workers, seed=seed,
+            batch_size=batch_size, num_workers=num_workers, in_memory=in_memory, seed=seed,
         )
         self.pairing = pairing
 
