@@ -396,8 +396,9 @@ def _sampling(d: dict) -> list[Row]:
 
 def _data(d: dict) -> list[Row]:
     s = d.get("settings", {})
+    memory = ", decoded once in memory" if s.get("in_memory") else ""
     return [_row(f"train DataLoader images/s ({s.get('workers')} workers, batch "
-                 f"{s.get('batch_size')})", d.get("images_per_second"))]
+                 f"{s.get('batch_size')}{memory})", d.get("images_per_second"))]
 
 
 def _classifier(d: dict) -> list[Row]:

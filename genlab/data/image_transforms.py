@@ -125,7 +125,8 @@ class DecodedRows:
         self.image_column = transform.image_column
         self.images = torch.stack([_loaded(transform, item, row)
                                    for row, item in enumerate(data[self.image_column])])
-        self.columns = {c: data[c] for c in data.column_names if c != self.image_column}
+        # Plain lists: a ``datasets`` column indexed one row at a time reads through Arrow.
+        self.columns = data.remove_columns(self.image_column).to_dict()
 
     def __len__(self) -> int:
         return len(self.images)
