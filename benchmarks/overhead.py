@@ -69,6 +69,7 @@ from genlab.callbacks import (
 )
 from genlab.callbacks.monitors import monitors
 from genlab.callbacks.steps import count_iterations
+from genlab.module import is_logging_step
 from genlab.noise import share_randn
 
 Batches = list[dict[str, Tensor]]
@@ -95,7 +96,7 @@ class StepClock(L.Callback):
     def __init__(self, warmup: int, keys: tuple[str, ...]) -> None:
         self.warmup, self.keys = warmup, keys
         self.start = self.end = (0.0, 0.0)
-        self.losses: list[Tensor] = []
+        self.losses: list[Tensor | None] = []
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
                              batch: Any, batch_idx: int) -> None:
@@ -104,8 +105,11 @@ class StepClock(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
+        # genlab's families log on logging steps only (GenerativeModule.log_train).
         metrics = trainer.callback_metrics
-        self.losses.append(torch.stack([metrics[k].detach() for k in self.keys]))
+        logged = is_logging_step(trainer)
+        self.losses.append(torch.stack([metrics[k].detach() for k in self.keys]) if logged
+                           else None)
         if batch_idx == trainer.num_training_batches - 1:
             self.end = _now(pl_module.device)
 
@@ -348,6 +352,7 @@ def compare(model: L.LightningModule, batches: Batches, warmup: int, device: tor
         return [x / y for x, y in zip(table[a], table[b], strict=True)]
 
     ratio, vs_bare = spread(paired("genlab", "plain")), spread(paired("genlab", "genlab_bare"))
+    last = max(i for i, loss in enumerate(first["genlab"]) if loss is not None)
     return {"steps": len(batches), "warmup": warmup, "repeats": repeats,
             "ratio_basis": "steps per CPU-second" if device.type == "cpu" else
             "steps per wall-second",
@@ -360,8 +365,9 @@ def compare(model: L.LightningModule, batches: Batches, warmup: int, device: tor
             "steps_per_s_each_repeat": wall, "steps_per_cpu_s_each_repeat": cpu,
             "max_loss_diff": max_loss_diff(first["plain"], first["genlab"]),
             "max_loss_diff_bare": max_loss_diff(first["plain"], first["genlab_bare"]),
-            "final_losses": {"plain": first["plain"][-1].tolist(),
-                             "genlab": first["genlab"][-1].tolist()}}
+            "final_losses": {"plain": first["plain"][last].tolist(),
+                             "genlab": first["genlab"][last].tolist()},
+            "final_losses_step": last}
 
 
 PER_BATCH_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward",
@@ -402,11 +408,13 @@ def profile_hooks(model: L.LightningModule, batches: Batches, device: torch.devi
     return [(k, round(v, 3)) for k, v in sorted(per_batch.items(), key=lambda kv: -kv[1])]
 
 
-def max_loss_diff(a: list[Tensor], b: list[Tensor]) -> float:
-    """Largest |a - b| over every step's losses (inf when the runs differ in length)."""
+def max_loss_diff(a: list[Tensor], b: list[Tensor | None]) -> float:
+    """Largest |a - b| over the steps whose losses ``b`` logged (inf when the runs differ in
+    length)."""
     if len(a) != len(b):
         return float("inf")
-    return float((torch.stack(a).double() - torch.stack(b).double()).abs().max())
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if y is not None]
+    return float(max((x.double() - y.double()).abs().max() for x, y in pairs))
 
 
 def cli_startup(repeats: int = 3) -> dict[str, dict[str, Any]]:

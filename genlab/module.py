@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,7 +53,8 @@ class GenerativeModule(L.LightningModule):
       arguments (with defaults and docstring) are the options of ``genlab sample`` and
       ``genlab evaluate``; a ``Tensor`` option is per sample (one entry for all, or one each).
     - ordinary Lightning: a typed ``__init__`` (jsonargparse builds it from YAML),
-      ``training_step`` and ``configure_optimizers``.
+      ``training_step`` and ``configure_optimizers``. ``training_step`` logs its terms with
+      ``log_train`` (only on the steps the loggers keep).
     - optionally ``log_likelihood(batch)``, per-example log-likelihood in nats, used for
       ``val/nll`` and by ``genlab evaluate``.
     - optionally ``pictures(batch)``, the family's own pictures (reconstructions, denoising
@@ -142,6 +144,20 @@ class GenerativeModule(L.LightningModule):
         reconstructions, trajectory strips). The default draws none.
         """
         return {}
+
+    def log_train(self, metrics: Mapping[str, Tensor | float]) -> None:
+        """``self.log_dict(metrics, prog_bar=True)`` on the steps the loggers write, and the first.
+
+        Lightning's loggers keep a ``training_step`` value once every
+        ``trainer.log_every_n_steps``, but ``self.log`` costs about 0.4 ms a call on a CPU
+        whether the value is kept or not: 2 ms a step for a family logging five terms, a sixth
+        of a small MLP's step. Between those steps the progress bar and
+        ``trainer.callback_metrics`` hold the values last logged. Every step is logged under
+        ``fast_dev_run`` or with ``log_every_n_steps: 1``.
+        """
+        trainer = self._trainer
+        if trainer is None or trainer.fast_dev_run or is_logging_step(trainer):
+            self.log_dict(dict(metrics), prog_bar=True)
 
     @classmethod
     def conformance_case(cls, root: Path) -> ConformanceCase | None:
@@ -235,6 +251,16 @@ def check_data_shape(model: L.LightningModule, datamodule: L.LightningDataModule
         f"the data gives examples of shape {tuple(have)} but {type(model).__name__} expects "
         f"{tuple(want)}; make them agree (the data's image_size/channels or the model's shape)"
     )
+
+
+def is_logging_step(trainer: L.Trainer) -> bool:
+    """Whether ``GenerativeModule.log_train`` logs in this training batch.
+
+    The batches whose values Lightning's loggers write (every ``log_every_n_steps``-th), and
+    the first, so that the progress bar has values from the start.
+    """
+    first = trainer.fit_loop.epoch_loop._batches_that_stepped == 0
+    return first or trainer._logger_connector.should_update_logs
 
 
 def _hparam(model: L.LightningModule, key: str) -> Any:

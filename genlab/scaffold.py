@@ -82,7 +82,7 @@ class {cls}(GenerativeModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = -self.log_likelihood(batch).mean()
-        self.log("train/nll", loss, prog_bar=True)
+        self.log_train({{"train/nll": loss}})
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -173,7 +173,7 @@ def test_warm_up_weight_seen_in_training(tmp_path):
     model = tiny_vae(kl_warmup_steps=8, beta=2.0, pictures=False)
     trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=str(tmp_path))
+                        limit_val_batches=0, log_every_n_steps=1, default_root_dir=str(tmp_path))
     trainer.fit(model, data)
     # The last step logged was step 3: β_3 = 2.0 * 3 / 8.
     assert trainer.callback_metrics["train/kl_weight"].item() == pytest.approx(0.75)
@@ -201,7 +201,7 @@ def test_elbo_steps_train_the_elbo_then_the_iwae_bound(tmp_path):
     model.objective = recorded
     trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=str(tmp_path))
+                        limit_val_batches=0, log_every_n_steps=1, default_root_dir=str(tmp_path))
     trainer.fit(model, data)
     assert seen == [1, 1, 3, 3]
     assert {"train/elbo", "train/iwae"} <= set(trainer.callback_metrics)

@@ -281,7 +281,7 @@ class ADD(Student):
         logs.update(self.student_step(fake, labels, opt_student))
         for scheduler in self.lr_schedulers() or []:  # manual optimization: ours to step
             scheduler.step()
-        self.log_dict(logs, prog_bar=True)
+        self.log_train(logs)
 
     def batch_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
         return batch_labels(batch, self.num_classes, owner="the teacher")

@@ -189,7 +189,7 @@ class GPT(GenerativeModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(self.tokens(batch))
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_train({"train/loss": loss})
         return loss
 
     def log_likelihood(self, batch: dict[str, Tensor]) -> Tensor:

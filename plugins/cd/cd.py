@@ -272,7 +272,7 @@ class CD(Student):
             x_s = self.neighbour(x0, x_t, t, s, noise, labels)
             target = self.consistency(self.target.module, x_s, s, labels)
         loss = (self.weight(t, s) * self.distance(online, target)).mean()
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_train({"train/loss": loss})
         return loss
 
     @torch.no_grad()

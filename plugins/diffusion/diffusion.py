@@ -221,7 +221,7 @@ class Diffusion(GenerativeModule):
         weight = self.schedule.loss_weight(t, self.hparams.prediction,
                                            self.hparams.loss_weighting, self.hparams.min_snr_gamma)
         loss = (weight * err).mean()
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_train({"train/loss": loss})
         return loss
 
     def training_conditions(self, batch: dict[str, Any]) -> Tensor | Conditions | None:

@@ -193,7 +193,7 @@ class GAN(GenerativeModule):
             logs["train/loss_g"] = self.generator_step(len(real), labels, opt_g)
             if sched_g is not None:
                 sched_g.step()
-        self.log_dict(logs, prog_bar=True)
+        self.log_train(logs)
 
     def discriminator_step(self, real: Tensor, labels: Tensor | None,
                            opt_d: torch.optim.Optimizer) -> dict[str, Tensor]:

@@ -172,7 +172,7 @@ class Pix2Pix(GenerativeModule):
         self.keep(source)
         logs = self.discriminator_step(source, target, opt_d)
         logs.update(self.generator_step(source, target, opt_g))
-        self.log_dict(logs, prog_bar=True)
+        self.log_train(logs)
 
     def discriminator_step(self, source: Tensor, target: Tensor,
                            opt_d: torch.optim.Optimizer) -> dict[str, Tensor]:

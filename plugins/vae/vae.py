@@ -278,7 +278,7 @@ class VAE(GenerativeModule):
         beta_t = kl_weight(self.global_step, h.beta, h.kl_warmup_steps)
         k = 1 if self.global_step < h.elbo_steps else h.train_samples
         loss, logs = self.objective(batch["x"], self.labels_of(batch), beta_t, k)
-        self.log_dict({**logs, "train/kl_weight": beta_t}, prog_bar=True)
+        self.log_train({**logs, "train/kl_weight": beta_t})
         return loss
 
     def objective(self, x: Tensor, labels: Tensor | None, beta_t: float,

@@ -227,7 +227,7 @@ class VAEGAN(GenerativeModule):
         if self.decoder_ema is not None:
             self.encoder_ema.update_parameters(self.encoder)
             self.decoder_ema.update_parameters(self.decoder)
-        self.log_dict({**logs, **ae_logs}, prog_bar=True)
+        self.log_train({**logs, **ae_logs})
 
     def _noise(self, num: int) -> tuple[Tensor, Tensor]:
         """Reparameterization noise and prior latents, each ``(num, latent_dim)``.

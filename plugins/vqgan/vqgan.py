@@ -245,7 +245,7 @@ class VQGAN(GenerativeModule):
             manual_step(self, opts[1:], d_loss, reach=[self.encoder, self.decoder])
             logs.update(d_logs)
         self.batches += 1
-        self.log_dict(logs, prog_bar=True)
+        self.log_train(logs)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Log ``val/rec``, and the codebook's ``val/usage`` and ``val/perplexity``."""

@@ -53,7 +53,7 @@ class SignalVAE(GenerativeModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """Minimize the negative ELBO per signal."""
         loss = -self.elbo(batch["x"]).mean()
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_train({"train/loss": loss})
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
