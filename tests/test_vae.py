@@ -191,11 +191,12 @@ def test_elbo_steps_train_the_elbo_then_the_iwae_bound(tmp_path):
     source = write_parquet(tmp_path / "pq", {"train": 24, "test": 8})
     data = ImageDataModule(str(source), image_size=8, channels=1, binarize=True, batch_size=4,
                            num_workers=0)
-    model = tiny_vae(train_samples=3, elbo_steps=2, pictures=False)
-    objective, seen = model.objective, []
+    model = tiny_vae(train_samples=3, elbo_steps=2, pictures=False, lr_schedule="cosine")
+    objective, seen, rates = model.objective, [], []
 
     def recorded(x, labels, beta_t, k=None):
         seen.append(k)
+        rates.append(model.optimizers().param_groups[0]["lr"] / model.hparams.lr)
         return objective(x, labels, beta_t, k)
 
     model.objective = recorded
@@ -204,6 +205,8 @@ def test_elbo_steps_train_the_elbo_then_the_iwae_bound(tmp_path):
                         limit_val_batches=0, log_every_n_steps=1, default_root_dir=str(tmp_path))
     trainer.fit(model, data)
     assert seen == [1, 1, 3, 3]
+    # A cosine over each objective's 2 steps: the bound starts again from the full rate.
+    assert rates == pytest.approx([1.0, 0.5, 1.0, 0.5])
     assert {"train/elbo", "train/iwae"} <= set(trainer.callback_metrics)
 
 
