@@ -27,6 +27,7 @@ from rich.console import Console
 from genlab.callbacks import (
     ChannelsLast,
     DivergenceGuard,
+    FlushDenormals,
     Preemption,
     RNGState,
     SampleLogger,
@@ -394,7 +395,8 @@ class GenlabCLI(LightningCLI):
         self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
         # A callback with nothing to do still costs Lightning's dispatch at every batch hook.
         self.trainer.callbacks = [c for c in self.trainer.callbacks if not _idle(c)]
-        self.trainer.callbacks += [self.preemption, RNGState(), *monitors(self.trainer)]
+        self.trainer.callbacks += [self.preemption, RNGState(), FlushDenormals(),
+                                   *monitors(self.trainer)]
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / "checkpoints")
