@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from genlab.callbacks.steps import iteration
 from genlab.conditions import check_kinds, route
 from genlab.distributed import destroy_process_group_at_exit
 from genlab.errors import GenlabError
@@ -259,8 +260,7 @@ def is_logging_step(trainer: L.Trainer) -> bool:
     The batches whose values Lightning's loggers write (every ``log_every_n_steps``-th), and
     the first, so that the progress bar has values from the start.
     """
-    first = trainer.fit_loop.epoch_loop._batches_that_stepped == 0
-    return first or trainer._logger_connector.should_update_logs
+    return iteration(trainer) == 0 or trainer._logger_connector.should_update_logs
 
 
 def _hparam(model: L.LightningModule, key: str) -> Any:
