@@ -1,6 +1,7 @@
 """Recipe rules every model family needs, written once for every plugin.
 
-Labels, the learning-rate horizon and schedules, gradient clipping under manual optimization.
+Labels, the learning-rate horizon and schedules (``LRSchedule`` names them), gradient clipping
+under manual optimization.
 
 A plugin calls these instead of writing its own copy, so that every family checks labels the same
 way, refuses an endless run for a decaying schedule with the same line, and clips gradients where
@@ -23,6 +24,8 @@ from torch import Tensor
 from genlab.errors import GenlabError
 
 DefaultLabels = Literal["cycle", "random"]
+# The learning-rate schedules a family offers; "cosine" decays over ``lr_horizon``.
+LRSchedule = Literal["constant", "cosine"]
 
 
 def batch_labels(batch: dict[str, Tensor], num_classes: int | None,

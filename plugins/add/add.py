@@ -55,11 +55,10 @@ from genlab.losses.adversarial import d_hinge, g_hinge
 from genlab.losses.penalties import r1_penalty
 from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
-from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
+from genlab.recipes import LRSchedule, batch_labels, clip_gradients, lr_horizon, sample_labels
 from genlab.sharding import refuse_double_backward, shard
 
 Weighting = Literal["exponential", "sds", "none"]
-LRSchedule = Literal["constant", "cosine"]
 
 # Frozen submodules: rebuilt from the teacher (and feature network) arguments, never saved.
 FROZEN = ("teacher.", "features.")

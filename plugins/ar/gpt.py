@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +25,9 @@ from genlab.data.tokenizers import Tokenizer, tokenizer_from_checkpoint, tokeniz
 from genlab.errors import GenlabError, raise_first
 from genlab.module import ConformanceCase
 from genlab.nn.transformer import Position, Transformer, generate
-from genlab.recipes import lr_horizon, warmup_cosine
+from genlab.recipes import LRSchedule, lr_horizon, warmup_cosine
 from genlab.sharding import shard
 
-LRSchedule = Literal["constant", "cosine"]
 CHECKPOINT_KEY = "genlab_ar"  # {"tokenizer": state}: found by tokenizer_from_checkpoint too
 
 

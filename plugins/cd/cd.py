@@ -59,7 +59,7 @@ from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.module import ConformanceCase
 from genlab.noise import batch_randint, batch_randn
-from genlab.recipes import batch_labels, clip_gradients, lr_horizon, sample_labels
+from genlab.recipes import LRSchedule, batch_labels, clip_gradients, lr_horizon, sample_labels
 from genlab.sharding import shard
 
 Method = Literal["distillation", "training"]
@@ -67,7 +67,6 @@ Solver = Literal["ddim", "heun"]
 Spacing = Literal["karras", "timestep"]
 Distance = Literal["l2", "pseudo_huber"]
 Weighting = Literal["uniform", "inverse_gap"]
-LRSchedule = Literal["constant", "cosine"]
 
 FROZEN = ("teacher.",)  # rebuilt from the teacher's file, never saved
 

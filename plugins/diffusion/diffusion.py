@@ -32,11 +32,10 @@ from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
 from genlab.pictures import strip
-from genlab.recipes import batch_labels, lr_horizon, sample_labels, warmup_cosine
+from genlab.recipes import LRSchedule, batch_labels, lr_horizon, sample_labels, warmup_cosine
 from genlab.sharding import shard
 
 SamplerName = Literal["ddpm", "ddim", "heun"]
-LRSchedule = Literal["constant", "cosine"]
 
 
 class Diffusion(GenerativeModule):

@@ -43,11 +43,10 @@ from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.module import ConformanceCase
 from genlab.noise import NoiseStream, batch_rand, batch_randn
 from genlab.pictures import latent_interpolation
-from genlab.recipes import clip_gradients, lr_horizon, sample_labels
+from genlab.recipes import LRSchedule, clip_gradients, lr_horizon, sample_labels
 from genlab.sharding import refuse_double_backward, shard
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
-LRSchedule = Literal["constant", "cosine"]
 
 
 class GAN(GenerativeModule):

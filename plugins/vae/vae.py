@@ -35,11 +35,10 @@ from genlab.module import ConformanceCase
 from genlab.nn.mlp import Activation
 from genlab.noise import batch_randn
 from genlab.pictures import labelled_scatter, latent_interpolation, reconstructions
-from genlab.recipes import batch_labels, lr_horizon, sample_labels, warmup_cosine
+from genlab.recipes import LRSchedule, batch_labels, lr_horizon, sample_labels, warmup_cosine
 
 Likelihood = Literal["bernoulli", "gaussian", "discretized_logistic", "discretized_gaussian"]
 Network = Literal["mlp", "conv"]
-LRSchedule = Literal["constant", "cosine"]
 
 _LOG_PROBS = {
     "gaussian": gaussian_log_prob,
