@@ -154,8 +154,10 @@ class GenerativeModule(L.LightningModule):
         whether the value is kept or not: 2 ms a step for a family logging five terms, a sixth
         of a small MLP's step. Between those steps the progress bar and
         ``trainer.callback_metrics`` hold the values last logged. Every step is logged under
-        ``fast_dev_run`` or with ``log_every_n_steps: 1``.
+        ``fast_dev_run`` or with ``log_every_n_steps: 1``. Every step's values are kept in
+        ``last_train_metrics`` (no tensor copy, no sync), where ``DivergenceGuard`` reads them.
         """
+        self.last_train_metrics = dict(metrics)
         trainer = self._trainer
         if trainer is None or trainer.fast_dev_run or is_logging_step(trainer):
             self.log_dict(dict(metrics), prog_bar=True)

@@ -15,9 +15,11 @@ from genlab.errors import GenlabError
 OnDivergence = Literal["stop", "skip"]
 
 
-def _nonfinite_metrics(trainer: L.Trainer) -> list[str]:
+def _nonfinite_metrics(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
+    # This step's values: families log only on logging steps, so callback_metrics can be stale.
+    metrics = {**trainer.callback_metrics, **getattr(pl_module, "last_train_metrics", {})}
     bad = []
-    for name, value in trainer.callback_metrics.items():
+    for name, value in metrics.items():
         if name.startswith("train") and not math.isfinite(float(value)):
             bad.append(name)
     return sorted(bad)
@@ -48,10 +50,10 @@ class DivergenceGuard(L.Callback):
         self.skipped = 0
         self._consecutive = 0
 
-    def _stop(self, trainer: L.Trainer, what: str) -> None:
+    def _stop(self, trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:
         callback = trainer.checkpoint_callback
         last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
-        terms = ", ".join(_nonfinite_metrics(trainer)) or "none of the logged terms"
+        terms = ", ".join(_nonfinite_metrics(trainer, pl_module)) or "none of the logged terms"
         raise GenlabError(
             f"training diverged at step {trainer.global_step}: {what} (non-finite: {terms}); "
             f"last good checkpoint: {last or 'none yet'}. Lower the learning rate, clip "
@@ -70,7 +72,7 @@ class DivergenceGuard(L.Callback):
             self._consecutive = 0
             return
         if self.on_divergence == "stop":
-            self._stop(trainer, "a gradient is NaN or Inf")
+            self._stop(trainer, pl_module, "a gradient is NaN or Inf")
         for group in optimizer.param_groups:
             for p in group["params"]:
                 p.grad = None  # Adam & co. skip parameters without a gradient
@@ -78,7 +80,8 @@ class DivergenceGuard(L.Callback):
         self._consecutive += 1
         pl_module.log("train/skipped_steps", float(self.skipped))
         if self._consecutive > self.max_skips:
-            self._stop(trainer, f"{self._consecutive} updates in a row had NaN/Inf gradients")
+            self._stop(trainer, pl_module,
+                       f"{self._consecutive} updates in a row had NaN/Inf gradients")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -86,12 +89,12 @@ class DivergenceGuard(L.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
             if self.on_divergence == "stop":
-                self._stop(trainer, "the loss is NaN or Inf")
+                self._stop(trainer, pl_module, "the loss is NaN or Inf")
         if trainer.global_step % max(1, self.check_every_n_steps) == 0:
             # One fused norm and one host sync, not one per parameter (as for the gradients).
             params = [p.detach() for p in pl_module.parameters()]
             if params and not torch.isfinite(get_total_norm(params)):
-                self._stop(trainer, "a parameter is NaN or Inf")
+                self._stop(trainer, pl_module, "a parameter is NaN or Inf")
 
     def state_dict(self) -> dict[str, Any]:
         """The count of skipped updates, kept across resumes."""
