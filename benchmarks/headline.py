@@ -219,7 +219,7 @@ PICTURES: tuple[Picture, ...] = (
             "mean images of 64 prior samples (`genlab sample`, seed 0), full run."),
     Picture("GAN", "preset_gan_mnist_cpu_samples.png",
             "GAN on MNIST, the CPU preset `configs/gan/mnist_cpu.yaml`: 64 samples of the EMA "
-            "generator after its 45 minutes on the shared 2-core CPU (FID in the table)."),
+            "generator, 50,000 batches (35.5 CPU-min; FID in the table)."),
     Picture("GAN", "preset_gan_stacked_mnist_cpu_samples.png",
             "GAN on Stacked MNIST (three digits as R, G, B), the CPU preset "
             "`configs/gan/stacked_mnist_cpu.yaml` (48,000 batches, 37 CPU-min): 64 samples of "
