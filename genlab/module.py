@@ -160,7 +160,7 @@ class GenerativeModule(L.LightningModule):
         self.last_train_metrics = dict(metrics)
         trainer = self._trainer
         if trainer is None or trainer.fast_dev_run or is_logging_step(trainer):
-            self.log_dict(dict(metrics), prog_bar=True)
+            self.log_dict(self.last_train_metrics, prog_bar=True)
 
     @classmethod
     def conformance_case(cls, root: Path) -> ConformanceCase | None:
