@@ -28,7 +28,6 @@ benchmarks/results/img/distill_steps.png.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -39,7 +38,7 @@ import torch
 import yaml
 
 from benchmarks.add_points import score, train_teacher
-from benchmarks.common import cpu_model, write_result
+from benchmarks.common import stamp, write_result
 from benchmarks.pictures import add_steps_chart
 from genlab.callbacks import PostHocEMA
 from genlab.callbacks.posthoc_ema import PowerFunctionEMA
@@ -95,7 +94,7 @@ def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path,
     trainer.fit(model, datamodule=data)
     timing = {"train_steps": steps, "train_seconds": round(time.perf_counter() - wall, 1),
               "train_cpu_seconds": round(time.process_time() - cpu, 1)}
-    trainer.save_checkpoint(root / "checkpoints" / "last.ckpt")
+    trainer.save_checkpoint(root / "checkpoints" / "last.ckpt", weights_only=False)
     return timing
 
 
@@ -202,11 +201,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                  else argv)
     report = {"benchmark": "ADD vs consistency distillation from one ring-8 teacher "
                            f"({args.num} samples)",
-              "commands": [command],
-              "date": datetime.date.today().isoformat(),
-              "hardware": {"cpu": cpu_model(), "threads": args.threads,
-                           "note": "2-core CPU shared with other processes during the run"},
-              "torch": torch.__version__, "results": {}}
+              "commands": [command], **stamp("cpu"), "results": {}}
     if args.merge and Path(args.out).is_file():
         report = merged(json.loads(Path(args.out).read_text()), report)
     teacher_path = resolve_teacher(args, workdir, report)

@@ -226,11 +226,9 @@ PICTURES: tuple[Picture, ...] = (
             "the EMA generator; all 1,000 digit triples appear in 26,000 samples."),
     Picture("CD", "distill_steps.png",
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
-            "against high-quality share and samples/s (`distill_compare.json`); full run (the "
-            "8,000-step teacher of `configs/add/ring8_teacher.yaml`, each student its config's "
-            "steps, CD 32,000 and ADD 6,000, on the loaded 2-core CPU); the teacher's DDIM-50, "
-            "its DDIM over 18 even timesteps and its Heun chained over CD's 10-level grid (CD's "
-            "ceiling) drawn as squares."),
+            "against high-quality share and samples/s (`distill_compare.json`); the 8,000-step "
+            "teacher of `configs/add/ring8_teacher.yaml`, CD 32,000 steps, ADD 6,000; squares: "
+            "the teacher's DDIM-50, DDIM-18 and Heun over CD's 10-level grid (CD's ceiling)."),
     Picture("CD", "distill_mnist_cpu_cd_1_step_samples.png",
             "CD on MNIST (`configs/cd/mnist_cpu.yaml`, 250 steps, 4 CPU-min): 64 one-step "
             "samples; FID 55.5 vs its teacher's DDIM-50 24.1 (1,000 samples; ADD's 100 "
@@ -353,7 +351,8 @@ def build_results(results: Path = RESULTS) -> str:
                                       "| file | date | commit | command |", "|---|---|---|---|"]
     for source in dict.fromkeys(r["source"] for r in rows):
         d = _load(results, source)
-        command = relativize(d.get("command") or "not recorded in the file")
+        command = relativize(d.get("command") or (d.get("commands") or [None])[-1]
+                             or "not recorded in the file")
         commit = d.get("commit") or git_commit(results / source) or "—"
         lines.append(f"| `{source}` | {str(d.get('date', ''))[:10]} | {commit} | "
                      f"`{command}` |")
