@@ -228,7 +228,7 @@ PICTURES: tuple[Picture, ...] = (
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
             "against high-quality share and samples/s (`distill_compare.json`); the 8,000-step "
             "teacher of `configs/add/ring8_teacher.yaml`, CD 32,000 steps, ADD 6,000; squares: "
-            "the teacher's DDIM-50, DDIM-18 and Heun over CD's 10-level grid (CD's ceiling)."),
+            "the teacher's DDIM-50, DDIM-18 and Heun over CD's 10-level grid."),
     Picture("CD", "distill_mnist_cpu_cd_1_step_samples.png",
             "CD on MNIST (`configs/cd/mnist_cpu.yaml`, 2,000 steps, 11 CPU-min): 64 one-step "
             "samples; FID 26.1 vs its teacher's DDIM-50 19.8, 1.32x (1,000 samples; ADD's 100 "
