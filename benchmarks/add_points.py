@@ -96,11 +96,13 @@ def _describe(path: str) -> dict:
             "model": {k: v for k, v in ckpt["hyper_parameters"].items() if k != "teacher_args"}}
 
 
-def score(name: str, draw, data: ToyDataModule, num: int, picture: str | None = None) -> dict:
-    """Modes and high-quality share of ``draw(num)``; ``picture``: save them beside this JSON."""
+def score(name: str, draw, data: ToyDataModule, num: int, picture: str | None = None,
+          seed: int = 1) -> dict:
+    """Modes and high-quality share of ``draw(num)`` under ``seed``; ``picture``: save them
+    beside this JSON."""
     metric = ModeCoverage(data.modes, data.sigma)
     start = time.perf_counter()
-    with fixed_seed(1, torch.device("cpu")), torch.no_grad():
+    with fixed_seed(seed, torch.device("cpu")), torch.no_grad():
         samples = draw(num)
     seconds = time.perf_counter() - start
     metric.update(samples)

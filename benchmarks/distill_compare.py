@@ -42,11 +42,9 @@ from benchmarks.common import stamp, write_result
 from benchmarks.pictures import add_steps_chart
 from genlab.callbacks import PostHocEMA
 from genlab.callbacks.posthoc_ema import PowerFunctionEMA
-from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
 from genlab.data.toy import ToyDataModule
-from genlab.metrics import ModeCoverage
 from genlab.posthoc import read_snapshots, reconstruct
 from genlab.registry import get_model_class
 
@@ -242,18 +240,14 @@ def seed_spread(student: L.LightningModule, data: ToyDataModule, seeds: int = 10
                 num: int = 10_000) -> dict:
     """The 1-step high-quality share over ``seeds`` draws of ``num`` samples (seeds 1, 2, ...):
     how far the protocol's single 2,500-sample figure can sit from the student's true share."""
-    shares = []
-    for seed in range(1, seeds + 1):
-        metric = ModeCoverage(data.modes, data.sigma)
-        with fixed_seed(seed, torch.device("cpu")), torch.no_grad():
-            metric.update(student.sample(num, steps=1))
-        shares.append(100 * float(metric.compute()["high_quality"]))
+    shares = [score(f"1 step, seed {seed}", lambda n: student.sample(n, steps=1), data, num,
+                    seed=seed)["high_quality_pct"] for seed in range(1, seeds + 1)]
     spread = torch.tensor(shares)
     print(f"1 step over {seeds} x {num:,} samples: HQ {spread.mean():.2f}% "
           f"(std {spread.std():.2f} between seeds)", flush=True)
     return {"samples": seeds * num, "high_quality_pct_mean": round(float(spread.mean()), 2),
             "std_between_seeds": round(float(spread.std()), 2),
-            "high_quality_pct_per_seed": [round(x, 2) for x in shares]}
+            "high_quality_pct_per_seed": shares}
 
 
 def merged(previous: dict, report: dict) -> dict:
