@@ -161,8 +161,8 @@ CANONICAL: tuple[Canonical, ...] = (
               "vae_nll_cpu_published_iwae.json", _vae_published),
     Canonical("autoregressive", "char Shakespeare val loss (nats/char)",
               "ar_shakespeare_cpu.json", _ar),
-    Canonical("diffusion", "MNIST CPU preset: FID, confident share, classes (10,000 samples)",
-              "preset_diffusion_mnist_cpu.json", _preset),
+    Canonical("diffusion", "MNIST CPU preset, DDIM-50 with eta 1: FID, confident share, classes "
+              "(10,000 samples)", "preset_diffusion_mnist_cpu.json", _preset),
     Canonical("diffusion", "MNIST class-conditional CPU preset, guidance 1.3: FID, confident "
               "share, classes (10,000 samples)", "preset_diffusion_mnist_cond_cpu.json", _preset),
     Canonical("ADD", "ring-8 1-step student mode coverage", "add_points_1step_fresh.json",
@@ -204,13 +204,12 @@ PICTURES: tuple[Picture, ...] = (
     Picture("diffusion", "diffusion_points_ring8_ring8_curves.png",
             "Diffusion on ring-8: training loss."),
     Picture("ADD", "add_points_1step_fresh_student_1_step.png",
-            "ADD on ring-8: 2,500 one-step student samples; reduced run (teacher 3,000 of 8,000 "
-            "steps, student 1,500 of 20,000): 8/8 modes, 59.8% HQ, where the full run "
-            "above has 92.6%."),
+            "ADD on ring-8: 2,500 one-step student samples of a reduced run: 8/8 modes, 59.8% "
+            "HQ (the full run: 92.6%)."),
     Picture("ADD", "add_steps.png",
             "ADD on ring-8: sampling steps against high-quality share and samples/s, teacher "
-            "and students (from `add_points.json` and `add_points_1step_fresh.json`; each "
-            "file's own CPU threads, so compare speeds within a file)."),
+            "and students (`add_points.json`, `add_points_1step_fresh.json`; compare speeds "
+            "within a file)."),
     Picture("VAE", "vae_nll_cpu_published_vae_samples.png",
             "VAE (ELBO) on binarized MNIST, the CPU preset `configs/vae/mnist_mlp_cpu.yaml`: "
             "mean images of 64 prior samples (`genlab sample`, seed 0), full run."),
@@ -255,12 +254,12 @@ PICTURES: tuple[Picture, ...] = (
             "batches): 64 samples, FID 513.1 on 2,000 (the code prior: 92.3 on 2,000); 87x "
             "slower to sample."),
     Picture("VAE-GAN", "preset_vaegan_mnist_cpu_samples.png",
-            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml` (its 45 minutes: "
-            "16,287 batches, 44 CPU-min): 64 EMA samples; FID 56.4 on 10,000 samples (target "
-            "15.57), 50.6% confidently classified."),
+            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml` ("
+            "16,287 batches, 44 CPU-min): 64 EMA samples; FID 56.4 on 10,000 samples, 50.6% "
+            "confidently classified."),
     Picture("diffusion", "preset_diffusion_mnist_cpu_samples.png",
             "Diffusion on MNIST, the CPU preset `configs/diffusion/mnist_cpu.yaml` (14,000 steps, "
-            "39 CPU-min): 64 DDIM-25 samples of the EMA weights (FID in the table)."),
+            "39 CPU-min): 64 EMA samples, DDIM-50 with eta 1 (FID in the table)."),
     Picture("diffusion", "preset_diffusion_mnist_cond_cpu_samples.png",
             "Class-conditional diffusion on MNIST, the CPU preset `configs/diffusion/"
             "mnist_cond_cpu.yaml` (7,000 steps, 40 CPU-min): 64 DDIM-25 samples cycling through "
