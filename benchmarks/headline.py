@@ -221,7 +221,7 @@ PICTURES: tuple[Picture, ...] = (
             "generator, 50,000 batches (35.5 CPU-min; FID in the table)."),
     Picture("GAN", "preset_gan_stacked_mnist_cpu_samples.png",
             "GAN on Stacked MNIST (three digits as R, G, B), the CPU preset "
-            "`configs/gan/stacked_mnist_cpu.yaml` (48,000 batches, 37 CPU-min): 64 samples of "
+            "`configs/gan/stacked_mnist_cpu.yaml` (R1, 41,536 batches, 44 CPU-min): 64 samples of "
             "the EMA generator; all 1,000 digit triples appear in 26,000 samples."),
     Picture("CD", "distill_steps.png",
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
