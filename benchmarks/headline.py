@@ -254,9 +254,9 @@ PICTURES: tuple[Picture, ...] = (
             "batches): 64 samples, FID 513.1 on 2,000 (the code prior: 92.3 on 2,000); 87x "
             "slower to sample."),
     Picture("VAE-GAN", "preset_vaegan_mnist_cpu_samples.png",
-            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml` ("
-            "16,287 batches, 44 CPU-min): 64 EMA samples; FID 56.4 on 10,000 samples, 50.6% "
-            "confidently classified."),
+            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml` (16,287 batches, "
+            "44 CPU-min): 64 EMA samples; FID 56.4 on 10,000 samples, 50.6% confidently "
+            "classified."),
     Picture("diffusion", "preset_diffusion_mnist_cpu_samples.png",
             "Diffusion on MNIST, the CPU preset `configs/diffusion/mnist_cpu.yaml` (14,000 steps, "
             "39 CPU-min): 64 EMA samples, DDIM-50 with eta 1 (FID in the table)."),
