@@ -5,6 +5,7 @@ import torch
 
 from genlab.diffusion import (
     NoiseSchedule,
+    autoguidance,
     classifier_free_guidance,
     ddim_sample,
     karras_timesteps,
@@ -164,6 +165,17 @@ def test_guidance_scale_one_is_the_conditional_prediction():
         guided = classifier_free_guidance(net, 3.0, 3)(x, t, labels)
         assert torch.allclose(guided, uncond + 3 * (cond - uncond), atol=1e-5)
         assert not torch.allclose(cond, uncond)
+
+
+def test_autoguidance_extrapolates_away_from_the_guide():
+    torch.manual_seed(0)
+    strong, weak = PointDenoiser(2, [16], emb_dim=8), PointDenoiser(2, [8], emb_dim=8)
+    x, t = torch.randn(5, 2), torch.tensor([0, 10, 20, 30, 40])
+    with torch.no_grad():
+        s, w = strong(x, t, None), weak(x, t, None)
+        assert torch.equal(autoguidance(strong, weak, 1.0)(x, t, None), s)
+        assert torch.allclose(autoguidance(strong, weak, 2.5)(x, t, None), w + 2.5 * (s - w))
+        assert not torch.allclose(s, w)
 
 
 def test_unet_keeps_shape_and_null_class():

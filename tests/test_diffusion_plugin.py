@@ -93,6 +93,26 @@ def test_sample_options_are_explicit_and_checked():
         conditional.sample(2, labels=torch.tensor([0, 5]))
 
 
+def test_autoguidance_samples_with_a_weaker_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    batches = [{"x": torch.randn(8, 2)} for _ in range(3)]
+    model, weak = Diffusion(**TINY_POINTS), Diffusion(**{**TINY_POINTS, "hidden": [8]})
+    for name, m in (("model", model), ("weak", weak)):
+        fit(m, batches, tmp_path / name).save_checkpoint(tmp_path / f"{name}.ckpt")
+    check_options(model, {"guide": str(tmp_path / "weak.ckpt"), "guidance": 2.0})
+    with fixed_seed(3, model.device):
+        plain = model.sample_eval(6, guide=str(tmp_path / "weak.ckpt"), guidance=1.0)
+    with fixed_seed(3, model.device):
+        guided = model.sample_eval(6, guide=str(tmp_path / "weak.ckpt"), guidance=2.0)
+    with fixed_seed(3, model.device):
+        assert torch.equal(plain, model.sample_eval(6))
+    assert guided.shape == (6, 2) and not torch.allclose(plain, guided)
+    other = Diffusion(**{**TINY_POINTS, "num_timesteps": 40})
+    fit(other, batches, tmp_path / "other").save_checkpoint(tmp_path / "other.ckpt")
+    with pytest.raises(GenlabError, match="num_timesteps differ"):
+        model.sample(2, guide=str(tmp_path / "other.ckpt"), guidance=2.0)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"data_shape": [2, 2]}, "data_shape"),
     ({"label_dropout": 1.0}, "label_dropout"),

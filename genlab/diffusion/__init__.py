@@ -5,7 +5,7 @@ The denoiser interface is ``denoiser(x_t, t, labels) -> prediction`` (see
 ``eps`` / ``v`` / ``x0`` targets.
 """
 
-from genlab.diffusion.guidance import classifier_free_guidance
+from genlab.diffusion.guidance import autoguidance, classifier_free_guidance
 from genlab.diffusion.inpaint import jump_schedule, repaint_sample
 from genlab.diffusion.samplers import (
     SAMPLERS,
@@ -29,6 +29,7 @@ __all__ = [
     "SCHEDULES",
     "Denoiser",
     "NoiseSchedule",
+    "autoguidance",
     "classifier_free_guidance",
     "ddim_sample",
     "ddim_step",

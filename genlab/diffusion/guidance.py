@@ -1,4 +1,9 @@
-"""Classifier-free guidance (Ho & Salimans 2022): mix conditional and unconditional predictions."""
+"""Guidance: extrapolate a denoiser's prediction away from a weaker one.
+
+Classifier-free guidance (Ho & Salimans 2022) extrapolates away from the same network's
+unconditional prediction; autoguidance (Karras et al. 2024) away from a smaller or shorter-trained
+model of the same data, which works for unconditional models too.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +39,30 @@ def classifier_free_guidance(denoiser: Denoiser, scale: float,
         both = conditions.cat(cond, conditions.null(cond, null_label))
         cond_out, uncond = denoiser(_twice(x_t), _twice(t), both).chunk(2)
         return uncond + scale * (cond_out - uncond)
+
+    return guided
+
+
+def autoguidance(denoiser: Denoiser, guide: Denoiser, scale: float) -> Denoiser:
+    """A denoiser that returns ``guide + scale * (denoiser - guide)`` (Karras et al. 2024).
+
+    ``guide`` is a weaker model of the same data, schedule and prediction kind (fewer training
+    steps, fewer channels): where the two disagree the strong model is pushed further from the
+    weak one's errors, which sharpens samples without the loss of variety that classifier-free
+    guidance brings. ``scale = 1`` is the plain denoiser (one call); both see the same condition.
+
+    Args:
+        denoiser: The main ``denoiser(x_t, t, cond) -> prediction``.
+        guide: The weaker one, same signature and output space.
+        scale: Guidance scale ``w``; about 2 in the paper.
+    """
+
+    def guided(x_t: Tensor, t: Tensor, cond: Tensor | Conditions | None) -> Tensor:
+        out = denoiser(x_t, t, cond)
+        if scale == 1:
+            return out
+        weak = guide(x_t, t, cond)
+        return weak + scale * (out - weak)
 
     return guided
 

@@ -17,8 +17,9 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from genlab import GenerativeModule, conditions
+from genlab.checkpoint import load_model
 from genlab.conditions import Conditions
-from genlab.diffusion import SAMPLERS, NoiseSchedule, classifier_free_guidance
+from genlab.diffusion import SAMPLERS, NoiseSchedule, autoguidance, classifier_free_guidance
 from genlab.diffusion import sample as run_sampler
 from genlab.diffusion.inpaint import repaint_sample
 from genlab.diffusion.samplers import Denoiser
@@ -262,16 +263,37 @@ class Diffusion(GenerativeModule):
 
     # Sampling
 
-    def denoiser_fn(self, ema: bool = True, guidance: float = 1.0) -> Denoiser:
+    def denoiser_fn(self, ema: bool = True, guidance: float = 1.0,
+                    guide: str | None = None) -> Denoiser:
         """The network as a ``denoiser(x_t, t, labels) -> prediction`` callable for the samplers.
 
         Inputs and outputs are in the diffusion's space (data divided by ``data_scale``);
-        ``guidance != 1`` wraps it in classifier-free guidance (conditional models only).
+        ``guidance != 1`` wraps it in autoguidance when a ``guide`` checkpoint is given, else in
+        classifier-free guidance (conditional models only).
         """
         net = self.ema.module if ema else self.denoiser
+        if guide is not None:
+            return autoguidance(net, self.guide_model(guide).denoiser_fn(), guidance)
         if not self.condition_keys or guidance == 1:
             return net
         return classifier_free_guidance(net, guidance, null_label=self.hparams.num_classes)
+
+    def guide_model(self, path: str) -> Diffusion:
+        """The weaker model of checkpoint ``path`` for autoguidance, loaded once and checked."""
+        cached = getattr(self, "_guides", {})
+        if path not in cached:
+            guide = load_model(path, device=self.device)
+            same = ("data_shape", "num_timesteps", "schedule", "prediction", "data_scale",
+                    "num_classes", "text_condition", "source_size")
+            differ = [k for k in same if not isinstance(guide, Diffusion)
+                      or list(_as_list(guide.hparams.get(k))) != list(_as_list(self.hparams[k]))]
+            if differ:
+                raise GenlabError(f"--guide {path} is not a diffusion model of the same data and "
+                                  f"noise ({', '.join(differ)} differ); train the guide with "
+                                  f"this model's config and fewer steps or channels")
+            cached[path] = guide
+            self._guides = cached  # a plain dict, not a submodule: never saved
+        return cached[path]
 
     def sample(
         self,
@@ -287,6 +309,7 @@ class Diffusion(GenerativeModule):
         resample: int = 5,
         jump: int = 5,
         reconstruction: float = 0.0,
+        guide: str | None = None,
     ) -> Tensor:
         """``num`` samples drawn with the EMA weights, ``(num, *data_shape)``.
 
@@ -312,19 +335,23 @@ class Diffusion(GenerativeModule):
             jump: RePaint's steps per jump back up.
             reconstruction: Inpainting's reconstruction-guidance weight (``repaint_sample``;
                 0: none): steers the generated part towards what the known part must be.
+            guide: Checkpoint of a weaker model of the same data (this config with fewer
+                steps or channels) for autoguidance (Karras et al. 2024); ``guidance`` is then
+                its scale, also for unconditional models (about 2).
         """
         if mask is not None:
             return self.inpaint(num, source, mask, steps, sampler, labels, guidance, resample,
-                                jump, prompt=prompt, reconstruction=reconstruction)
+                                jump, prompt=prompt, reconstruction=reconstruction, guide=guide)
         return self.draw(num, steps, sampler, labels, guidance, eta, prompt=prompt,
-                         source=source)
+                         source=source, guide=guide)
 
     def inpaint(self, num: int, source: Tensor | None, mask: Tensor | None,
                 steps: int | None = None, sampler: str | None = None,
                 labels: Tensor | None = None, guidance: float | None = None,
                 resample: int = 5, jump: int = 5,
                 trajectory: list[Tensor] | None = None,
-                prompt: str | list[str] | None = None, reconstruction: float = 0.0) -> Tensor:
+                prompt: str | list[str] | None = None, reconstruction: float = 0.0,
+                guide: str | None = None) -> Tensor:
         """``source`` inpainted where ``mask`` is 0 (``repaint_sample``; see ``sample``)."""
         h = self.hparams
         if source is None or mask is None:
@@ -337,7 +364,7 @@ class Diffusion(GenerativeModule):
         guidance = h.guidance if guidance is None else guidance
         clip = (self.modality == "image") if h.clip_x0 is None else h.clip_x0
         noise = torch.randn(num, *self.data_shape, device=self.device)
-        x = repaint_sample(self.denoiser_fn(ema=True, guidance=guidance), self.schedule, noise,
+        x = repaint_sample(self.denoiser_fn(True, guidance, guide), self.schedule, noise,
                            source / h.data_scale, known, prediction=h.prediction,
                            steps=h.sample_steps if steps is None else steps, jump=jump,
                            resample=resample,
@@ -359,7 +386,8 @@ class Diffusion(GenerativeModule):
     def draw(self, num: int, steps: int | None = None, sampler: str | None = None,
              labels: Tensor | None = None, guidance: float | None = None,
              eta: float | None = None, trajectory: list[Tensor] | None = None,
-             prompt: str | list[str] | None = None, source: Tensor | None = None) -> Tensor:
+             prompt: str | list[str] | None = None, source: Tensor | None = None,
+             guide: str | None = None) -> Tensor:
         """``sample()`` that can also record the denoising trajectory (see ``ddpm_sample``)."""
         h = self.hparams
         sampler = h.sampler if sampler is None else sampler
@@ -370,7 +398,7 @@ class Diffusion(GenerativeModule):
         clip = (self.modality == "image") if h.clip_x0 is None else h.clip_x0
         noise = torch.randn(num, *self.data_shape, device=self.device)
         steps = h.sample_steps if steps is None else steps
-        x = run_sampler(sampler, self.denoiser_fn(ema=True, guidance=guidance), self.schedule,
+        x = run_sampler(sampler, self.denoiser_fn(True, guidance, guide), self.schedule,
                         noise, prediction=h.prediction, steps=steps,
                         eta=h.eta if eta is None else eta, labels=labels,
                         clip=1.0 / h.data_scale if clip else None, trajectory=trajectory)
@@ -445,3 +473,8 @@ def per_sample_texts(prompt: str | list[str] | None, num: int) -> list[str]:
     if len(texts) not in (1, num):
         raise GenlabError(f"give 1 prompt (for all) or {num}, got {len(texts)}")
     return texts * num if len(texts) == 1 else texts
+
+
+def _as_list(value: Any) -> list:
+    """A hyperparameter comparable across checkpoints (a shape may be a tuple or a list)."""
+    return list(value) if isinstance(value, list | tuple) else [value]
