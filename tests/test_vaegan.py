@@ -96,6 +96,19 @@ def test_discriminator_loss_reaches_only_the_discriminator():
                                         *model.decoder.parameters()])
 
 
+def test_r1_adds_the_scaled_gradient_penalty_on_real_images():
+    plain, lazy = VAEGAN(**TINY), VAEGAN(**TINY, r1_gamma=2.0, r1_interval=4)
+    lazy.load_state_dict(plain.state_dict())
+    x, eps, z_p = inputs(plain)
+    loss, _ = plain.discriminator_loss(x, eps, z_p)
+    with_r1, logs = lazy.discriminator_loss(x, eps, z_p)  # step 0: an R1 step
+    real = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(plain.discriminator(real)[0].sum(), real)
+    r1 = grad.pow(2).flatten(1).sum(1).mean()
+    assert logs["train/r1"].item() == pytest.approx(r1.item(), rel=1e-4)
+    assert (with_r1 - loss).item() == pytest.approx(2.0 / 2 * 4 * r1.item(), rel=1e-4)
+
+
 def test_a_training_step_moves_every_network(tmp_path):
     model = VAEGAN(**TINY, pictures=False)
     nets = {"encoder": model.encoder, "decoder": model.decoder,
@@ -124,7 +137,8 @@ class StopAfterFirstEpoch(L.Callback):
 
 def run(tmp_path, callbacks=(), ckpt_path=None):
     L.seed_everything(0, verbose=False)
-    model = VAEGAN(**TINY, grad_clip=1.0, ema_decay=0.9, pictures=False)
+    model = VAEGAN(**TINY, grad_clip=1.0, ema_decay=0.9, pictures=False, r1_gamma=1.0,
+                   r1_interval=2)
     fit = trainer(tmp_path, -1, max_epochs=2, limit_val_batches=0, enable_checkpointing=False,
                   callbacks=list(callbacks))
     # Not shuffled: the resumed epoch sees the batches the uninterrupted one saw.
@@ -198,7 +212,8 @@ def test_reconstruct_and_sample_shapes():
 
 
 @pytest.mark.parametrize("bad", [{"gamma": 0.0}, {"beta": -1.0}, {"image_size": 30},
-                                 {"ema_decay": 1.0}, {"latent_dim": 0}, {"grad_clip": 0.0}])
+                                 {"ema_decay": 1.0}, {"latent_dim": 0}, {"grad_clip": 0.0},
+                                 {"r1_gamma": -1.0}, {"r1_interval": 0}])
 def test_bad_hyperparameters_raise_one_clear_error(bad):
     with pytest.raises(GenlabError, match="model.|image_size"):
         VAEGAN(**{**TINY, **bad})

@@ -44,12 +44,13 @@ from genlab.ema import ema_model
 from genlab.errors import GenlabError, raise_first
 from genlab.losses.adversarial import ADVERSARIAL_LOSSES
 from genlab.losses.likelihoods import feature_reconstruction, kl_std_normal
+from genlab.losses.penalties import r1_penalty
 from genlab.module import ConformanceCase
 from genlab.nn.conv import ConvDecoder, Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
 from genlab.pictures import latent_interpolation, reconstructions
 from genlab.recipes import clip_gradients
-from genlab.sharding import shard
+from genlab.sharding import refuse_double_backward, shard
 
 Loss = Literal["nonsaturating", "hinge"]
 
@@ -83,6 +84,10 @@ class VAEGAN(GenerativeModule):
             smaller sharper samples. Must be > 0.
         beta: Weight of the KL (prior) term in the encoder's loss (1 in the paper).
         loss: Adversarial loss: ``nonsaturating`` (the paper's) or ``hinge``.
+        r1_gamma: Weight ``gamma`` of the R1 penalty ``gamma / 2 * E ||∇ Dis(x_real)||²``
+            (Mescheder et al. 2018) in the discriminator's loss; 0: none.
+        r1_interval: Lazy R1 (Karras et al. 2020): only every this many discriminator steps,
+            scaled up by it.
         lr: Adam learning rate of the encoder and decoder.
         lr_d: Adam learning rate of the discriminator; ``None``: ``lr``.
         betas: Adam betas of all three optimizers.
@@ -105,6 +110,8 @@ class VAEGAN(GenerativeModule):
         gamma: float = 0.1,
         beta: float = 1.0,
         loss: Loss = "nonsaturating",
+        r1_gamma: float = 0.0,
+        r1_interval: int = 1,
         lr: float = 2e-4,
         lr_d: float | None = None,
         betas: tuple[float, float] = (0.5, 0.999),
@@ -115,6 +122,8 @@ class VAEGAN(GenerativeModule):
         super().__init__()
         _check_hparams(image_size, channels, latent_dim, width, gamma, beta, loss, grad_clip,
                        ema_decay)
+        raise_first([(r1_gamma < 0, f"model.r1_gamma must be >= 0, got {r1_gamma}"),
+                     (r1_interval < 1, f"model.r1_interval must be >= 1, got {r1_interval}")])
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.data_shape = (channels, image_size, image_size)
@@ -187,14 +196,23 @@ class VAEGAN(GenerativeModule):
         ``eps`` ``(B, Z)`` is the reparameterization noise of z ~ q(z | x), ``z_p`` ``(B', Z)``
         the prior latents. The two kinds of fakes weigh equally.
         """
-        d_loss, _ = ADVERSARIAL_LOSSES[self.hparams.loss]
+        h = self.hparams
+        d_loss, _ = ADVERSARIAL_LOSSES[h.loss]
         with torch.no_grad():
             mu, logvar = self.encoder(x)
             fakes = self.decoder(torch.cat([mu + (0.5 * logvar).exp() * eps, z_p]))
+        # One batch is three optimizer steps (discriminator, encoder, decoder): the D step count.
+        lazy_r1 = h.r1_gamma > 0 and (self.global_step // 3) % h.r1_interval == 0
+        x = x.detach().requires_grad_(lazy_r1)
         logits, _ = self.discriminator(torch.cat([x, fakes]))
         real, rec, prior = logits.split([len(x), len(eps), len(z_p)])
         loss = 0.5 * (d_loss(real, rec) + d_loss(real, prior))
-        return loss, {"train/loss_d": loss.detach()}
+        logs = {"train/loss_d": loss.detach()}
+        if lazy_r1:
+            r1 = r1_penalty(real, x)
+            loss = loss + h.r1_gamma / 2 * h.r1_interval * r1
+            logs["train/r1"] = r1.detach()
+        return loss, logs
 
     def autoencoder_loss(self, x: Tensor, eps: Tensor, z_p: Tensor) -> tuple[Tensor, dict]:
         """One loss whose gradient is β L_prior + L_llike for the encoder and γ L_llike + GAN
@@ -258,6 +276,8 @@ class VAEGAN(GenerativeModule):
 
     def configure_model(self) -> None:
         """Under ``--trainer.strategy fsdp2``: shard the three networks and the EMA copies."""
+        if self.hparams.r1_gamma > 0:
+            refuse_double_backward(self, "model.r1_gamma (a gradient penalty)")
         shard(self, ["encoder", "decoder", "discriminator", "encoder_ema", "decoder_ema"])
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
