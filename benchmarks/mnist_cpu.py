@@ -7,10 +7,14 @@
     python -m benchmarks.mnist_cpu --config configs/gan/stacked_mnist_cpu.yaml --num 26000
     python -m benchmarks.mnist_cpu --config configs/diffusion/mnist_cond_cpu.yaml \
         --ckpt runs/.../last.ckpt --sample-args='--guidance 1.2'   # rescore, other sampling
+    python -m benchmarks.mnist_cpu --config configs/diffusion/mnist_cpu.yaml \
+        --guide-config configs/diffusion/mnist_guide_cpu.yaml --sample-args='--guidance 2'
 
 The config trains as shipped (its ``trainer.max_time`` caps it at 45 minutes), on one thread
 (``--threads``), without a logger. ``genlab evaluate`` then scores ``--num`` samples against
-the test split on the reference digit classifier's features (issue 22's targets):
+the test split on the reference digit classifier's features (issue 22's targets). With
+``--guide-config`` a second, weaker model is trained from that config too and sampling is
+autoguided by it (``--guide``); its training time counts towards the preset's.
 
 - MNIST: FID within 10x the real train-vs-test floor (1.557 on this extractor: <= 15.57),
   >= 95% of samples labelled with confidence >= 0.9, every class within 10 +/- 2% of samples;
@@ -70,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ckpt", default=None,
                         help="rescore this checkpoint of the preset instead of training; the "
                              "training figures come from the result JSON it was written to")
+    parser.add_argument("--guide-config", default=None,
+                        help="also train this weaker model and autoguide sampling with it")
     parser.add_argument("--sample-args", type=shlex.split, default=[],
                         help="sampling options for evaluate: --sample-args='--guidance 1.5'")
     parser.add_argument("--fit-args", nargs=argparse.REMAINDER, default=[],
@@ -84,10 +90,11 @@ def timed(argv: list[str]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def fit(args: argparse.Namespace, name: str) -> tuple[Path, float, float]:
+def fit(args: argparse.Namespace, name: str, config: str | None = None
+        ) -> tuple[Path, float, float]:
     """``genlab fit`` of the preset as shipped: the checkpoint, wall and CPU seconds."""
     root = Path(args.root)
-    wall, cpu = timed(["fit", "--config", args.config, "--data.source", args.source,
+    wall, cpu = timed(["fit", "--config", config or args.config, "--data.source", args.source,
                        "--run.root", str(root), "--run.name", name, "--trainer.logger", "false",
                        "--trainer.enable_progress_bar", "false", *args.fit_args])
     ckpt = max((root / name).rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -101,11 +108,26 @@ def trained(args: argparse.Namespace, name: str, out: Path) -> tuple[Path, dict]
         ckpt, wall, cpu = fit(args, name)
         return ckpt, {"train_wall_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1)}
     ckpt, keys = Path(args.ckpt), ("train_wall_seconds", "train_cpu_seconds")
-    record = earlier_training(out, ckpt, keys)
+    record = earlier_training(out, ckpt, (*keys, "guide"))
     if not all(k in record for k in keys):
         raise SystemExit(f"--ckpt {ckpt}: {out} holds no training record for it; train the "
                          "preset with this script (without --ckpt) first")
+    earlier_guide = record.pop("guide", None)  # that run's guide is not this one's
+    for k in keys if earlier_guide else ():
+        record[k] = round(record[k] - earlier_guide[k], 1)
     return ckpt, record
+
+
+def guided(args: argparse.Namespace, name: str, training: dict) -> dict:
+    """Train ``--guide-config``'s weaker model; its time joins the training record."""
+    if args.guide_config is None:
+        return training
+    ckpt, wall, cpu = fit(args, f"{name}_guide", args.guide_config)
+    args.sample_args = [*args.sample_args, "--guide", str(ckpt)]
+    return {"train_wall_seconds": round(training["train_wall_seconds"] + wall, 1),
+            "train_cpu_seconds": round(training["train_cpu_seconds"] + cpu, 1),
+            "guide": {"config": args.guide_config, "checkpoint": str(ckpt),
+                      "train_wall_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1)}}
 
 
 def verdict(metrics: dict[str, float], stacked: bool) -> dict[str, bool]:
@@ -137,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out or RESULTS / f"preset_{name}.json")
     load_before = os.getloadavg()
     ckpt, training = trained(args, name, out)
+    training = guided(args, name, training)
     train_wall, train_cpu = training["train_wall_seconds"], training["train_cpu_seconds"]
     print(f"trained in {train_wall:.0f} s wall, {train_cpu:.0f} s CPU: {ckpt}", flush=True)
     out_eval = ckpt.with_name("eval_preset.json")
