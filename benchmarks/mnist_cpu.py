@@ -8,7 +8,7 @@
     python -m benchmarks.mnist_cpu --config configs/diffusion/mnist_cond_cpu.yaml \
         --ckpt runs/.../last.ckpt --sample-args='--guidance 1.2'   # rescore, other sampling
     python -m benchmarks.mnist_cpu --config configs/diffusion/mnist_cpu.yaml \
-        --guide-config configs/diffusion/mnist_guide_cpu.yaml --sample-args='--guidance 2'
+        --guide-config weak.yaml --sample-args='--guidance 1.5'   # autoguided by weak.yaml's model
 
 The config trains as shipped (its ``trainer.max_time`` caps it at 45 minutes), on one thread
 (``--threads``), without a logger. ``genlab evaluate`` then scores ``--num`` samples against
