@@ -206,7 +206,7 @@ PICTURES: tuple[Picture, ...] = (
             "mean images of 64 prior samples (`genlab sample`, seed 0), full run."),
     Picture("GAN", "preset_gan_mnist_cpu_samples.png",
             "GAN on MNIST, the CPU preset `configs/gan/mnist_cpu.yaml`: 64 samples of the EMA "
-            "generator, 50,000 batches (35.5 CPU-min; FID in the table)."),
+            "generator, R1, 50,000 batches (43 CPU-min; FID in the table)."),
     Picture("GAN", "preset_gan_stacked_mnist_cpu_samples.png",
             "GAN on Stacked MNIST (three digits as R, G, B), the CPU preset "
             "`configs/gan/stacked_mnist_cpu.yaml` (R1, 41,536 batches, 44 CPU-min): 64 samples of "
