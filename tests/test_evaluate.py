@@ -108,6 +108,7 @@ def test_classifier_then_image_evaluation(tmp_path, mnist_like, capsys):
     assert report["extractor"]["name"] == "digit-classifier"
     shares = [metrics[f"class_share_{k}"] for k in range(10)]
     assert sum(shares) == pytest.approx(1.0) and 0 <= metrics["confident_share"] <= 1
+    assert 0 <= metrics["confident_share_real"] <= 1
     assert metrics["class_share_min"] == min(shares) and metrics["class_share_max"] == max(shares)
     assert report["sample_seconds"] >= 0
     assert len(report["extractor"]["hash"]) == 12

@@ -138,12 +138,12 @@ def stacked_modes(fake: Tensor, extractor: nn.Module, context: EvalContext) -> d
 
 
 @torch.no_grad()
-def class_shares(fake: Tensor, extractor: ChannelFeatures,
+def class_shares(images: Iterable[Tensor], extractor: ChannelFeatures,
                  context: EvalContext) -> dict[str, float]:
-    """The digit classifier's confident share and class histogram of grayscale ``fake``."""
+    """The digit classifier's confident share and class histogram of grayscale image batches."""
     shares = ClassShares(extractor.classifier).to(context.device)
-    for x in fake.split(context.batch_size):
-        shares.update(x.to(context.device))
+    for x in images:
+        shares.update(x.to(context.device).float())
     return flat_values("", shares.compute())
 
 
@@ -174,7 +174,8 @@ class ImageModality(Modality):
         """FID, KID, precision / recall (and the data module's metrics) of ``fake`` images.
 
         With the digit classifier as extractor, grayscale images also get the share it labels
-        with confidence >= 0.9 and the share of each class (``class_share_<k>``, min, max).
+        with confidence >= 0.9 (and with ``floor``, the real reference images' share,
+        ``confident_share_real``) and the share of each class (``class_share_<k>``, min, max).
 
         Args:
             fake: Generated images.
@@ -182,7 +183,8 @@ class ImageModality(Modality):
             extractor: Image features for FID/KID/precision/recall: ``inception``, or the path
                 of a ``genlab classifier`` file. Default: InceptionV3 when its weights are cached
                 or can be downloaded, else classifiers/mnist.pt.
-            floor: Also report FID of real train vs real reference images.
+            floor: Also report FID of real train vs real reference images (and, with the
+                digit classifier, the reference images' confident share).
         """
         features, info, why = build_extractor(extractor, fake.shape[1])
         context.results["extractor"] = {**info, "why": why}
@@ -195,7 +197,10 @@ class ImageModality(Modality):
         if isinstance(context.datamodule, StackedMNISTDataModule):
             scores.update(stacked_modes(fake, features, context))
         elif isinstance(features, ChannelFeatures) and fake.shape[1] == 1:
-            scores.update(class_shares(fake, features, context))
+            scores.update(class_shares(fake.split(context.batch_size), features, context))
+            if floor:  # what real digits score: the ceiling of the confident share
+                real = class_shares(context.real(num), features, context)
+                scores["confident_share_real"] = real["confident_share"]
         return {**scores, **super().score(fake, context)}
 
     def check_samples(self, samples: Tensor, name: str,
