@@ -140,6 +140,17 @@ def test_sample_uses_the_ema_generator():
     assert not torch.equal(tiny_gan(ema_decay=None).sample(4), torch.zeros(4, 2))
 
 
+def test_temperature_scales_the_latent():
+    model = tiny_gan(ema_decay=None)
+    seen = []
+    model.generator.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    torch.manual_seed(0)
+    model.sample(4)
+    torch.manual_seed(0)
+    model.sample(4, temperature=0.5)
+    assert torch.allclose(seen[1], 0.5 * seen[0])
+
+
 # ------------------------------------------------------------------ one training step
 
 

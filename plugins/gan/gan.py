@@ -151,16 +151,19 @@ class GAN(GenerativeModule):
 
     # ----------------------------------------------------------------------------- sampling
 
-    def sample(self, num: int, labels: Tensor | None = None) -> Tensor:
+    def sample(self, num: int, labels: Tensor | None = None,
+               temperature: float | None = None) -> Tensor:
         """``num`` samples from the EMA generator: points ``(num, D)`` or images ``(num, C, H, W)``.
 
         Args:
             num: Number of samples.
             labels: Class of each sample, ``(num,)`` (conditional models only); ``None``:
                 classes drawn uniformly.
+            temperature: Scale of the latent's standard deviation (default 1); below 1 trades
+                variety for fidelity, like BigGAN's truncation trick.
         """
         labels = self._labels(num, labels)
-        z = torch.randn(num, self.hparams.latent_dim, device=self.device)
+        z = torch.randn(num, self.hparams.latent_dim, device=self.device) * (temperature or 1.0)
         net = self.generator_ema if self.generator_ema is not None else self.generator
         return net(z, labels)
 
