@@ -273,6 +273,9 @@ class Diffusion(GenerativeModule):
         """
         net = self.ema.module if ema else self.denoiser
         if guide is not None:
+            if guidance == 1:
+                raise GenlabError("--guide needs a guidance scale other than 1, e.g. --guidance "
+                                  "1.5 (at 1 the guide has no effect)")
             return autoguidance(net, self.guide_model(guide).denoiser_fn(), guidance)
         if not self.condition_keys or guidance == 1:
             return net
