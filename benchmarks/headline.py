@@ -222,15 +222,14 @@ PICTURES: tuple[Picture, ...] = (
             "batches: 768, one blurry mean digit)."),
     Picture("VQ-GAN", "twostage_mnist_cpu_reconstructions.png",
             "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 1,200 batches, 31 CPU-s): rows of "
-            "test images, each above its reconstruction through the 7x7 codes (98.3% "
-            "recognised, every code used)."),
+            "test images, each above its reconstruction through the 7x7 codes."),
     Picture("two-stage", "twostage_mnist_cpu_samples.png",
             "GPT prior on those VQ codes: 64 samples after 400 batches (78 CPU-s); FID 102.6 "
             "on 10,000 samples."),
     Picture("two-stage", "twostage_cond_mnist_cpu_samples.png",
             "Class-conditional diffusion prior on the VQ-VAE's 7x7 latents "
             "(`configs/twostage/mnist_cond_cpu.yaml`, 1,000 batches, 3.5 CPU-min): one row per "
-            "requested digit, DDIM-25, guidance 2; the classifier agrees on 98.6% of 1,000."),
+            "requested digit, DDIM-25, guidance 2."),
     Picture("two-stage", "latent_diffusion_mnist_cpu_samples.png",
             "Latent vs pixel diffusion on MNIST at the same training CPU time (3.7 CPU-min; "
             "`configs/twostage/mnist_latent_cpu.yaml` against the pixel preset's recipe): top 4 "
@@ -241,8 +240,8 @@ PICTURES: tuple[Picture, ...] = (
             "batches): 64 samples, FID 513.1 on 2,000 (the code prior: 92.3 on 2,000); 87x "
             "slower to sample."),
     Picture("VAE-GAN", "preset_vaegan_mnist_cpu_samples.png",
-            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml` (16,287 batches, "
-            "44 CPU-min): 64 EMA samples (FID in the table)."),
+            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml` (R1, 19,233 "
+            "batches, 45 CPU-min): 64 EMA samples (FID in the table)."),
     Picture("diffusion", "preset_diffusion_mnist_cpu_samples.png",
             "Diffusion on MNIST, the CPU preset `configs/diffusion/mnist_cpu.yaml` (14,000 steps, "
             "39 CPU-min): 64 EMA samples, DDIM-50 with eta 1 (FID in the table)."),
