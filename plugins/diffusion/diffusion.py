@@ -286,10 +286,13 @@ class Diffusion(GenerativeModule):
         cached = getattr(self, "_guides", {})
         if path not in cached:
             guide = load_model(path, device=self.device)
+            if not isinstance(guide, Diffusion):
+                raise GenlabError(f"--guide {path} is a {type(guide).__name__} checkpoint; give "
+                                  f"a diffusion model of this config with fewer steps")
             same = ("data_shape", "num_timesteps", "schedule", "prediction", "data_scale",
                     "num_classes", "text_condition", "source_size")
-            differ = [k for k in same if not isinstance(guide, Diffusion)
-                      or list(_as_list(guide.hparams.get(k))) != list(_as_list(self.hparams[k]))]
+            differ = [k for k in same
+                      if _as_list(guide.hparams.get(k)) != _as_list(self.hparams[k])]
             if differ:
                 raise GenlabError(f"--guide {path} is not a diffusion model of the same data and "
                                   f"noise ({', '.join(differ)} differ); train the guide with "
