@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from benchmarks.common import DATA, RESULTS, ROOT, command, load_span, stamp, write_result
 from benchmarks.pictures import picture_path
 
@@ -97,6 +99,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return [run(name, args) for name in args.rows]
 
 
+def activation(name: str) -> str:
+    """The MLPs' activation in ``name``'s config."""
+    config = yaml.safe_load((ROOT / ROWS[name]["config"]).read_text())
+    return config["model"]["init_args"]["act"]
+
+
 def run(name: str, args: argparse.Namespace) -> dict:
     """One row, end to end; writes its JSON."""
     load_before = os.getloadavg()
@@ -109,7 +117,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         "protocol": {"importance_samples": 5000, "test_images": 10_000,
                      "test_binarization": "dynamic, seeded (the data module's seed)",
                      "train_images": 60_000, "validation": "none (the last checkpoint)",
-                     "network": "MLP 784-200-200-50, ReLU, Bernoulli likelihood",
+                     "network": f"MLP 784-200-200-50, {activation(name)}, Bernoulli likelihood",
                      "budget": f"{BUDGET_MINUTES} minutes of training per preset (wall, or CPU "
                                "time of the 1-thread process when the shared machine's load "
                                "stretches the wall time)",
