@@ -22,10 +22,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from genlab_add import ADD
 
-from benchmarks.common import cpu_model, point_options, write_result
+from benchmarks.common import cpu_model, point_options, read_config, write_result
 from benchmarks.pictures import save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
@@ -50,10 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _config(path: Path) -> dict:
-    return yaml.safe_load(Path(path).read_text())
-
-
 def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path) -> float:
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
@@ -67,7 +62,7 @@ def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path) 
 
 
 def train_teacher(steps: int | None, workdir: Path) -> tuple[Path, dict]:
-    config = _config(ROOT / "configs" / "add" / "ring8_teacher.yaml")
+    config = read_config(ROOT / "configs" / "add" / "ring8_teacher.yaml")
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     model = get_model_class("diffusion")(**config["model"]["init_args"])
     steps = steps or config["trainer"]["max_steps"]
@@ -79,7 +74,7 @@ def train_teacher(steps: int | None, workdir: Path) -> tuple[Path, dict]:
 
 def train_student(config_path: str, teacher: Path, steps: int | None,
                   workdir: Path) -> tuple[ADD, dict]:
-    config = _config(config_path)
+    config = read_config(config_path)
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     args = {**config["model"]["init_args"], "teacher_ckpt": str(teacher)}
     model = ADD(**args)
@@ -138,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         student, report["student"] = load_model(args.student), _describe(args.student)
     teacher = load_model(teacher_path).eval()
     student.eval()
-    data = ToyDataModule(**_config(args.config)["data"]["init_args"])
+    data = ToyDataModule(**read_config(args.config)["data"]["init_args"])
     th = teacher.hparams
     results = {
         f"teacher_{th.sampler}_{th.sample_steps}": score(

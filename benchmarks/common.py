@@ -21,11 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 # The shared data beside the checkout; GENLAB_DATA points elsewhere (a worktree, a GPU box).
 DATA = Path(os.environ.get("GENLAB_DATA") or ROOT.parent / "shared" / "data")
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a dict (an empty file: ``{}``)."""
+    return yaml.safe_load(Path(path).read_text()) or {}
 
 
 def cpu_model() -> str:

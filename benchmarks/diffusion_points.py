@@ -20,10 +20,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from genlab_diffusion import Diffusion
 
-from benchmarks.common import cpu_model, point_options, write_result
+from benchmarks.common import cpu_model, point_options, read_config, write_result
 from benchmarks.pictures import Curves, save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
@@ -41,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def train(name: str, max_steps: int | None, out: str) -> tuple[Diffusion, ToyDataModule, dict]:
-    config = yaml.safe_load((ROOT / "configs" / "diffusion" / f"{name}.yaml").read_text())
+    config = read_config(ROOT / "configs" / "diffusion" / f"{name}.yaml")
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     model = Diffusion(**config["model"]["init_args"])
     data = ToyDataModule(**config["data"]["init_args"])

@@ -35,10 +35,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 
 from benchmarks.add_points import score, train_teacher
-from benchmarks.common import stamp, write_result
+from benchmarks.common import read_config, stamp, write_result
 from benchmarks.pictures import add_steps_chart
 from genlab.callbacks import PostHocEMA
 from genlab.callbacks.posthoc_ema import PowerFunctionEMA
@@ -79,10 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _config(path: Path) -> dict:
-    return yaml.safe_load(Path(path).read_text())
-
-
 def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path,
          callbacks: list | None = None) -> dict:
     """Fit on a plain CPU Trainer; save ``root/checkpoints/last.ckpt``; wall and CPU seconds."""
@@ -99,7 +94,7 @@ def _fit(model: L.LightningModule, data: ToyDataModule, steps: int, root: Path,
 
 
 def train_student(method: str, teacher: Path, steps: int | None, workdir: Path) -> tuple:
-    config = _config(CONFIGS[method])
+    config = read_config(CONFIGS[method])
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     args = {**config["model"]["init_args"], "teacher_ckpt": str(teacher)}
     model = get_model_class(method)(**args)
@@ -112,7 +107,7 @@ def train_student(method: str, teacher: Path, steps: int | None, workdir: Path) 
 
 def ema_sweep(args: argparse.Namespace, workdir: Path) -> dict:
     """Diffusion ring-8 with PostHocEMA; the config's fixed EMA and each length, scored alike."""
-    config = _config(ROOT / "configs" / "diffusion" / "ring8.yaml")
+    config = read_config(ROOT / "configs" / "diffusion" / "ring8.yaml")
     L.seed_everything(config.get("seed_everything", 0), verbose=False)
     model = get_model_class("diffusion")(**config["model"]["init_args"])
     steps = args.ema_max_steps or config["trainer"]["max_steps"]
@@ -181,9 +176,9 @@ def reconstruction_errors(run: Path, callback: PostHocEMA, direct: DirectEMA) ->
 
 def _reduced(args: argparse.Namespace, report: dict) -> bool:
     """Whether any run was shorter than its config's (then the file is a reduced-size run)."""
-    full = {"teacher": _config(ROOT / "configs" / "add" / "ring8_teacher.yaml"),
-            "cd": _config(CONFIGS["cd"]), "add": _config(CONFIGS["add"]),
-            "posthoc_ema": _config(ROOT / "configs" / "diffusion" / "ring8.yaml")}
+    full = {"teacher": read_config(ROOT / "configs" / "add" / "ring8_teacher.yaml"),
+            "cd": read_config(CONFIGS["cd"]), "add": read_config(CONFIGS["add"]),
+            "posthoc_ema": read_config(ROOT / "configs" / "diffusion" / "ring8.yaml")}
     return any(report[name]["train_steps"] < config["trainer"]["max_steps"]
                for name, config in full.items() if name in report)
 
@@ -206,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         report = merged(json.loads(Path(args.out).read_text()), report)
     teacher_path = resolve_teacher(args, workdir, report)
     teacher = load_model(teacher_path)
-    data = ToyDataModule(**_config(CONFIGS["cd"])["data"]["init_args"])
+    data = ToyDataModule(**read_config(CONFIGS["cd"])["data"]["init_args"])
     results = report["results"]
     results["teacher_ddim_50"] = score("teacher ddim 50", lambda n: teacher.sample(
         n, sampler="ddim", steps=50), data, args.num)
@@ -279,7 +274,7 @@ def resolve_teacher(args: argparse.Namespace, workdir: Path, report: dict) -> Pa
 def teacher_on_cd_grid(teacher: Path) -> tuple[str, object]:
     """The teacher's own ODE solver chained over the CD config's distillation grid: the map a
     perfect consistency student would learn (its quality is CD's ceiling)."""
-    h = _config(CONFIGS["cd"])["model"]["init_args"]
+    h = read_config(CONFIGS["cd"])["model"]["init_args"]
     cd = get_model_class("cd")(**{**h, "teacher_ckpt": str(teacher)})
 
     def draw(n: int) -> torch.Tensor:

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from genlab_gan import GAN
 
-from benchmarks.common import cpu_model, point_options, write_result
+from benchmarks.common import cpu_model, point_options, read_config, write_result
 from benchmarks.pictures import Curves, save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
@@ -51,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_seed(name: str, seed: int, max_steps: int | None, num: int, out: str) -> dict:
     """Train one seed of ``configs/gan/<name>.yaml`` and score 2,500 EMA samples; seed 0
     also saves its samples and training curves beside ``out``."""
-    config = yaml.safe_load((ROOT / "configs" / "gan" / f"{name}.yaml").read_text())
+    config = read_config(ROOT / "configs" / "gan" / f"{name}.yaml")
     L.seed_everything(seed, verbose=False)
     model = GAN(**config["model"]["init_args"])
     data = ToyDataModule(**{**config["data"]["init_args"], "seed": seed})

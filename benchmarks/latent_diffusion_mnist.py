@@ -38,9 +38,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 
-from benchmarks.common import command, load_span, stamp, write_result
+from benchmarks.common import command, load_span, read_config, stamp, write_result
 from benchmarks.pictures import save_images
 from benchmarks.pixel_gpt_mnist import CPUBudget, calibrate
 from benchmarks.twostage_cond_mnist import PRIOR_CPU
@@ -71,7 +70,7 @@ def unconditional(args: dict) -> dict:
 
 def config_args(path: str, *keys: str) -> dict:
     """``model.init_args`` (then ``keys`` inside it) of a YAML config under the repository."""
-    args = yaml.safe_load((ROOT / path).read_text())["model"]["init_args"]
+    args = read_config(ROOT / path)["model"]["init_args"]
     for key in keys:
         args = args[key]
     return dict(args)
@@ -152,7 +151,7 @@ def pixel_diffusion(source: str, cfg: dict, budget: float,
     """The pixel model trained for ``budget`` seconds of the budget clock; its row and it."""
     key, clock = budget_clock(cfg["device"])
     args = pixel_args(cfg)
-    batch = yaml.safe_load((ROOT / cfg["pixel_config"]).read_text())["data"]["init_args"]
+    batch = read_config(ROOT / cfg["pixel_config"])["data"]["init_args"]
     data = mnist(source, batch["batch_size"])
     L.seed_everything(seed, verbose=False)
     per_batch = calibrate(lambda: create_model("Diffusion", **args), data, cfg["device"],

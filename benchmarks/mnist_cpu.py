@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from benchmarks.common import (
     DATA,
@@ -45,6 +44,7 @@ from benchmarks.common import (
     command,
     earlier_training,
     load_span,
+    read_config,
     stamp,
     write_result,
 )
@@ -154,7 +154,7 @@ def summary(metrics: dict[str, float], stacked: bool) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = read_config(args.config)
     stacked = "Stacked" in str(config["data"]["class_path"])
     name = f"{Path(args.config).parent.name}_{Path(args.config).stem}"
     out = Path(args.out or RESULTS / f"preset_{name}.json")

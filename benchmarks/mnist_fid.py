@@ -23,7 +23,16 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, RESULTS, command, evaluated_fid, fit_config, stamp, write_result
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    command,
+    evaluated_fid,
+    fit_config,
+    read_config,
+    stamp,
+    write_result,
+)
 from genlab.cli import main as genlab_main
 
 # Toy size on a CPU: a tiny network, a few steps (proves the command line, not quality).
@@ -48,9 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def model_class(config: str) -> str:
-    import yaml
-
-    return str(yaml.safe_load(Path(config).read_text())["model"]["class_path"]).split(".")[-1]
+    return str(read_config(config)["model"]["class_path"]).split(".")[-1]
 
 
 def train(args: argparse.Namespace, name: str) -> tuple[Path, float]:

@@ -52,14 +52,13 @@ from typing import Any
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers.logger import DummyLogger
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from benchmarks.common import DATA, RESULTS, ROOT, command, stamp, write_result
+from benchmarks.common import DATA, RESULTS, ROOT, command, read_config, stamp, write_result
 from genlab.callbacks import (
     DivergenceGuard,
     Preemption,
@@ -183,7 +182,7 @@ def gan_model(tiny: bool, device: torch.device) -> tuple[L.LightningModule, dict
     """The GAN of configs/gan/mnist.yaml (DCGAN, hinge, spectral norm, EMA); tiny: width 8."""
     from genlab_gan import GAN
 
-    cfg = yaml.safe_load((ROOT / "configs" / "gan" / "mnist.yaml").read_text())
+    cfg = read_config(ROOT / "configs" / "gan" / "mnist.yaml")
     init = dict(cfg["model"]["init_args"])
     if tiny:
         init.update(width=8, latent_dim=16)
@@ -261,7 +260,7 @@ def gpt_model(tiny: bool, total_steps: int) -> tuple[L.LightningModule, dict[str
     """The GPT of configs/ar/shakespeare_char_cpu.yaml; tiny: 1 layer, 32 wide, block 16."""
     from genlab_ar import GPT
 
-    cfg = yaml.safe_load((ROOT / "configs" / "ar" / "shakespeare_char_cpu.yaml").read_text())
+    cfg = read_config(ROOT / "configs" / "ar" / "shakespeare_char_cpu.yaml")
     init = dict(cfg["model"]["init_args"])
     if tiny:
         init.update(n_layer=1, n_head=2, n_embd=32, block_size=16)

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from benchmarks.common import command, stamp, write_result
+from benchmarks.common import command, read_config, stamp, write_result
 from genlab.evaluation import instantiate
 from genlab.module import GenerativeModule
 from genlab.sampling import check_options, draw
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def image_configs() -> list[Path]:
     found = []
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
-        model = (yaml.safe_load(path.read_text()) or {}).get("model")
+        model = read_config(path).get("model")
         if model and getattr(instantiate(GenerativeModule, model), "modality", "") == "image":
             found.append(path)
     return found
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     configs = [Path(c) for c in a.config] if a.config else image_configs()
     rows = []
     for path in configs:
-        cfg = yaml.safe_load(path.read_text())["model"]
+        cfg = read_config(path)["model"]
         model = instantiate(GenerativeModule, cfg).to(device).eval()
         variants = [{"steps": s} for s in a.steps] or [{}]
         if a.steps:

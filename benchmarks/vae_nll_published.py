@@ -24,9 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from benchmarks.common import DATA, RESULTS, ROOT, command, load_span, stamp, write_result
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    ROOT,
+    command,
+    load_span,
+    read_config,
+    stamp,
+    write_result,
+)
 from benchmarks.pictures import picture_path
 
 # Row -> its config, the published anchors (test NLL, nats, k = 5000) and the issue's target.
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def activation(name: str) -> str:
     """The MLPs' activation in ``name``'s config."""
-    config = yaml.safe_load((ROOT / ROWS[name]["config"]).read_text())
+    config = read_config(ROOT / ROWS[name]["config"])
     return config["model"]["init_args"]["act"]
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks.__main__ import parse_args
-from benchmarks.common import load_span, point_options, write_result
+from benchmarks.common import load_span, point_options, read_config, write_result
 from benchmarks.harness import (
     FAMILIES,
     argv_for,
@@ -82,6 +82,14 @@ def test_load_span_and_write_result(tmp_path, capsys):
     out = write_result({"load_average_1_5_15_min": span}, tmp_path / "sub" / "r.json")
     assert json.loads(out.read_text()) == {"load_average_1_5_15_min": span}
     assert out.read_text().endswith("}\n") and f"-> {out}" in capsys.readouterr().out
+
+
+def test_read_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  class_path: a.B\n")
+    assert read_config(path) == read_config(str(path)) == {"model": {"class_path": "a.B"}}
+    path.write_text("")
+    assert read_config(path) == {}  # an empty file reads as no settings, not None
 
 
 def test_point_options_defaults():
