@@ -133,6 +133,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         **stamp("cpu"),
         "load_average_1_5_15_min": load_span(load_before),
     }
+    result["hardware"]["threads"] = 1  # what timed() gives the commands, not this process's
     write_result(result, out)
     return result
 
