@@ -44,6 +44,7 @@ ROWS: dict[str, dict] = {
              "anchors": {"Burda et al. 2016": 84.78, "pythae": 86.82}, "target": 86.8},
 }
 BUDGET_MINUTES = 45  # of training, per preset
+THREADS = 1  # of every timed command, so the record names them, not this process's
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def timed(cmd: list[str]) -> dict[str, float]:
     """Run ``cmd`` (one thread, W&B offline); its wall and CPU seconds. Fails loudly."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "WANDB_MODE": "offline"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     print("$", " ".join(cmd), flush=True)
@@ -133,7 +134,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
         **stamp("cpu"),
         "load_average_1_5_15_min": load_span(load_before),
     }
-    result["hardware"]["threads"] = 1  # what timed() gives the commands, not this process's
+    result["hardware"]["threads"] = THREADS
     write_result(result, out)
     return result
 
