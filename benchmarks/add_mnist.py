@@ -42,13 +42,20 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, evaluated_fid, fit_config, mnist_preset, write_result
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    ROOT,
+    evaluated_fid,
+    fit_config,
+    mnist_preset,
+    write_result,
+)
 from benchmarks.pictures import save_checkpoint_grid
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 TEACHER_CONFIGS = {"gpu": CONFIGS / "diffusion" / "mnist.yaml",
                    "cpu": CONFIGS / "diffusion" / "mnist_cpu.yaml"}
@@ -115,7 +122,7 @@ def output_path(args: argparse.Namespace) -> Path:
         return Path(args.out)
     name = ("distill_mnist_cpu" if args.cpu else
             f"{args.methods[0]}_mnist{'_cpu_small' if args.cpu_small else ''}")
-    return ROOT / "benchmarks" / "results" / f"{name}.json"
+    return RESULTS / f"{name}.json"
 
 
 def fit(config: Path, args: argparse.Namespace, root: Path,

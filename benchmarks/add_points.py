@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from genlab_add import ADD
 
-from benchmarks.common import cpu_model, point_options, read_config, write_result
+from benchmarks.common import RESULTS, ROOT, cpu_model, point_options, read_config, write_result
 from benchmarks.pictures import save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
@@ -32,8 +32,7 @@ from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
 from genlab.registry import get_model_class
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "add_points.json"
+DEFAULT_OUT = RESULTS / "add_points.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

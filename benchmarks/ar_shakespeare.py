@@ -30,17 +30,15 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from genlab_ar import GPT
 
-from benchmarks.common import DATA, load_span, stamp, write_result
+from benchmarks.common import DATA, RESULTS, load_span, stamp, write_result
 from genlab.data.text import TextDataModule
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = DATA / "shakespeare" / "plays.txt"
 
 COMMON = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "weight_decay": 0.1,
@@ -197,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **stamp(cfg["device"]),
         "load_average_1_5_15_min": load_span(load_before),
     }
-    default = ROOT / "benchmarks" / "results" / f"ar_shakespeare_{args.preset}.json"
+    default = RESULTS / f"ar_shakespeare_{args.preset}.json"
     write_result(result, args.out or default)
     return result
 

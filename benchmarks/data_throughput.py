@@ -21,12 +21,11 @@ from pathlib import Path
 import datasets
 import torchvision
 
-from benchmarks.common import DATA, load_span, software, stamp, write_result
+from benchmarks.common import DATA, RESULTS, load_span, software, stamp, write_result
 from genlab.data.images import ImageDataModule
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = DATA / "mnist"
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "data_throughput.json"
+DEFAULT_OUT = RESULTS / "data_throughput.json"
 QUIET_CORES = 0.1  # a repeat counts as quiet when other processes used less than this
 
 

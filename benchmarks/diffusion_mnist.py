@@ -24,13 +24,20 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, evaluated_fid, fit_config, mnist_preset, write_result
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    ROOT,
+    evaluated_fid,
+    fit_config,
+    mnist_preset,
+    write_result,
+)
 from benchmarks.pictures import save_checkpoint_grid
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.cli import main as genlab_main
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "diffusion" / "mnist.yaml"
 STEPS = (10, 50, 250)
 # Reduced size for a CPU: a tiny U-Net, a few training steps, a few samples.
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"FID DDIM-50 {fids['ddim_50']:.2f}, DDIM-250 {fids['ddim_250']:.2f}, "
                   f"ratio {ratio:.2f} (target <= 1.2)")
     suffix = "_cpu_small" if args.cpu_small else ""
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"diffusion_mnist{suffix}.json")
+    out = Path(args.out or RESULTS / f"diffusion_mnist{suffix}.json")
     write_result(report, out)
     save_checkpoint_grid(ckpt, out, "ddim50_samples", device, sampler="ddim", steps=50)
 

@@ -16,20 +16,18 @@ import argparse
 import datetime
 import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 from genlab_diffusion import Diffusion
 
-from benchmarks.common import cpu_model, point_options, read_config, write_result
+from benchmarks.common import RESULTS, ROOT, cpu_model, point_options, read_config, write_result
 from benchmarks.pictures import Curves, save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "diffusion_points.json"
+DEFAULT_OUT = RESULTS / "diffusion_points.json"
 SAMPLERS = (("ddpm", 1000), ("ddim", 100), ("heun", 50))
 
 

@@ -37,7 +37,7 @@ import lightning as L
 import torch
 
 from benchmarks.add_points import score, train_teacher
-from benchmarks.common import read_config, stamp, write_result
+from benchmarks.common import RESULTS, ROOT, read_config, stamp, write_result
 from benchmarks.pictures import add_steps_chart
 from genlab.callbacks import PostHocEMA
 from genlab.callbacks.posthoc_ema import PowerFunctionEMA
@@ -47,10 +47,9 @@ from genlab.data.toy import ToyDataModule
 from genlab.posthoc import read_snapshots, reconstruct
 from genlab.registry import get_model_class
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"add": ROOT / "configs" / "add" / "ring8.yaml",
            "cd": ROOT / "configs" / "cd" / "ring8.yaml"}
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "distill_compare.json"
+DEFAULT_OUT = RESULTS / "distill_compare.json"
 STEPS = (1, 2, 4)
 UNTRACKED = (0.08,)  # a length between the tracked 0.05 and 0.10, tracked directly
 

@@ -18,20 +18,18 @@ import datetime
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 from genlab_gan import GAN
 
-from benchmarks.common import cpu_model, point_options, read_config, write_result
+from benchmarks.common import RESULTS, ROOT, cpu_model, point_options, read_config, write_result
 from benchmarks.pictures import Curves, save_points
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.toy import ToyDataModule
 from genlab.metrics import ModeCoverage
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gan_modes.json"
+DEFAULT_OUT = RESULTS / "gan_modes.json"
 # (modes covered, high-quality %): Lin et al. 2018 (PacGAN), tables 2 and 3, same protocol.
 ANCHORS = {
     "ring8": {"PacGAN4": (7.8, 95.9), "VEEGAN": (8.0, 52.9)},

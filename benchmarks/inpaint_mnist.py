@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from benchmarks.common import DATA, command, load_average, stamp, write_result
+from benchmarks.common import DATA, RESULTS, ROOT, command, load_average, stamp, write_result
 from benchmarks.pictures import picture_path
 from benchmarks.translation_mnist import recognised, train
 from genlab.callbacks.samples import fixed_seed
@@ -39,7 +39,6 @@ from genlab.data.images import ImageDataModule
 from genlab.metrics.classifier import load_classifier
 from genlab.pictures import strip
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "diffusion" / "mnist_cpu.yaml"
 CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 TARGET = 0.90
@@ -67,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="why this run is smaller than the canonical one (marks it reduced)")
     parser.add_argument("--root", default="runs/bench_inpaint_mnist")
     parser.add_argument("--out",
-                        default=str(ROOT / "benchmarks" / "results" / "inpaint_mnist_cpu.json"))
+                        default=str(RESULTS / "inpaint_mnist_cpu.json"))
     return parser.parse_args(argv)
 
 

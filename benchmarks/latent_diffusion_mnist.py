@@ -39,7 +39,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import command, load_span, read_config, stamp, write_result
+from benchmarks.common import RESULTS, ROOT, command, load_span, read_config, stamp, write_result
 from benchmarks.pictures import save_images
 from benchmarks.pixel_gpt_mnist import CPUBudget, calibrate
 from benchmarks.twostage_cond_mnist import PRIOR_CPU
@@ -57,7 +57,6 @@ from benchmarks.twostage_mnist import (
 from genlab.data.images import ImageDataModule
 from genlab.registry import create_model
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 SPEEDUP_TARGET = 4.0
 CONDITIONING = ("num_classes", "label_dropout", "guidance")  # dropped: unconditional priors
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
                "wall": round(pixel_row["ms_per_image"] / prior_row["ms_per_image"], 2)}
     judged = speedup["cpu" if device.type == "cpu" else "wall"]
     name = f"latent_diffusion_mnist_{args.preset}{'_reduced' if cfg['reduced'] else ''}.json"
-    out = Path(args.out or ROOT / "benchmarks" / "results" / name)
+    out = Path(args.out or RESULTS / name)
     result = {
         "benchmark": "latent diffusion (VQ-VAE latents) vs pixel diffusion at the same training "
                      "time: FID, sampling speed",

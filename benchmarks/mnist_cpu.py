@@ -41,6 +41,7 @@ import torch
 from benchmarks.common import (
     DATA,
     RESULTS,
+    ROOT,
     command,
     earlier_training,
     load_span,
@@ -51,7 +52,6 @@ from benchmarks.common import (
 from benchmarks.pictures import picture_path
 from genlab.cli import main as genlab_main
 
-ROOT = Path(__file__).resolve().parent.parent
 FLOOR = 1.557  # issue 22: real train vs test FID on the reference classifier's features
 MNIST_TARGETS = {"fid": 10 * FLOOR, "confident_share": 0.95, "class_share": (0.08, 0.12)}
 STACKED_TARGETS = {"modes_covered": 990, "kl_to_uniform": 0.1}

@@ -34,7 +34,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import DATA, command, load_span, stamp, write_result
+from benchmarks.common import DATA, RESULTS, ROOT, command, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from benchmarks.twostage_mnist import fid_to_test, timed_samples
 from genlab.data.images import ImageDataModule
@@ -42,8 +42,6 @@ from genlab.metrics.classifier import load_classifier
 from genlab.modality import take
 from genlab.registry import create_model
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 SPEEDUP_TARGET = 10.0
 
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, command, stamp, write_result
+from benchmarks.common import DATA, ROOT, command, stamp, write_result
 from genlab.data.images import ImageDataModule
 from genlab.metrics.classifier import ChannelFeatures, load_classifier
 from genlab.modalities.image import fid_between
 from genlab.modality import take
 from genlab.train_classifier import fit_reference
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = DATA / "mnist"
 TARGET = 0.98
 

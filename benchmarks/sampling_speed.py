@@ -15,12 +15,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import command, read_config, stamp, write_result
+from benchmarks.common import ROOT, command, read_config, stamp, write_result
 from genlab.evaluation import instantiate
 from genlab.module import GenerativeModule
 from genlab.sampling import check_options, draw
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def image_configs() -> list[Path]:

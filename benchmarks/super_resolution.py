@@ -26,14 +26,22 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from benchmarks.common import DATA, command, fit_config, load_span, stamp, write_result
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    ROOT,
+    command,
+    fit_config,
+    load_span,
+    stamp,
+    write_result,
+)
 from benchmarks.pictures import picture_path
 from genlab.callbacks.samples import fixed_seed
 from genlab.checkpoint import load_model
 from genlab.data.images import ImageDataModule
 from genlab.visualize import image_grid
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "diffusion" / "mnist_sr_cpu.yaml"
 
 
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"PSNR diffusion {ours:.2f} dB, bicubic {theirs:.2f} dB, {len(real)} digits",
           flush=True)
     name = "super_resolution_cpu" + ("_reduced" if args.reduced else "")
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{name}.json")
+    out = Path(args.out or RESULTS / f"{name}.json")
     path = picture_path(out, "strip")
     nearest = F.interpolate(source, size=real.shape[-2:], mode="nearest")
     rows = torch.cat([nearest[:8], bicubic[:8].clamp(-1, 1), made[:8], real[:8]])

@@ -31,6 +31,8 @@ from torch import Tensor
 
 from benchmarks.common import (
     DATA,
+    RESULTS,
+    ROOT,
     command,
     earlier_training,
     fit_config,
@@ -48,7 +50,6 @@ from genlab.modalities.image import fid_between
 from genlab.modality import take
 from genlab.visualize import image_grid
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "diffusion" / "mnist_text_cpu.yaml"
 TARGET = 0.90
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
               "config": str(Path(args.config).relative_to(ROOT))
               if Path(args.config).resolve().is_relative_to(ROOT) else args.config}
     name = "text_to_image_cpu" + ("_reduced" if args.reduced else "")
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{name}.json")
+    out = Path(args.out or RESULTS / f"{name}.json")
     if args.ckpt:
         ckpt = Path(args.ckpt)
         report.update(earlier_training(out, ckpt, ("train_cpu_seconds", "train_wall_seconds")))

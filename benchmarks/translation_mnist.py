@@ -27,6 +27,8 @@ from torch import Tensor, nn
 
 from benchmarks.common import (
     DATA,
+    RESULTS,
+    ROOT,
     command,
     earlier_training,
     fit_config,
@@ -40,7 +42,6 @@ from genlab.data.paired import PairedImageDataModule
 from genlab.metrics.classifier import load_classifier
 from genlab.pictures import strip
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "pix2pix" / "mnist_edges_cpu.yaml"
 CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 TARGET = 0.95
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="why this run is smaller than the canonical one (marks it reduced)")
     parser.add_argument("--root", default="runs/bench_translation_mnist")
     parser.add_argument("--out",
-                        default=str(ROOT / "benchmarks" / "results" / "translation_mnist_cpu.json"))
+                        default=str(RESULTS / "translation_mnist_cpu.json"))
     return parser.parse_args(argv)
 
 

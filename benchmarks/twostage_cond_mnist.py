@@ -32,7 +32,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import load_span, stamp, write_result
+from benchmarks.common import RESULTS, ROOT, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from benchmarks.twostage_mnist import PRESETS as VQ_PRESETS
 from benchmarks.twostage_mnist import (
@@ -46,7 +46,6 @@ from benchmarks.twostage_mnist import (
 from genlab.callbacks.samples import fixed_seed
 from genlab.registry import create_model
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 AGREEMENT_TARGET = 0.90
 CLASSES = 10
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     prior_row.update(timing)
     print(prior_row, flush=True)
     name = f"twostage_cond_mnist_cpu{'_reduced' if cfg['reduced'] else ''}.json"
-    out = Path(args.out or ROOT / "benchmarks" / "results" / name)
+    out = Path(args.out or RESULTS / name)
     result = {
         "benchmark": "two-stage MNIST, class-conditional diffusion prior on VQ-VAE latents: "
                      "label agreement, FID",

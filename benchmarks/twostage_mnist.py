@@ -33,7 +33,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import DATA, load_span, stamp, write_result
+from benchmarks.common import DATA, RESULTS, ROOT, load_span, stamp, write_result
 from benchmarks.pictures import picture_path, save_images
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
@@ -44,7 +44,6 @@ from genlab.nn.quantize import code_statistics
 from genlab.pictures import reconstructions
 from genlab.registry import create_model
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 USAGE_TARGET, RECON_TARGET = 0.95, 0.97
 
@@ -211,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     verdict = {"codebook_usage": vq_row["codebook_usage"] >= USAGE_TARGET,
                "recon_recognised": vq_row["recon_accuracy"] >= RECON_TARGET}
     name = f"twostage_mnist_{args.preset}{'_reduced' if cfg['reduced'] else ''}.json"
-    out = Path(args.out or ROOT / "benchmarks" / "results" / name)
+    out = Path(args.out or RESULTS / name)
     result = {
         "benchmark": "two-stage MNIST: VQ-VAE codes, GPT prior; usage, reconstructions, FID",
         "preset": args.preset, "reduced": cfg["reduced"], "rows": [vq_row, prior_row],

@@ -19,17 +19,15 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
 from genlab_vae import VAE
 
-from benchmarks.common import DATA, load_span, stamp, write_result
+from benchmarks.common import DATA, RESULTS, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from genlab.data.images import ImageDataModule
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = DATA / "mnist"
 DIMS = 28 * 28
 
@@ -145,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(cfg["threads"])
     data = datamodule(args, cfg)
     load_before, rows = os.getloadavg(), []
-    out = args.out or ROOT / "benchmarks" / "results" / f"vae_nll_{args.preset}.json"
+    out = args.out or RESULTS / f"vae_nll_{args.preset}.json"
     for name, train_samples in cfg["rows"].items():
         model, timing = train(cfg, train_samples, data, args.seed)
         if not rows:  # the first row's model (the ELBO VAE): its mean images, seed 0

@@ -36,7 +36,7 @@ import torch
 from genlab_vaegan import VAEGAN
 from torch import Tensor
 
-from benchmarks.common import DATA, load_span, stamp, write_result
+from benchmarks.common import DATA, RESULTS, ROOT, load_span, stamp, write_result
 from benchmarks.pictures import save_images
 from genlab.callbacks.samples import fixed_seed
 from genlab.data.images import ImageDataModule
@@ -47,7 +47,6 @@ from genlab.pictures import reconstructions
 from genlab.registry import create_model
 from genlab.visualize import image_grid
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = DATA / "mnist"
 DEFAULT_CLASSIFIER = ROOT / "classifiers" / "mnist.pt"
 
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
         **stamp(cfg["device"]),
         "load_average_1_5_15_min": load_span(load_before),
     }
-    out = args.out or ROOT / "benchmarks" / "results" / f"vaegan_mnist_{args.preset}.json"
+    out = args.out or RESULTS / f"vaegan_mnist_{args.preset}.json"
     write_result(result, out)
     save_images(samples["VAE-GAN"], out, "samples")
     return result

@@ -2,22 +2,19 @@
 the label agreement of class-conditional samples."""
 
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import yaml
 
+from benchmarks.common import ROOT, read_config
 from benchmarks.pixel_gpt_mnist import CPUBudget, binarized, two_stage_fid
 from benchmarks.twostage_cond_mnist import PRESET as COND_PRESET
 from benchmarks.twostage_cond_mnist import agreement, class_rows
 from benchmarks.twostage_mnist import PRESETS
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def test_cpu_preset_is_the_config_s_vq_vae():
-    config = yaml.safe_load((ROOT / "configs/vqgan/mnist_cpu.yaml").read_text())
+    config = read_config(ROOT / "configs/vqgan/mnist_cpu.yaml")
     args = config["model"]["init_args"]
     preset = PRESETS["cpu"]
     for key, value in preset["vq"].items():
@@ -56,7 +53,7 @@ def test_two_stage_fid_at_the_pixel_gpt_s_count_or_the_nearest():
 
 
 def test_conditional_cpu_preset_is_the_config_s_prior():
-    config = yaml.safe_load((ROOT / "configs/twostage/mnist_cond_cpu.yaml").read_text())
+    config = read_config(ROOT / "configs/twostage/mnist_cond_cpu.yaml")
     assert config["model"]["init_args"]["prior_args"] == COND_PRESET["prior"]
     assert config["trainer"]["max_steps"] == COND_PRESET["prior_batches"]
     assert config["data"]["init_args"]["batch_size"] == COND_PRESET["batch_size"]
@@ -90,15 +87,15 @@ def test_latent_diffusion_recipes_are_the_configs_less_the_label():
     from benchmarks.latent_diffusion_mnist import pixel_args, prior_args
 
     cpu = {**LATENT["cpu"], "steps": 7}
-    pixel = yaml.safe_load((ROOT / "configs/diffusion/mnist_cpu.yaml").read_text())
+    pixel = read_config(ROOT / "configs/diffusion/mnist_cpu.yaml")
     expected = {**pixel["model"]["init_args"], "ema_decay": 0.995, "sample_steps": 7}
     assert pixel_args(cpu) == expected  # the config's recipe; EMA sized to a short run
-    cond = yaml.safe_load((ROOT / "configs/twostage/mnist_cond_cpu.yaml").read_text())
+    cond = read_config(ROOT / "configs/twostage/mnist_cond_cpu.yaml")
     prior = cond["model"]["init_args"]["prior_args"]
     unconditional = {k: v for k, v in prior.items()
                      if k not in ("num_classes", "label_dropout", "guidance")}
     assert prior_args(cpu) == {**unconditional, "channels": 32, "sample_steps": 7}
-    latent = yaml.safe_load((ROOT / "configs/twostage/mnist_latent_cpu.yaml").read_text())
+    latent = read_config(ROOT / "configs/twostage/mnist_latent_cpu.yaml")
     assert latent["model"]["init_args"]["prior_args"] == {**prior_args(cpu), "sample_steps": 25}
     assert latent["trainer"]["max_steps"] == LATENT["cpu"]["prior_batches"]
     assert latent["data"]["init_args"]["batch_size"] == LATENT["cpu"]["batch_size"]
