@@ -32,6 +32,7 @@ from genlab.callbacks import (
     RNGState,
     SampleLogger,
     SampleMetrics,
+    ScheduleCheck,
 )
 from genlab.callbacks.monitors import monitors
 from genlab.callbacks.steps import count_iterations
@@ -395,7 +396,7 @@ class GenlabCLI(LightningCLI):
         self.preemption = Preemption(self.run_dir / "checkpoints" / "last.ckpt")
         # A callback with nothing to do still costs Lightning's dispatch at every batch hook.
         self.trainer.callbacks = [c for c in self.trainer.callbacks if not _idle(c)]
-        self.trainer.callbacks += [self.preemption, RNGState(), FlushDenormals(),
+        self.trainer.callbacks += [self.preemption, RNGState(), ScheduleCheck(), FlushDenormals(),
                                    *monitors(self.trainer)]
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:

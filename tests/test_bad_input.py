@@ -55,6 +55,26 @@ def other_plugin(tmp_path):
     return str(tmp_path / "vae.ckpt")
 
 
+def unscheduled(tmp_path):
+    """A constant-rate run's checkpoint from before ``lr_schedule`` existed: a resume takes that
+    option from the config, which adds two schedulers."""
+    ckpt = torch.load(trained(tmp_path), weights_only=True)
+    del ckpt["hyper_parameters"]["lr_schedule"]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    return str(tmp_path / "old.ckpt")
+
+
+def other_scheduler(tmp_path):
+    """A cosine run's checkpoint whose schedulers claim another kind (a ``LambdaLR``'s state)."""
+    (tmp_path / "cos").mkdir(exist_ok=True)
+    main(fit(tmp_path / "cos", "--model.init_args.lr_schedule", "cosine"))
+    ckpt = torch.load(next((tmp_path / "cos/r").rglob("last.ckpt")), weights_only=True)
+    ckpt["lr_schedulers"] = [{"base_lrs": s["base_lrs"], "last_epoch": s["last_epoch"],
+                              "lr_lambdas": [None]} for s in ckpt["lr_schedulers"]]
+    torch.save(ckpt, tmp_path / "lambda.ckpt")
+    return str(tmp_path / "lambda.ckpt")
+
+
 def yaml_error(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("model:\n  class_path: GAN\n  init_args: [unclosed\n")
@@ -121,6 +141,12 @@ CASES = [
      "trust"),
     ("checkpoint from another plugin", lambda t: fit(t, "--ckpt_path", other_plugin(t)),
      "VAE"),
+    ("resume adding a learning-rate schedule", lambda t: fit(
+        t, "--ckpt_path", unscheduled(t), "--model.init_args.lr_schedule", "cosine"),
+     "another learning-rate schedule (0 scheduler(s) saved, the config makes 2"),
+    ("resume with another kind of scheduler",
+     lambda t: fit(t, "--ckpt_path", other_scheduler(t)),
+     "another learning-rate schedule"),
     ("resume with no earlier run", lambda t: fit(t, "--ckpt_path", "last"), "no run under"),
     ("more devices than exist", lambda t: fit(t, "--trainer.accelerator", "gpu"), "gpu"),
     ("more CPU processes than the machine holds",
