@@ -279,6 +279,17 @@ def test_same_label_same_noise_same_sample():
     assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2:], b[2:])
 
 
+def test_projection_term_starts_on_the_scale_of_the_unconditional_head():
+    # N(0, 1) class embeddings made the projection ~50x the head on MNIST-sized features, and a
+    # class-conditional MNIST GAN drew one image a class whatever its z.
+    torch.manual_seed(0)
+    d = GAN(image_size=28, width=32, num_classes=10).discriminator
+    h = d.phi(torch.rand(256, 1, 28, 28) * 2 - 1)
+    head = d.psi(h).squeeze(1)
+    projection = (d.embed(torch.randint(0, 10, (256,))) * h).sum(1)
+    assert projection.std() < 5 * head.std(), (projection.std(), head.std())
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"n_critic": 0}, "n_critic must be >= 1"),
     ({"r1_interval": 0}, "r1_interval must be >= 1"),

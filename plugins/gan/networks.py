@@ -78,6 +78,11 @@ class Discriminator(RebuildOnPickle, nn.Module):
             self.phi, self.psi = encoder.net, encoder.head
         feature_dim = self.psi.in_features
         self.embed = nn.Embedding(num_classes, feature_dim) if num_classes else None
+        if self.embed is not None:
+            # Embedding's default N(0, 1) rows make <embed(y), φ(x)> ~ sqrt(feature_dim) (56 at
+            # MNIST's 3,136 features) against ψ's O(1): the class term swamped the rest and the
+            # generator collapsed to one image a class. A linear layer's scale keeps it O(1).
+            nn.init.xavier_uniform_(self.embed.weight)
         if spectral_norm:
             normalize_spectrally(self)  # pickles through RebuildOnPickle (DDP spawn pickles)
 
