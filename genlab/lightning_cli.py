@@ -6,6 +6,7 @@ subcommands, because Lightning takes seconds to import (``genlab.cli`` dispatche
 
 from __future__ import annotations
 
+import json
 import logging
 import pydoc
 import shutil
@@ -175,6 +176,28 @@ def _resolve_checkpoint(cfg: Namespace, run_name: str, stage: str = "fit") -> di
     return record
 
 
+def _init_args(cfg: Namespace | None) -> dict[str, Any]:
+    """The model's init args as plain values (tuples as lists), ``{}`` without a model."""
+    args = cfg.get("model.init_args") if cfg is not None and cfg.get("model") else None
+    if not isinstance(args, Namespace):
+        return {}
+    return {key: json.loads(json.dumps(value, default=str))
+            for key, value in args.as_dict().items()}
+
+
+def _say_overridden(asked: dict[str, Any], used: dict[str, Any], ckpt_path: str | None) -> None:
+    """One line naming the config's model values that a checkpoint's hyperparameters replaced.
+
+    LightningCLI builds a resumed model from the checkpoint's hyperparameters, so a changed
+    ``--model.init_args.lr`` would otherwise be dropped without a word.
+    """
+    changed = [f"{key}={asked[key]!r} (checkpoint: {used[key]!r})"
+               for key in asked if key in used and asked[key] != used[key]]
+    if changed and current_launch().rank == 0:
+        console.print(f"note: the model is built from {ckpt_path}'s hyperparameters; not used "
+                      f"from the config: {', '.join(changed)}")
+
+
 def _run_name(cfg: Namespace) -> str:
     if cfg.get("run") and cfg.run.get("name"):
         return cfg.run.name
@@ -264,11 +287,14 @@ class GenlabCLI(LightningCLI):
         cfg = self.config[subcommand] if subcommand else None
         if cfg is not None and cfg.get("ckpt_path"):
             self._checkpoint_record = _resolve_checkpoint(cfg, _run_name(cfg), subcommand)
+        asked = _init_args(cfg)
         try:
             super()._parse_ckpt_path()
         except (ArgumentError, ValueError, TypeError) as err:
             raise GenlabError(f"the hyperparameters in {cfg.ckpt_path} do not fit the config: "
                               f"{str(err).splitlines()[0]}") from None
+        if subcommand:
+            _say_overridden(asked, _init_args(self.config[subcommand]), cfg.get("ckpt_path"))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Run-directory options and the sample callbacks."""

@@ -172,3 +172,16 @@ def test_missing_and_malformed_config_files(tmp_path, capsys):
         main(["fit", "--config", str(bad)])
     assert "not valid YAML at line 3" in capsys.readouterr().err
 
+
+
+def test_resume_names_config_values_the_checkpoint_replaced(tiny_config, tmp_path, capsys):
+    config = tiny_config(logger=False, max_steps=2)
+    fit(config, tmp_path / "r")
+    ckpt = str(next((tmp_path / "r").rglob("last.ckpt")))
+    capsys.readouterr()
+    fit(config, tmp_path / "r", "--ckpt_path", ckpt, "--trainer.max_steps", "4")
+    assert "not used from the config" not in capsys.readouterr().err
+    fit(config, tmp_path / "r", "--ckpt_path", ckpt, "--trainer.max_steps", "4",
+        "--model.init_args.lr_g", "0.01")
+    note = [line for line in capsys.readouterr().err.splitlines() if "not used" in line]
+    assert len(note) == 1 and "lr_g=0.01 (checkpoint: 0.0001)" in note[0], note
