@@ -58,7 +58,20 @@ DESCRIPTION = (
 
 
 class SaveRunConfig(SaveConfigCallback):
-    """Write ``config.yaml`` into the run directory and send the resolved config to the loggers."""
+    """Write ``config.yaml`` into the run directory and send the resolved config to the loggers.
+
+    A fit writes it when training starts, after the checkpoint is restored, not at ``setup``: a
+    resume refused while restoring leaves the run's own ``config.yaml`` as it was.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Other stages write now; a fit waits for ``on_train_start``."""
+        if stage != "fit":
+            super().setup(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the fit's config, the checkpoint (if any) restored."""
+        super().setup(trainer, pl_module, "fit")
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Log the resolved config and the run's metadata (versions, commit, hardware)."""

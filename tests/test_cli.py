@@ -185,3 +185,19 @@ def test_resume_names_config_values_the_checkpoint_replaced(tiny_config, tmp_pat
         "--model.init_args.lr_g", "0.01")
     note = [line for line in capsys.readouterr().err.splitlines() if "not used" in line]
     assert len(note) == 1 and "lr_g=0.01 (checkpoint: 0.0001)" in note[0], note
+
+
+def test_a_refused_resume_leaves_the_run_as_it_was(tiny_config, tmp_path, capsys):
+    config = tiny_config(logger=False, max_steps=2)
+    fit(config, tmp_path / "r", "--model.init_args.lr_schedule", "cosine")
+    ckpt_path = next((tmp_path / "r").rglob("last.ckpt"))
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["lr_schedulers"] = [{"lr_lambdas": [None]} for _ in ckpt["lr_schedulers"]]  # LambdaLR's
+    torch.save(ckpt, ckpt_path)
+    run = ckpt_path.parent.parent
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        fit(config, tmp_path / "r", "--ckpt_path", str(ckpt_path), "--trainer.max_steps", "4")
+    assert "another learning-rate schedule" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
