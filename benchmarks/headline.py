@@ -144,6 +144,9 @@ CANONICAL: tuple[Canonical, ...] = (
               "samples)", "preset_gan_stacked_mnist_cpu.json", _preset),
     Canonical("GAN", "MNIST CPU preset: FID, confident share, classes (10,000 samples)",
               "preset_gan_mnist_cpu.json", _preset),
+    Canonical("GAN", "MNIST class-conditional CPU preset, temperature 0.9: FID, confident share, "
+              "classes "
+              "(10,000 samples)", "preset_gan_mnist_cond_cpu.json", _preset),
     Canonical("VAE", "binarized MNIST test NLL, ELBO, CPU preset", "vae_nll_cpu_published_vae.json",
               _vae_published),
     Canonical("VAE", "binarized MNIST test NLL, IWAE k=50, CPU preset",
@@ -183,13 +186,11 @@ class Picture:
 
 PICTURES: tuple[Picture, ...] = (
     Picture("GAN", "gan_modes_ring8_ring8_samples.png",
-            "GAN on ring-8: 2,500 samples of seed 0, from a rerun of the canonical command with "
-            "`--seeds 1` (full size)."),
+            "GAN on ring-8: 2,500 samples of seed 0 (full size)."),
     Picture("GAN", "gan_modes_ring8_ring8_curves.png",
             "GAN on ring-8: discriminator and generator losses over training (seed 0)."),
     Picture("diffusion", "diffusion_points_ring8_ring8_samples.png",
-            "Diffusion on ring-8: 2,500 DDPM-1000 samples, from a rerun of the canonical command "
-            "(full size)."),
+            "Diffusion on ring-8: 2,500 DDPM-1000 samples (full size)."),
     Picture("diffusion", "diffusion_points_ring8_ring8_curves.png",
             "Diffusion on ring-8: training loss."),
     Picture("ADD", "add_points_1step_fresh_student_1_step.png",
@@ -197,29 +198,28 @@ PICTURES: tuple[Picture, ...] = (
             "HQ (the full run: 92.6%)."),
     Picture("ADD", "add_steps.png",
             "ADD on ring-8: sampling steps against high-quality share and samples/s, teacher "
-            "and students (`add_points.json`, `add_points_1step_fresh.json`; compare speeds "
-            "within a file)."),
+            "and students (compare speeds within one result file)."),
     Picture("VAE", "vae_nll_cpu_published_vae_samples.png",
             "VAE (ELBO) on binarized MNIST, the CPU preset `configs/vae/mnist_mlp_cpu.yaml`: "
-            "mean images of 64 prior samples (`genlab sample`, seed 0), full run."),
+            "mean images of 64 prior samples."),
     Picture("VAE", "vae_nll_cpu_published_iwae_samples.png",
             "IWAE (k=50) on binarized MNIST, the CPU preset `configs/vae/mnist_iwae_cpu.yaml`: "
-            "mean images of 64 prior samples (`genlab sample`, seed 0), full run."),
+            "mean images of 64 prior samples."),
     Picture("GAN", "preset_gan_mnist_cpu_samples.png",
-            "GAN on MNIST, the CPU preset `configs/gan/mnist_cpu.yaml`: 64 samples of the EMA "
-            "generator, R1, 50,000 batches (43 CPU-min; FID in the table)."),
+            "GAN on MNIST, `configs/gan/mnist_cpu.yaml` (50,000 batches, 43 CPU-min): 64 EMA "
+            "samples."),
+    Picture("GAN", "preset_gan_mnist_cond_cpu_samples.png",
+            "Class-conditional GAN on MNIST, `configs/gan/mnist_cond_cpu.yaml` (21,514 batches, "
+            "44 CPU-min): 64 EMA samples of random classes, temperature 0.9."),
     Picture("GAN", "preset_gan_stacked_mnist_cpu_samples.png",
-            "GAN on Stacked MNIST (three digits as R, G, B), the CPU preset "
-            "`configs/gan/stacked_mnist_cpu.yaml` (R1, 41,536 batches, 44 CPU-min): 64 samples of "
-            "the EMA generator; all 1,000 digit triples appear in 26,000 samples."),
+            "GAN on Stacked MNIST (digits as R, G, B), `configs/gan/stacked_mnist_cpu.yaml` "
+            "(41,536 batches, 44 CPU-min): 64 EMA samples; all 1,000 triples in 26,000."),
     Picture("CD", "distill_steps.png",
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
-            "against high-quality share and samples/s (`distill_compare.json`); squares: the "
-            "teacher's DDIM-50, DDIM-18 and Heun over CD's 10-level grid."),
+            "against high-quality share and samples/s; squares: the teacher's samplers."),
     Picture("CD", "distill_mnist_cpu_cd_1_step_samples.png",
-            "CD on MNIST (`configs/cd/mnist_cpu.yaml`, 2,000 steps, 11 CPU-min): 64 one-step "
-            "samples; FID 26.1 vs its teacher's DDIM-50 19.8, 1.32x (1,000 samples; ADD's 100 "
-            "batches: 768, one blurry mean digit)."),
+            "CD on MNIST (`configs/cd/mnist_cpu.yaml`, 11 CPU-min): 64 one-step samples; FID "
+            "26.1 vs its teacher's DDIM-50 19.8 (1,000 samples)."),
     Picture("VQ-GAN", "twostage_mnist_cpu_reconstructions.png",
             "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 1,200 batches, 31 CPU-s): rows of "
             "test images, each above its reconstruction through the 7x7 codes."),
@@ -228,27 +228,23 @@ PICTURES: tuple[Picture, ...] = (
             "on 10,000 samples."),
     Picture("two-stage", "twostage_cond_mnist_cpu_samples.png",
             "Class-conditional diffusion prior on the VQ-VAE's 7x7 latents "
-            "(`configs/twostage/mnist_cond_cpu.yaml`, 1,000 batches, 3.5 CPU-min): one row per "
-            "requested digit, DDIM-25, guidance 2."),
+            "(`configs/twostage/mnist_cond_cpu.yaml`, 3.5 CPU-min): a row per digit, guidance 2."),
     Picture("two-stage", "latent_diffusion_mnist_cpu_samples.png",
-            "Latent vs pixel diffusion on MNIST at the same training CPU time (3.7 CPU-min; "
-            "`configs/twostage/mnist_latent_cpu.yaml` against the pixel preset's recipe): top 4 "
-            "rows latent, bottom 4 pixel, DDIM-25; FID 65.9 vs 79.5 on 2,000, 10.8x faster to "
-            "sample."),
+            "Latent (top 4 rows, `configs/twostage/mnist_latent_cpu.yaml`) vs pixel diffusion "
+            "at the same 3.7 CPU-min of training, DDIM-25: FID 65.9 vs 79.5 on 2,000, 10.8x "
+            "faster to sample."),
     Picture("two-stage", "pixel_gpt_mnist_cpu_samples.png",
-            "The same GPT on 784 binarized pixels for the code prior's 78 CPU-s of training (13 "
-            "batches): 64 samples, FID 513.1 on 2,000 (the code prior: 92.3 on 2,000); 87x "
-            "slower to sample."),
+            "The same GPT on 784 binarized pixels for the code prior's 78 CPU-s of training: FID "
+            "513.1 against 92.3 on 2,000; 87x slower to sample."),
     Picture("VAE-GAN", "preset_vaegan_mnist_cpu_samples.png",
-            "VAE-GAN on MNIST, the CPU preset `configs/vaegan/mnist_cpu.yaml` (R1, 19,233 "
-            "batches, 45 CPU-min): 64 EMA samples (FID in the table)."),
+            "VAE-GAN on MNIST, `configs/vaegan/mnist_cpu.yaml` (19,233 batches, 45 CPU-min): 64 "
+            "EMA samples."),
     Picture("diffusion", "preset_diffusion_mnist_cpu_samples.png",
             "Diffusion on MNIST, the CPU preset `configs/diffusion/mnist_cpu.yaml` (14,000 steps, "
-            "39 CPU-min): 64 EMA samples, DDIM-50 with eta 1 (FID in the table)."),
+            "39 CPU-min): 64 EMA samples, DDIM-50 with eta 1."),
     Picture("diffusion", "preset_diffusion_mnist_cond_cpu_samples.png",
-            "Class-conditional diffusion on MNIST, the CPU preset `configs/diffusion/"
-            "mnist_cond_cpu.yaml` (7,000 steps, 40 CPU-min): 64 DDIM-25 samples cycling through "
-            "the digits, guidance 1.3 (FID in the table)."),
+            "Class-conditional diffusion on MNIST, `configs/diffusion/mnist_cond_cpu.yaml` "
+            "(40 CPU-min): 64 DDIM-25 samples cycling through the digits, guidance 1.3."),
     Picture("diffusion", "text_to_image_cpu_prompts.png",
             "Text-to-image diffusion on MNIST (`configs/diffusion/mnist_text_cpu.yaml`), one "
             "held-out phrasing per row, guidance 4, DDIM-20 (agreement in the table)."),
@@ -262,10 +258,9 @@ PICTURES: tuple[Picture, ...] = (
             "pix2pix on MNIST: test edge maps | translations | the digits they came from "
             "(configs/pix2pix/mnist_edges_cpu.yaml)."),
     Picture("diffusion", "inpaint_mnist_cpu_strip.png",
-            "Inpainting with the unconditional MNIST diffusion preset "
-            "(configs/diffusion/mnist_cpu.yaml): test digits with the bottom half masked (grey) "
-            "| inpainted (RePaint, 50 steps, r = 5, j = 5, reconstruction guidance 3) | "
-            "originals; 92.5% of 200 recognised as the original digit (target 90%)."),
+            "Inpainting with `configs/diffusion/mnist_cpu.yaml`: bottom half masked | inpainted "
+            "(RePaint, 50 steps, reconstruction guidance 3) | original; 92.5% of 200 recognised "
+            "(target 90%)."),
 )
 
 def _load(results: Path, name: str) -> dict:
