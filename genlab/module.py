@@ -76,6 +76,9 @@ class GenerativeModule(L.LightningModule):
     modality: ClassVar[str]
     modalities: ClassVar[tuple[str, ...]] = ()
     conditions: ClassVar[tuple[str, ...]] = ()
+    # The share of each class when the labels are clusters of the data (``data.clusters``):
+    # taken from the data module at fit, kept in the checkpoint; sampled labels follow it.
+    label_prior: Tensor | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -178,12 +181,16 @@ class GenerativeModule(L.LightningModule):
         return type(self).log_likelihood is not GenerativeModule.log_likelihood
 
     def setup(self, stage: str) -> None:
-        """Check the modality; under DDP, have the process group torn down at exit.
+        """Check the modality, tear DDP down at exit, take the data's ``label_prior`` if any.
 
         Overrides call ``super()``.
         """
         destroy_process_group_at_exit()
         self.validate_modality()
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        prior = getattr(datamodule, "label_prior", None)
+        if stage == "fit" and prior is not None:
+            self.label_prior = prior.detach().cpu()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record which plugin wrote the checkpoint and on what data; overrides call ``super()``.
@@ -208,6 +215,14 @@ class GenerativeModule(L.LightningModule):
                 "class_path": f"{data_cls.__module__}.{data_cls.__qualname__}",
                 "init_args": init_args,
             }
+        if self.label_prior is not None:
+            checkpoint["genlab"]["label_prior"] = self.label_prior.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore ``label_prior``; overrides call ``super()``."""
+        prior = checkpoint.get("genlab", {}).get("label_prior")
+        if prior is not None:
+            self.label_prior = torch.tensor(prior)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Log ``val/nll`` when the family has a likelihood.

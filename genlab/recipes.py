@@ -46,7 +46,8 @@ def batch_labels(batch: dict[str, Tensor], num_classes: int | None,
 
 
 def sample_labels(num: int, labels: Tensor | None, num_classes: int | None,
-                  device: torch.device | str, default: DefaultLabels = "cycle") -> Tensor | None:
+                  device: torch.device | str, default: DefaultLabels = "cycle",
+                  prior: Tensor | None = None) -> Tensor | None:
     """Labels to condition ``num`` samples on, checked against ``num_classes``.
 
     Args:
@@ -56,6 +57,9 @@ def sample_labels(num: int, labels: Tensor | None, num_classes: int | None,
         device: Device of the returned labels.
         default: When ``labels`` is ``None``: ``cycle`` through the classes (``i % classes``,
             so a grid shows every class) or draw them uniformly at ``random``.
+        prior: The share of each class (``GenerativeModule.label_prior``, set for a model
+            conditioned on clusters of its data): when ``labels`` is ``None`` they are drawn
+            from it, whatever ``default`` says, so that samples follow the data's marginal.
     """
     if num_classes is None:
         if labels is not None:
@@ -63,6 +67,8 @@ def sample_labels(num: int, labels: Tensor | None, num_classes: int | None,
                               "(model.num_classes is null); drop --labels")
         return None
     if labels is None:
+        if prior is not None:
+            return torch.multinomial(prior.to(device, torch.float), num, replacement=True)
         if default == "random":
             return torch.randint(num_classes, (num,), device=device)
         return torch.arange(num, device=device) % num_classes

@@ -126,7 +126,9 @@ class DecodedRows:
         self.images = torch.stack([_loaded(transform, item, row)
                                    for row, item in enumerate(data[self.image_column])])
         # Plain lists: a ``datasets`` column indexed one row at a time reads through Arrow.
-        self.columns = data.remove_columns(self.image_column).to_dict()
+        # No other column: no table to convert (a carved split of none has no rows to read).
+        rest = [c for c in data.column_names if c != self.image_column]
+        self.columns: dict[str, list[Any]] = data.select_columns(rest).to_dict() if rest else {}
 
     def __len__(self) -> int:
         return len(self.images)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from genlab.data.captions import Captioner
+from genlab.data.clusters import kmeans, nearest
 from genlab.data.image_transforms import BatchFetch, DecodedRows, ImageTransform, collate
 from genlab.data.sources import (
     carve,
@@ -25,6 +26,8 @@ from genlab.errors import GenlabError
 
 AUTO_IMAGE_COLUMNS = ("image", "img")
 AUTO_LABEL_COLUMNS = ("label", "labels")
+# The column of self-conditioning labels (``data.clusters``), added to the decoded rows.
+CLUSTER_COLUMN = "cluster"
 
 
 def _positive(**values: int | float | None) -> None:
@@ -88,6 +91,12 @@ class ImageDataModule(SplitDataModule):
             classes, else the class names.
         source_size: Serve ``batch["source"]``, each image downsampled to this side (the input
             of super-resolution); ``None``: none.
+        clusters: Self-conditioning (``genlab.data.clusters``): serve each image's k-means
+            cluster of pixels (this many clusters, fit on the training images with ``seed``;
+            validation and test images get their nearest) as ``batch["label"]``, in place of
+            any label column. ``num_classes`` is then ``clusters`` and ``label_prior`` the
+            clusters' shares of the training images, which a conditional model samples its
+            labels from. Needs ``in_memory``. ``None``: no clustering.
     """
 
     def __init__(
@@ -114,11 +123,18 @@ class ImageDataModule(SplitDataModule):
         captions: bool = False,
         caption_words: list[str] | None = None,
         source_size: int | None = None,
+        clusters: int | None = None,
     ) -> None:
         settings = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         _positive(image_size=image_size, center_crop=center_crop, num_classes=num_classes,
-                  batch_size=batch_size, source_size=source_size)
+                  batch_size=batch_size, source_size=source_size, clusters=clusters)
+        if clusters and not in_memory:
+            raise GenlabError("data.clusters clusters the decoded images once at setup; "
+                              "set data.in_memory: true")
+        if clusters and captions:
+            raise GenlabError("data.captions are written from class labels, not clusters; "
+                              "drop data.captions or data.clusters")
         if channels not in (1, 3):
             raise GenlabError(f"data.channels must be 1 or 3, got {channels}")
         if not 0 < val_fraction < 1:
@@ -136,6 +152,8 @@ class ImageDataModule(SplitDataModule):
         self._columns: tuple[str, str | None] | None = None
         self._num_classes = num_classes
         self.sets: dict[str, torch.utils.data.Dataset] = {}  # what the DataLoaders serve
+        self.centroids: torch.Tensor | None = None  # of data.clusters, fit at setup
+        self.label_prior: torch.Tensor | None = None  # the clusters' shares, (clusters,)
 
     @property
     def source(self) -> str:
@@ -159,7 +177,7 @@ class ImageDataModule(SplitDataModule):
     def class_names(self) -> list[str]:
         """The name of each class: a ``ClassLabel``'s names, else ``"0"``, ``"1"``, ..."""
         _, label = self.columns()
-        feature = self.train_split().features[label] if label else None
+        feature = self.train_split().features.get(label) if label else None
         if isinstance(feature, datasets.ClassLabel):
             return list(feature.names)
         return [str(i) for i in range(self.num_classes or 0)]
@@ -182,8 +200,12 @@ class ImageDataModule(SplitDataModule):
         """The image and label column names, checked against the data."""
         if self._columns is None:
             train = self.train_split()
-            image, label = self._image_column(train), self._label_column(train)
-            self._num_classes = self._count_classes(train, label)
+            image = self._image_column(train)
+            if self.hparams.get("clusters"):
+                label, self._num_classes = CLUSTER_COLUMN, self.hparams.clusters
+            else:
+                label = self._label_column(train)
+                self._num_classes = self._count_classes(train, label)
             self._columns = image, label
         return self._columns
 
@@ -261,7 +283,7 @@ class ImageDataModule(SplitDataModule):
             split: A split of the source.
         """
         image, label = self.columns()
-        split = split.select_columns([image] + ([label] if label else []))
+        split = split.select_columns([c for c in (image, label) if c in split.column_names])
         return split.cast_column(image, datasets.Image(decode=False))
 
     def raw_splits(self) -> dict[str, datasets.Dataset]:
@@ -285,8 +307,23 @@ class ImageDataModule(SplitDataModule):
             rows, transform = self.formatted(split), self.transform(name == "train")
             if self.hparams.get("in_memory"):
                 rows = DecodedRows(rows, transform)
+            if self.hparams.get("clusters"):
+                self._label_clusters(name, rows)
             sets[name] = BatchFetch(rows, transform, seed=self.hparams.seed)
         return sets
+
+    def _label_clusters(self, name: str, rows: DecodedRows) -> None:
+        """Add the cluster of every image to ``rows``; the training split fits the centroids."""
+        pixels = rows.images.flatten(1).float().div_(255)
+        if self.centroids is None:
+            if name != "train":
+                raise GenlabError("data.clusters are fit on the training split, built first")
+            self.centroids = kmeans(pixels, self.hparams.clusters, seed=self.hparams.seed)
+        ids = nearest(pixels, self.centroids)
+        if name == "train":
+            counts = torch.bincount(ids, minlength=self.hparams.clusters)
+            self.label_prior = counts.double().div(len(ids)).float()
+        rows.columns[CLUSTER_COLUMN] = ids.tolist()
 
     def setup(self, stage: str | None = None) -> None:
         """Build the splits and decode one image to catch bad data before training."""

@@ -264,7 +264,7 @@ class ADD(Student):
     def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels checked against the teacher's classes; for a conditional model ``None``
         cycles through them."""
-        return sample_labels(num, labels, self.num_classes, self.device)
+        return sample_labels(num, labels, self.num_classes, self.device, prior=self.label_prior)
 
     # ----------------------------------------------------------------------------- training
 
@@ -379,6 +379,7 @@ class ADD(Student):
         checkpoint["add"] = {"teacher_ckpt": self.teacher_source}  # provenance only
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         # The frozen parts come from the live teacher (or are unused when sampling alone).
         # A sharded resume has loaded the weights already and popped them from the checkpoint.
         state = checkpoint.get("state_dict", {})

@@ -412,7 +412,8 @@ class Diffusion(GenerativeModule):
 
     def sample_labels(self, num: int, labels: Tensor | None) -> Tensor | None:
         """Labels checked against ``num_classes``; for a conditional model ``None`` cycles."""
-        return sample_labels(num, labels, self.hparams.num_classes, self.device)
+        return sample_labels(num, labels, self.hparams.num_classes, self.device,
+                             prior=self.label_prior)
 
     def sample_conditions(self, num: int, labels: Tensor | None,
                           prompt: str | list[str] | None,

@@ -172,14 +172,16 @@ class GAN(GenerativeModule):
         (a conditional row keeps one class)."""
         pairs, steps = 4, 8
         z = torch.randn(2, pairs, self.hparams.latent_dim, device=self.device)
-        labels = sample_labels(pairs, None, self.hparams.num_classes, self.device)
+        labels = sample_labels(pairs, None, self.hparams.num_classes, self.device,
+                               prior=self.label_prior)
         ys = None if labels is None else labels.repeat_interleave(steps)
         net = self.generator_ema if self.generator_ema is not None else self.generator
         return {"interpolations": latent_interpolation(lambda z: net(z, ys), z[0], z[1], steps,
                                                        spherical=True)}
 
     def _labels(self, num: int, labels: Tensor | None) -> Tensor | None:
-        return sample_labels(num, labels, self.hparams.num_classes, self.device, "random")
+        return sample_labels(num, labels, self.hparams.num_classes, self.device, "random",
+                             self.label_prior)
 
     # ----------------------------------------------------------------------------- training
 
@@ -249,6 +251,7 @@ class GAN(GenerativeModule):
         self._noise.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._noise.load(checkpoint)
 
     # ----------------------------------------------------------------------------- optimizers

@@ -213,6 +213,7 @@ class Pix2Pix(GenerativeModule):
             checkpoint[KEPT] = self.kept
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.kept = checkpoint.get(KEPT)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

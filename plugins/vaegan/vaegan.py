@@ -262,6 +262,7 @@ class VAEGAN(GenerativeModule):
         self._noise_stream.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._noise_stream.load(checkpoint)
 
     def on_fit_start(self) -> None:
