@@ -71,6 +71,9 @@ class GenerativeModule(L.LightningModule):
     ``label`` when ``num_classes`` is set), and ``conditions_of(batch)`` routes them out of a
     batch with one-line errors. ``sample()`` takes the same conditions as keyword arguments
     (``labels``, ``prompt``, ``source``...), so ``genlab sample`` offers them as options.
+    When the labels are clusters of the data (``data.clusters``), ``label_prior`` holds their
+    shares; a family draws the labels it is not given with
+    ``genlab.recipes.sample_labels(..., prior=self.label_prior)``.
     """
 
     modality: ClassVar[str]
