@@ -48,8 +48,9 @@ def parquet(tmp_path):
 
 
 def clustered(source, **kwargs):
+    kwargs = {"clusters": 4, **kwargs}
     dm = ImageDataModule(source, image_size=8, channels=1, num_workers=0, batch_size=8,
-                         in_memory=True, clusters=4, **kwargs)
+                         in_memory=True, **kwargs)
     dm.setup("fit")
     return dm
 
@@ -76,6 +77,11 @@ def test_clusters_are_served_as_labels_with_their_prior(parquet):
 def test_bad_clusters_are_one_line(parquet, kwargs, match):
     with pytest.raises(GenlabError, match=match):
         ImageDataModule(parquet, **{"in_memory": True, "clusters": 4, **kwargs})
+
+
+def test_more_clusters_than_distinct_images_is_one_line(parquet):
+    with pytest.raises(GenlabError, match="data.clusters is 5: .* 5 distinct .*; lower it"):
+        clustered(parquet, clusters=5)  # the tiny images of 4 classes: 4 distinct ones
 
 
 def test_labels_follow_the_prior():

@@ -313,15 +313,16 @@ class ImageDataModule(SplitDataModule):
         return sets
 
     def _label_clusters(self, name: str, rows: DecodedRows) -> None:
-        """Add the cluster of every image to ``rows``; the training split fits the centroids."""
-        pixels = rows.images.flatten(1).float().div_(255)
-        if self.centroids is None:
-            if name != "train":
-                raise GenlabError("data.clusters are fit on the training split, built first")
-            self.centroids = kmeans(pixels, self.hparams.clusters, seed=self.hparams.seed)
+        """Add each image's cluster to ``rows``; the train split (built first) fits them."""
+        pixels, k = rows.images.flatten(1).float().div_(255), self.hparams.clusters
+        if name == "train":
+            try:
+                self.centroids = kmeans(pixels, k, seed=self.hparams.seed)
+            except ValueError as err:
+                raise GenlabError(f"data.clusters is {k}: {err}; lower it") from err
         ids = nearest(pixels, self.centroids)
         if name == "train":
-            counts = torch.bincount(ids, minlength=self.hparams.clusters)
+            counts = torch.bincount(ids, minlength=k)
             self.label_prior = counts.double().div(len(ids)).float()
         rows.columns[CLUSTER_COLUMN] = ids.tolist()
 
