@@ -158,7 +158,7 @@ class GAN(GenerativeModule):
         Args:
             num: Number of samples.
             labels: Class of each sample, ``(num,)`` (conditional models only); ``None``:
-                classes drawn uniformly.
+                classes drawn from ``label_prior`` when the model has one, else uniformly.
             temperature: Scale of the latent's standard deviation (default 1); below 1 trades
                 variety for fidelity, like BigGAN's truncation trick.
         """
