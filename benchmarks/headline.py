@@ -72,15 +72,17 @@ def _preset(d: dict) -> Cells:
             f"{100 * low:g}-{100 * high:g}%", d["all_met"])
 
 
-def _selfcond(d: dict) -> Cells:
-    """The self-conditioned GAN preset, anchored on the plain unconditional one it replaces."""
-    genlab, _, target, met = _preset(d)
-    plain = RESULTS / "preset_gan_mnist_cpu.json"
-    m = json.loads(plain.read_text())["metrics"] if plain.is_file() else None
-    anchor = (f"plain DCGAN: FID {m['fid']:.2f}, {100 * m['confident_share']:.1f}% "
-              "confident; " if m else "") + (
-        f"real test: {100 * d['metrics']['confident_share_real']:.1f}% confident")
-    return genlab, anchor, target, met
+def _selfcond(plain_name: str, plain_source: str) -> Callable[[dict], Cells]:
+    """A self-conditioned preset, anchored on the plain unconditional one it replaces."""
+    def cells(d: dict) -> Cells:
+        genlab, _, target, met = _preset(d)
+        plain = RESULTS / plain_source
+        m = json.loads(plain.read_text())["metrics"] if plain.is_file() else None
+        anchor = (f"plain {plain_name}: FID {m['fid']:.2f}, {100 * m['confident_share']:.1f}% "
+                  "confident; " if m else "") + (
+            f"real test: {100 * d['metrics']['confident_share_real']:.1f}% confident")
+        return genlab, anchor, target, met
+    return cells
 
 
 def _overhead(model: str) -> Callable[[dict], Cells]:
@@ -155,7 +157,8 @@ CANONICAL: tuple[Canonical, ...] = (
               "samples)", "preset_gan_stacked_mnist_cpu.json", _preset),
     Canonical("GAN", "MNIST CPU preset, no labels (200 pixel clusters), temperature 0.8: FID, "
               "confident share, classes (10,000 samples)",
-              "preset_gan_mnist_selfcond_cpu.json", _selfcond),
+              "preset_gan_mnist_selfcond_cpu.json",
+              _selfcond("DCGAN", "preset_gan_mnist_cpu.json")),
     Canonical("GAN", "MNIST class-conditional CPU preset, temperature 0.9: FID, confident share, "
               "classes "
               "(10,000 samples)", "preset_gan_mnist_cond_cpu.json", _preset),
@@ -165,8 +168,10 @@ CANONICAL: tuple[Canonical, ...] = (
               "vae_nll_cpu_published_iwae.json", _vae_published),
     Canonical("autoregressive", "char Shakespeare val loss (nats/char)",
               "ar_shakespeare_cpu.json", _ar),
-    Canonical("diffusion", "MNIST CPU preset, DDIM-50 with eta 1: FID, confident share, classes "
-              "(10,000 samples)", "preset_diffusion_mnist_cpu.json", _preset),
+    Canonical("diffusion", "MNIST CPU preset, no labels (200 pixel clusters), guidance 2: FID, "
+              "confident share, classes (10,000 samples)",
+              "preset_diffusion_mnist_selfcond_cpu.json",
+              _selfcond("DDPM", "preset_diffusion_mnist_cpu.json")),
     Canonical("diffusion", "MNIST class-conditional CPU preset, guidance 1.3: FID, confident "
               "share, classes (10,000 samples)", "preset_diffusion_mnist_cond_cpu.json", _preset),
     Canonical("ADD", "ring-8 1-step student mode coverage", "add_points_1step_fresh.json",
@@ -251,12 +256,12 @@ PICTURES: tuple[Picture, ...] = (
     Picture("VAE-GAN", "preset_vaegan_mnist_cpu_samples.png",
             "VAE-GAN on MNIST, `configs/vaegan/mnist_cpu.yaml` (45 CPU-min): 64 "
             "EMA samples."),
-    Picture("diffusion", "preset_diffusion_mnist_cpu_samples.png",
-            "Diffusion on MNIST, the CPU preset `configs/diffusion/mnist_cpu.yaml` (39 "
-            "CPU-min): 64 EMA samples, DDIM-50 with eta 1."),
+    Picture("diffusion", "preset_diffusion_mnist_selfcond_cpu_samples.png",
+            "Diffusion on MNIST without labels, `configs/diffusion/mnist_selfcond_cpu.yaml` (45 "
+            "CPU-min): 64 DDIM-25 samples, guidance 2."),
     Picture("diffusion", "preset_diffusion_mnist_cond_cpu_samples.png",
             "Class-conditional diffusion on MNIST, `configs/diffusion/mnist_cond_cpu.yaml` "
-            "(40 CPU-min): 64 DDIM-25 samples cycling through the digits, guidance 1.3."),
+            "(40 CPU-min): 64 DDIM-25 samples, the digits in turn, guidance 1.3."),
     Picture("diffusion", "text_to_image_cpu_prompts.png",
             "Text-to-image diffusion on MNIST (`configs/diffusion/mnist_text_cpu.yaml`), one "
             "held-out phrasing per row, guidance 4, DDIM-20 (agreement in the table)."),
