@@ -76,8 +76,7 @@ def _selfcond(plain_name: str, plain_source: str) -> Callable[[dict], Cells]:
     """A self-conditioned preset, anchored on the plain unconditional one it replaces."""
     def cells(d: dict) -> Cells:
         genlab, _, target, met = _preset(d)
-        plain = RESULTS / plain_source
-        m = json.loads(plain.read_text())["metrics"] if plain.is_file() else None
+        m = _load(RESULTS, plain_source)["metrics"] if (RESULTS / plain_source).is_file() else None
         anchor = (f"plain {plain_name}: FID {m['fid']:.2f}, {100 * m['confident_share']:.1f}% "
                   "confident; " if m else "") + (
             f"real test: {100 * d['metrics']['confident_share_real']:.1f}% confident")
