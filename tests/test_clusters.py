@@ -5,6 +5,7 @@ import lightning as L
 import pytest
 import torch
 from genlab_gan import GAN
+from genlab_vaegan import VAEGAN
 
 from genlab.checkpoint import load_model
 from genlab.data.clusters import kmeans, nearest
@@ -95,12 +96,14 @@ def test_labels_follow_the_prior():
     assert model._labels(16, None).eq(2).all()
 
 
-def test_prior_is_taken_from_the_data_and_kept_in_the_checkpoint(parquet, tmp_path):
+@pytest.mark.parametrize("family, steps", [(GAN, 2), (VAEGAN, 3)])  # steps: one batch
+def test_prior_is_taken_from_the_data_and_kept_in_the_checkpoint(parquet, tmp_path, family,
+                                                                   steps):
     """A fit on clustered data leaves a checkpoint that samples with the clusters' shares."""
     dm = ImageDataModule(parquet, image_size=28, resize=True, channels=1, num_workers=0,
                          batch_size=8, in_memory=True, clusters=4)
-    model = GAN(image_size=28, channels=1, width=4, latent_dim=8, num_classes=4)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, limit_val_batches=0,
+    model = family(image_size=28, channels=1, width=4, latent_dim=8, num_classes=4)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, limit_val_batches=0,
                         enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path)
     trainer.fit(model, dm)

@@ -286,7 +286,7 @@ def test_projection_term_starts_on_the_scale_of_the_unconditional_head():
     d = GAN(image_size=28, width=32, num_classes=10).discriminator
     h = d.phi(torch.rand(256, 1, 28, 28) * 2 - 1)
     head = d.psi(h).squeeze(1)
-    projection = (d.embed(torch.randint(0, 10, (256,))) * h).sum(1)
+    projection = d.embed(h, torch.randint(0, 10, (256,)))
     assert projection.std() < 5 * head.std(), (projection.std(), head.std())
 
 

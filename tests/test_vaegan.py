@@ -64,21 +64,22 @@ def test_feature_reconstruction_is_zero_for_identical_inputs():
     assert model.feature_loss(x, -x) > 0
 
 
-@pytest.mark.parametrize("gamma", [0.01, 1.0])
-def test_each_network_gets_the_gradient_of_its_own_loss(gamma):
+@pytest.mark.parametrize("gamma, num_classes", [(0.01, None), (1.0, None), (0.1, 3)])
+def test_each_network_gets_the_gradient_of_its_own_loss(gamma, num_classes):
     """Encoder: β L_prior + L_llike; decoder: γ L_llike + GAN; as computed term by term."""
     torch.manual_seed(0)
-    model = VAEGAN(**TINY, gamma=gamma, beta=0.5, decoder_norm="none")
+    model = VAEGAN(**TINY, gamma=gamma, beta=0.5, decoder_norm="none", num_classes=num_classes)
     x, eps, z_p = inputs(model)
-    routed, _ = model.autoencoder_loss(x, eps, z_p)
+    y = None if num_classes is None else torch.tensor([0, 1, 2, 0, 1, 2])
+    routed, _ = model.autoencoder_loss(x, eps, z_p, y)
 
     # The same terms, written plainly with one decoder pass per use.
     mu, logvar = model.encoder(x)
-    x_rec = model.decoder(mu + (0.5 * logvar).exp() * eps)
+    x_rec = model.decoder(mu + (0.5 * logvar).exp() * eps, y)
     kl = kl_std_normal(mu, logvar).mean()
-    llike = model.feature_loss(x, x_rec)
-    logits_rec, _ = model.discriminator(x_rec)
-    logits_p, _ = model.discriminator(model.decoder(z_p))
+    llike = model.feature_loss(x, x_rec, y)
+    logits_rec, _ = model.discriminator(x_rec, y)
+    logits_p, _ = model.discriminator(model.decoder(z_p, y), y)
     gan = 0.5 * (g_nonsaturating(logits_rec) + g_nonsaturating(logits_p))
 
     for net, want in [(model.encoder, 0.5 * kl + llike), (model.decoder, gamma * llike + gan)]:
@@ -203,6 +204,37 @@ def test_pictures_are_logged_on_the_step_axis_of_the_metrics(tmp_path, monkeypat
                            ("pictures/interpolations", 2)}
 
 
+def test_a_conditional_model_samples_the_labels_asked_or_its_prior():
+    model = VAEGAN(**TINY, num_classes=3).eval()
+    with torch.no_grad():
+        model.decoder_ema.module.embed.weight.normal_()  # classes that differ at init
+    twos = torch.full((4,), 2)
+    torch.manual_seed(0)
+    asked = model.sample(4, labels=twos)
+    torch.manual_seed(0)
+    assert not torch.equal(model.sample(4, labels=torch.zeros(4, dtype=torch.long)), asked)
+    model.label_prior = torch.tensor([0.0, 0.0, 1.0])  # every drawn label is 2
+    torch.manual_seed(0)
+    torch.multinomial(model.label_prior, 4, replacement=True)  # the draw sample() makes first
+    z_state = torch.get_rng_state()
+    torch.manual_seed(0)
+    drawn = model.sample(4)
+    torch.set_rng_state(z_state)
+    z = torch.randn(4, TINY["latent_dim"])
+    assert torch.equal(drawn, model.decode_latent(z, twos))
+    x, y = torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 0])
+    assert model.reconstruct(x, y).shape == x.shape
+    assert set(model.pictures({"x": x, "label": y})) == {"reconstructions", "interpolations"}
+
+
+def test_labels_for_an_unconditional_model_or_none_for_a_conditional_one_are_one_line(tmp_path):
+    with pytest.raises(GenlabError, match="unconditional .* drop --labels"):
+        VAEGAN(**TINY).sample(2, labels=torch.tensor([0, 1]))
+    model = VAEGAN(**TINY, num_classes=3, pictures=False)
+    with pytest.raises(GenlabError, match="no labels; set data.label_column"):
+        trainer(tmp_path, 3, limit_val_batches=0).fit(model, DataLoader(Digits(), batch_size=8))
+
+
 def test_reconstruct_and_sample_shapes():
     model = VAEGAN(**TINY).eval()
     x = torch.rand(3, 1, 28, 28) * 2 - 1
@@ -213,7 +245,7 @@ def test_reconstruct_and_sample_shapes():
 
 @pytest.mark.parametrize("bad", [{"gamma": 0.0}, {"beta": -1.0}, {"image_size": 30},
                                  {"ema_decay": 1.0}, {"latent_dim": 0}, {"grad_clip": 0.0},
-                                 {"r1_gamma": -1.0}, {"r1_interval": 0}])
+                                 {"r1_gamma": -1.0}, {"r1_interval": 0}, {"num_classes": 0}])
 def test_bad_hyperparameters_raise_one_clear_error(bad):
     with pytest.raises(GenlabError, match="model.|image_size"):
         VAEGAN(**{**TINY, **bad})

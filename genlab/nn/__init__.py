@@ -1,6 +1,6 @@
 """Plain PyTorch networks shared by plugins; nothing here imports Lightning."""
 
-from genlab.nn.conditions import ImageEncoder, LabelEmbedding, TextEncoder
+from genlab.nn.conditions import ClassProjection, ImageEncoder, LabelEmbedding, TextEncoder
 from genlab.nn.conv import (
     ConvDecoder,
     ConvEncoder,
@@ -17,9 +17,9 @@ from genlab.nn.transformer import KVCache, Transformer, filter_logits, generate,
 from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
-    "MLP", "ConvDecoder", "ConvEncoder", "GridDecoder", "GridEncoder", "ImageEncoder",
-    "KVCache", "LabelEmbedding", "PairDiscriminator", "PatchDiscriminator", "PointDenoiser",
-    "Quantized", "RebuildOnPickle", "TextEncoder", "TimeEmbedding", "Transformer", "UNet",
-    "UNetGenerator", "VectorQuantizer", "activation", "code_statistics", "filter_logits",
+    "MLP", "ClassProjection", "ConvDecoder", "ConvEncoder", "GridDecoder", "GridEncoder",
+    "ImageEncoder", "KVCache", "LabelEmbedding", "PairDiscriminator", "PatchDiscriminator",
+    "PointDenoiser", "Quantized", "RebuildOnPickle", "TextEncoder", "TimeEmbedding", "Transformer",
+    "UNet", "UNetGenerator", "VectorQuantizer", "activation", "code_statistics", "filter_logits",
     "generate", "next_token", "sinusoidal_embedding", "spectral_norm",
 ]

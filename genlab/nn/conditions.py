@@ -34,6 +34,29 @@ class LabelEmbedding(nn.Embedding):
         return super().forward(labels.long())
 
 
+class ClassProjection(nn.Embedding):
+    """The class term of a projection discriminator (Miyato and Koyama 2018, eq. 3).
+
+    ``D(x, y) = ψ(φ(x)) + <embed(y), φ(x)>``: this module is ``<embed(y), φ(x)>``, features
+    ``(B, F)`` and labels ``(B,)`` -> ``(B,)``, added to the unconditional logit.
+
+    Args:
+        num_classes: Number of classes.
+        feature_dim: Width ``F`` of the discriminator's features ``φ(x)``.
+    """
+
+    def __init__(self, num_classes: int, feature_dim: int) -> None:
+        super().__init__(num_classes, feature_dim)
+        # Embedding's default N(0, 1) rows make the term ~ sqrt(F) (56 at MNIST's 3,136
+        # features) against ψ's O(1): it swamped the rest and the generator collapsed to one
+        # image a class. A linear layer's scale keeps it O(1).
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:  # (B, F), (B,) -> (B,)
+        """``<embed(labels), features>`` per example."""
+        return (super().forward(labels.long()) * features).sum(1)
+
+
 class TextEncoder(nn.Module):
     """Prompts -> one vector each: a small character CNN over UTF-8 bytes, max over positions.
 

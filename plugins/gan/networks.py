@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
+from genlab.nn.conditions import ClassProjection
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.spectral import RebuildOnPickle
@@ -77,12 +78,7 @@ class Discriminator(RebuildOnPickle, nn.Module):
             encoder = ConvEncoder(channels, size, 1, width, pack=pack)
             self.phi, self.psi = encoder.net, encoder.head
         feature_dim = self.psi.in_features
-        self.embed = nn.Embedding(num_classes, feature_dim) if num_classes else None
-        if self.embed is not None:
-            # Embedding's default N(0, 1) rows make <embed(y), φ(x)> ~ sqrt(feature_dim) (56 at
-            # MNIST's 3,136 features) against ψ's O(1): the class term swamped the rest and the
-            # generator collapsed to one image a class. A linear layer's scale keeps it O(1).
-            nn.init.xavier_uniform_(self.embed.weight)
+        self.embed = ClassProjection(num_classes, feature_dim) if num_classes else None
         if spectral_norm:
             normalize_spectrally(self)  # pickles through RebuildOnPickle (DDP spawn pickles)
 
@@ -93,7 +89,7 @@ class Discriminator(RebuildOnPickle, nn.Module):
         h = self.phi(x)  # (B, F)
         logits = self.psi(h).squeeze(1)
         if self.embed is not None:
-            logits = logits + (self.embed(labels) * h).sum(1)  # the projection term
+            logits = logits + self.embed(h, labels)
         return logits
 
 

@@ -11,6 +11,11 @@ x̃ = Dec(z), z ~ q(z | x), and x_p = Dec(z_p), z_p ~ N(0, I):
 routed as in Algorithm 1: the encoder descends β L_prior + L_llike, the decoder
 γ L_llike + (generator loss on x̃ and x_p), the discriminator its own loss on all three.
 
+Class-conditional (``num_classes``; with ``data.clusters`` the classes are clusters of the
+training images, a label-free model of p(x)): Dec(z, y) and Dis(x, y) take the label, x_p is
+decoded with the batch's labels, and samples draw theirs from the data's shares
+(``label_prior``). The encoder stays q(z | x): z holds what the label does not.
+
 One training batch makes a discriminator step, then one encoder + decoder step. Manual
 optimization with three optimizers; DDP-safe without ``find_unused_parameters``:
 
@@ -34,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
-from genlab_vaegan.networks import Discriminator, Encoder
+from genlab_vaegan.networks import Decoder, Discriminator, Encoder
 from PIL import Image
 from torch import Tensor, nn
 
@@ -46,10 +51,10 @@ from genlab.losses.adversarial import ADVERSARIAL_LOSSES
 from genlab.losses.likelihoods import feature_reconstruction, kl_std_normal
 from genlab.losses.penalties import r1_penalty
 from genlab.module import ConformanceCase
-from genlab.nn.conv import ConvDecoder, Norm, conv_layout
+from genlab.nn.conv import Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
 from genlab.pictures import latent_interpolation, reconstructions
-from genlab.recipes import clip_gradients
+from genlab.recipes import batch_labels, clip_gradients, sample_labels
 from genlab.sharding import refuse_double_backward, shard
 
 Loss = Literal["nonsaturating", "hinge"]
@@ -79,6 +84,9 @@ class VAEGAN(GenerativeModule):
         latent_dim: Dimension of ``z``.
         width: Base channel width of the encoder, decoder and discriminator.
         decoder_norm: ``batch`` (DCGAN's generator) or ``none`` in the decoder.
+        num_classes: Classes of a class-conditional model (labels from the data's ``label``,
+            or its clusters with ``data.clusters``): a label embedding beside ``z`` in the
+            decoder and a projection discriminator; ``None``: unconditional.
         gamma: Weight γ of the feature reconstruction term in the decoder's loss, against the
             GAN term (the paper's γ, section 2.3): larger favours faithful reconstructions,
             smaller sharper samples. Must be > 0.
@@ -107,6 +115,7 @@ class VAEGAN(GenerativeModule):
         latent_dim: int = 32,
         width: int = 64,
         decoder_norm: Norm = "batch",
+        num_classes: int | None = None,
         gamma: float = 0.1,
         beta: float = 1.0,
         loss: Loss = "nonsaturating",
@@ -123,14 +132,16 @@ class VAEGAN(GenerativeModule):
         _check_hparams(image_size, channels, latent_dim, width, gamma, beta, loss, grad_clip,
                        ema_decay)
         raise_first([(r1_gamma < 0, f"model.r1_gamma must be >= 0, got {r1_gamma}"),
-                     (r1_interval < 1, f"model.r1_interval must be >= 1, got {r1_interval}")])
+                     (r1_interval < 1, f"model.r1_interval must be >= 1, got {r1_interval}"),
+                     (num_classes is not None and num_classes < 1,
+                      f"model.num_classes must be >= 1 (or null for unconditional), got "
+                      f"{num_classes}")])
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.data_shape = (channels, image_size, image_size)
         self.encoder = Encoder(channels, image_size, latent_dim, width)
-        self.decoder = ConvDecoder(latent_dim, channels, image_size, width, norm=decoder_norm,
-                                   out_act="tanh")
-        self.discriminator = Discriminator(channels, image_size, width)
+        self.decoder = Decoder(latent_dim, channels, image_size, width, decoder_norm, num_classes)
+        self.discriminator = Discriminator(channels, image_size, width, num_classes=num_classes)
         self.encoder_ema = ema_model(self.encoder, ema_decay) if ema_decay is not None else None
         self.decoder_ema = ema_model(self.decoder, ema_decay) if ema_decay is not None else None
         self._noise_stream = NoiseStream("vaegan_noise_state")
@@ -161,50 +172,60 @@ class VAEGAN(GenerativeModule):
         """``(mu, logvar)`` of q(z | x), each ``(B, latent_dim)``."""
         return self._nets()[0](x)
 
-    def decode_latent(self, z: Tensor) -> Tensor:
-        """Images in [-1, 1] ``(B, C, H, W)`` for latents ``(B, latent_dim)``.
+    def decode_latent(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images in [-1, 1] ``(B, C, H, W)`` for latents ``(B, latent_dim)`` (and labels ``(B,)``,
+        conditional models only).
 
         Not named ``decode``: the core takes a model's ``decode`` for tokens -> text.
         """
-        return self._nets()[1](z)
+        return self._nets()[1](z, labels)
 
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Dec(mu(x)): the reconstruction of images ``x`` from their posterior means."""
-        return self.decode_latent(self.encode(x)[0])
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Dec(mu(x), y): the reconstruction of images ``x`` (of classes ``labels``) from their
+        posterior means."""
+        return self.decode_latent(self.encode(x)[0], labels)
 
-    def sample(self, num: int, temperature: float | None = None) -> Tensor:
-        """``num`` images Dec(z), z ~ N(0, temperature² I), ``(num, C, H, W)`` in [-1, 1].
+    def sample(self, num: int, labels: Tensor | None = None,
+               temperature: float | None = None) -> Tensor:
+        """``num`` images Dec(z, y), z ~ N(0, temperature² I), ``(num, C, H, W)`` in [-1, 1].
 
         Args:
             num: Number of images.
+            labels: Class of each image, ``(num,)`` (conditional models only); ``None``:
+                drawn from ``label_prior`` when the model has one, else uniformly.
             temperature: Scale of the prior's standard deviation (default 1).
         """
+        labels = sample_labels(num, labels, self.hparams.num_classes, self.device, "random",
+                               self.label_prior)
         z = torch.randn(num, self.hparams.latent_dim, device=self.device)
-        return self.decode_latent(z * (temperature or 1.0))
+        return self.decode_latent(z * (temperature or 1.0), labels)
 
     # ----------------------------------------------------------------------------- losses
 
-    def feature_loss(self, x: Tensor, x_rec: Tensor) -> Tensor:
+    def feature_loss(self, x: Tensor, x_rec: Tensor, labels: Tensor | None = None) -> Tensor:
         """Batch-mean L_llike of reconstructions ``x_rec`` of ``x`` in Dis_l's feature space."""
         with torch.no_grad():  # through forward, which FSDP2 hooks (sharded training)
-            real = self.discriminator(x)[1]
-        return feature_reconstruction(real, self.discriminator(x_rec)[1]).mean()
+            real = self.discriminator(x, labels)[1]
+        return feature_reconstruction(real, self.discriminator(x_rec, labels)[1]).mean()
 
-    def discriminator_loss(self, x: Tensor, eps: Tensor, z_p: Tensor) -> tuple[Tensor, dict]:
+    def discriminator_loss(self, x: Tensor, eps: Tensor, z_p: Tensor,
+                           labels: Tensor | None = None) -> tuple[Tensor, dict]:
         """The discriminator's loss on real ``x`` against x̃ and x_p (drawn without a graph).
 
-        ``eps`` ``(B, Z)`` is the reparameterization noise of z ~ q(z | x), ``z_p`` ``(B', Z)``
-        the prior latents. The two kinds of fakes weigh equally.
+        ``eps`` ``(B, Z)`` is the reparameterization noise of z ~ q(z | x), ``z_p`` ``(B, Z)``
+        the prior latents, ``labels`` ``(B,)`` the batch's classes (conditional models). The
+        two kinds of fakes weigh equally.
         """
         h = self.hparams
         d_loss, _ = ADVERSARIAL_LOSSES[h.loss]
         with torch.no_grad():
             mu, logvar = self.encoder(x)
-            fakes = self.decoder(torch.cat([mu + (0.5 * logvar).exp() * eps, z_p]))
+            fakes = self.decoder(torch.cat([mu + (0.5 * logvar).exp() * eps, z_p]),
+                                 _repeat(labels, 2))
         # One batch is three optimizer steps (discriminator, encoder, decoder): the D step count.
         lazy_r1 = h.r1_gamma > 0 and (self.global_step // 3) % h.r1_interval == 0
         x = x.detach().requires_grad_(lazy_r1)
-        logits, _ = self.discriminator(torch.cat([x, fakes]))
+        logits, _ = self.discriminator(torch.cat([x, fakes]), _repeat(labels, 3))
         real, rec, prior = logits.split([len(x), len(eps), len(z_p)])
         loss = 0.5 * (d_loss(real, rec) + d_loss(real, prior))
         logs = {"train/loss_d": loss.detach()}
@@ -214,7 +235,8 @@ class VAEGAN(GenerativeModule):
             logs["train/r1"] = r1.detach()
         return loss, logs
 
-    def autoencoder_loss(self, x: Tensor, eps: Tensor, z_p: Tensor) -> tuple[Tensor, dict]:
+    def autoencoder_loss(self, x: Tensor, eps: Tensor, z_p: Tensor,
+                         labels: Tensor | None = None) -> tuple[Tensor, dict]:
         """One loss whose gradient is β L_prior + L_llike for the encoder and γ L_llike + GAN
         for the decoder (see the module docstring); its discriminator gradient is not used.
         """
@@ -222,11 +244,12 @@ class VAEGAN(GenerativeModule):
         _, g_loss = ADVERSARIAL_LOSSES[h.loss]
         mu, logvar = self.encoder(x)
         z = mu + (0.5 * logvar).exp() * eps  # reparameterized, (B, Z)
-        out = self.decoder(torch.cat([scale_grad(z, 1 / h.gamma), z.detach(), z_p]))
+        out = self.decoder(torch.cat([scale_grad(z, 1 / h.gamma), z.detach(), z_p]),
+                           _repeat(labels, 3))
         x_rec, x_rec_gan, x_p = out.split([len(z), len(z), len(z_p)])
-        llike = self.feature_loss(x, x_rec)
+        llike = self.feature_loss(x, x_rec, labels)
         kl = kl_std_normal(mu, logvar).mean()
-        logits, _ = self.discriminator(torch.cat([x_rec_gan, x_p]))
+        logits, _ = self.discriminator(torch.cat([x_rec_gan, x_p]), _repeat(labels, 2))
         rec_logits, prior_logits = logits.split([len(z), len(z_p)])
         gan = 0.5 * (g_loss(rec_logits) + g_loss(prior_logits))
         loss = h.beta * kl + h.gamma * llike + gan
@@ -237,10 +260,10 @@ class VAEGAN(GenerativeModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         opt_enc, opt_dec, opt_dis = self.optimizers()
-        x = batch["x"]
-        loss, logs = self.discriminator_loss(x, *self._noise(len(x)))
+        x, labels = batch["x"], batch_labels(batch, self.hparams.num_classes)
+        loss, logs = self.discriminator_loss(x, *self._noise(len(x)), labels)
         manual_step(self, [opt_dis], loss, reach=[self.encoder, self.decoder])
-        loss, ae_logs = self.autoencoder_loss(x, *self._noise(len(x)))
+        loss, ae_logs = self.autoencoder_loss(x, *self._noise(len(x)), labels)
         manual_step(self, [opt_enc, opt_dec], loss)  # reaches all three nets by itself
         if self.decoder_ema is not None:
             self.encoder_ema.update_parameters(self.encoder)
@@ -290,17 +313,25 @@ class VAEGAN(GenerativeModule):
                 torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas)]
 
     def pictures(self, batch: dict[str, Tensor]) -> dict[str, Image.Image]:
-        """Reconstructions of the batch and latent interpolations between pairs of its images."""
+        """Reconstructions of the batch and latent interpolations between pairs of its images
+        (a conditional row keeps its first image's class)."""
         if not self.hparams.pictures:
             return {}
-        x = batch["x"]
-        out = {"reconstructions": reconstructions(x, self.reconstruct)}
-        pairs = min(4, len(x) // 2)
+        x, labels = batch["x"], batch_labels(batch, self.hparams.num_classes)
+        out = {"reconstructions": reconstructions(x, lambda x: self.reconstruct(x, labels))}
+        pairs, steps = min(4, len(x) // 2), 8
         if pairs:
             a, b = x[: 2 * pairs: 2], x[1: 2 * pairs: 2]
+            ys = None if labels is None else labels[: 2 * pairs: 2].repeat_interleave(steps)
             out["interpolations"] = latent_interpolation(
-                self.decode_latent, self.encode(a)[0], self.encode(b)[0], ends=(a, b))
+                lambda z: self.decode_latent(z, ys), self.encode(a)[0], self.encode(b)[0], steps,
+                ends=(a, b))
         return out
+
+
+def _repeat(labels: Tensor | None, times: int) -> Tensor | None:
+    """The batch's labels for ``times`` stacked batches of fakes (``None``: unconditional)."""
+    return None if labels is None else labels.repeat(times)
 
 
 def _check_hparams(image_size: int, channels: int, latent_dim: int, width: int, gamma: float,
