@@ -154,29 +154,31 @@ def _cd_student(d: dict) -> Cells:
 CANONICAL: tuple[Canonical, ...] = (
     Canonical("GAN", "Stacked MNIST CPU preset: modes covered of 1,000, KL to uniform (26,000 "
               "samples)", "preset_gan_stacked_mnist_cpu.json", _preset),
-    Canonical("GAN", "MNIST CPU preset, no labels (200 pixel clusters), temperature 0.8: FID, "
-              "confident share, classes (10,000 samples)",
+    Canonical("GAN", "MNIST CPU preset, no labels (200 clusters), temperature 0.8: FID, "
+              "confident share, classes (10k samples)",
               "preset_gan_mnist_selfcond_cpu.json",
               _selfcond("DCGAN", "preset_gan_mnist_cpu.json")),
     Canonical("GAN", "MNIST class-conditional CPU preset, temperature 0.9: FID, confident share, "
               "classes "
-              "(10,000 samples)", "preset_gan_mnist_cond_cpu.json", _preset),
+              "(10k samples)", "preset_gan_mnist_cond_cpu.json", _preset),
     Canonical("VAE", "binarized MNIST test NLL, ELBO, CPU preset", "vae_nll_cpu_published_vae.json",
               _vae_published),
     Canonical("VAE", "binarized MNIST test NLL, IWAE k=50, CPU preset",
               "vae_nll_cpu_published_iwae.json", _vae_published),
     Canonical("autoregressive", "char Shakespeare val loss (nats/char)",
               "ar_shakespeare_cpu.json", _ar),
-    Canonical("diffusion", "MNIST CPU preset, no labels (200 pixel clusters), guidance 2: FID, "
-              "confident share, classes (10,000 samples)",
+    Canonical("diffusion", "MNIST CPU preset, no labels (200 clusters), guidance 2: FID, "
+              "confident share, classes (10k samples)",
               "preset_diffusion_mnist_selfcond_cpu.json",
               _selfcond("DDPM", "preset_diffusion_mnist_cpu.json")),
     Canonical("diffusion", "MNIST class-conditional CPU preset, guidance 1.3: FID, confident "
-              "share, classes (10,000 samples)", "preset_diffusion_mnist_cond_cpu.json", _preset),
+              "share, classes (10k samples)", "preset_diffusion_mnist_cond_cpu.json", _preset),
     Canonical("ADD", "ring-8 1-step student mode coverage", "add_points_1step_fresh.json",
               _add_student),
-    Canonical("VAE-GAN", "MNIST CPU preset: FID, confident share, classes (10,000 samples)",
-              "preset_vaegan_mnist_cpu.json", _preset),
+    Canonical("VAE-GAN", "MNIST CPU preset, no labels (200 clusters), temperature 0.8: "
+              "FID, confident share, classes (10k samples)",
+              "preset_vaegan_mnist_selfcond_cpu.json",
+              _selfcond("VAE-GAN", "preset_vaegan_mnist_cpu.json")),
     Canonical("CD", "ring-8 1-step consistency student", "distill_compare.json", _cd_student),
     Canonical("VQ-GAN", "MNIST VQ-VAE: codebook used on the test set, reconstructions recognised",
               "twostage_mnist_cpu.json", _vq),
@@ -222,10 +224,10 @@ PICTURES: tuple[Picture, ...] = (
             "IWAE (k=50) on binarized MNIST, the CPU preset `configs/vae/mnist_iwae_cpu.yaml`: "
             "mean images of 64 prior samples."),
     Picture("GAN", "preset_gan_mnist_selfcond_cpu_samples.png",
-            "GAN on MNIST without labels, `configs/gan/mnist_selfcond_cpu.yaml` (45 CPU-min): "
+            "GAN on MNIST without labels, `configs/gan/mnist_selfcond_cpu.yaml`: "
             "64 EMA samples, temperature 0.8."),
     Picture("GAN", "preset_gan_mnist_cond_cpu_samples.png",
-            "Class-conditional GAN on MNIST, `configs/gan/mnist_cond_cpu.yaml` (44 CPU-min): "
+            "Class-conditional GAN on MNIST, `configs/gan/mnist_cond_cpu.yaml`: "
             "64 EMA samples of random classes, temperature 0.9."),
     Picture("GAN", "preset_gan_stacked_mnist_cpu_samples.png",
             "GAN on Stacked MNIST (digits as R, G, B), `configs/gan/stacked_mnist_cpu.yaml` "
@@ -234,7 +236,7 @@ PICTURES: tuple[Picture, ...] = (
             "ADD and consistency distillation (CD) from one ring-8 teacher: sampling steps "
             "against high-quality share and samples/s; squares: the teacher's samplers."),
     Picture("CD", "distill_mnist_cpu_cd_1_step_samples.png",
-            "CD on MNIST (`configs/cd/mnist_cpu.yaml`, 11 CPU-min): 64 one-step samples; FID "
+            "CD on MNIST (`configs/cd/mnist_cpu.yaml`): 64 one-step samples; FID "
             "26.1 vs its teacher's DDIM-50 19.8 (1,000 samples)."),
     Picture("VQ-GAN", "twostage_mnist_cpu_reconstructions.png",
             "VQ-VAE on MNIST (`configs/vqgan/mnist_cpu.yaml`, 31 CPU-s): rows of "
@@ -244,7 +246,7 @@ PICTURES: tuple[Picture, ...] = (
             "on 10,000 samples."),
     Picture("two-stage", "twostage_cond_mnist_cpu_samples.png",
             "Class-conditional diffusion prior on the VQ-VAE's 7x7 latents "
-            "(`configs/twostage/mnist_cond_cpu.yaml`, 3.5 CPU-min): a row per digit, guidance 2."),
+            "(`configs/twostage/mnist_cond_cpu.yaml`): a row per digit, guidance 2."),
     Picture("two-stage", "latent_diffusion_mnist_cpu_samples.png",
             "Latent (top 4 rows, `configs/twostage/mnist_latent_cpu.yaml`) vs pixel diffusion "
             "at the same 3.7 CPU-min of training, DDIM-25: FID 65.9 vs 79.5 on 2,000, 10.8x "
@@ -252,12 +254,12 @@ PICTURES: tuple[Picture, ...] = (
     Picture("two-stage", "pixel_gpt_mnist_cpu_samples.png",
             "The same GPT on 784 binarized pixels for the code prior's 78 CPU-s of training: FID "
             "513.1 against 92.3 on 2,000; 87x slower to sample."),
-    Picture("VAE-GAN", "preset_vaegan_mnist_cpu_samples.png",
-            "VAE-GAN on MNIST, `configs/vaegan/mnist_cpu.yaml` (45 CPU-min): 64 "
-            "EMA samples."),
+    Picture("VAE-GAN", "preset_vaegan_mnist_selfcond_cpu_samples.png",
+            "VAE-GAN on MNIST without labels, `configs/vaegan/mnist_selfcond_cpu.yaml`: "
+            "64 EMA samples, temperature 0.8."),
     Picture("diffusion", "preset_diffusion_mnist_selfcond_cpu_samples.png",
-            "Diffusion on MNIST without labels, `configs/diffusion/mnist_selfcond_cpu.yaml` (45 "
-            "CPU-min): 64 DDIM-25 samples, guidance 2."),
+            "Diffusion on MNIST without labels, `configs/diffusion/mnist_selfcond_cpu.yaml`: "
+            "64 DDIM-25 samples, guidance 2."),
     Picture("diffusion", "preset_diffusion_mnist_cond_cpu_samples.png",
             "Class-conditional diffusion on MNIST, `configs/diffusion/mnist_cond_cpu.yaml` "
             "(40 CPU-min): 64 DDIM-25 samples, the digits in turn, guidance 1.3."),
@@ -330,7 +332,7 @@ def build_results(results: Path = RESULTS) -> str:
              "result file named in the appendix. CPU figures come from a 2-core CPU shared with "
              "other jobs; no GPU has run the GPU preset yet, so there are no GPU figures. "
              "Reduced-size and smoke runs: [REDUCED.md](REDUCED.md); every figure of the full "
-             "runs (samplers, speed options, data loading): [FIGURES.md](FIGURES.md). Built by "
+             "runs: [FIGURES.md](FIGURES.md). Built by "
              "`python -m benchmarks table`.", ""]
     rows = headline_rows(results)
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
