@@ -59,7 +59,8 @@ def sample_labels(num: int, labels: Tensor | None, num_classes: int | None,
             so a grid shows every class) or draw them uniformly at ``random``.
         prior: The share of each class (``GenerativeModule.label_prior``, set for a model
             conditioned on clusters of its data): when ``labels`` is ``None`` they are drawn
-            from it, whatever ``default`` says, so that samples follow the data's marginal.
+            from it (``draw_from_prior``), whatever ``default`` says, so that samples follow
+            the data's marginal.
     """
     if num_classes is None:
         if labels is not None:
@@ -68,7 +69,7 @@ def sample_labels(num: int, labels: Tensor | None, num_classes: int | None,
         return None
     if labels is None:
         if prior is not None:
-            return torch.multinomial(prior.to(device, torch.float), num, replacement=True)
+            return draw_from_prior(prior, num).to(device)
         if default == "random":
             return torch.randint(num_classes, (num,), device=device)
         return torch.arange(num, device=device) % num_classes
@@ -77,6 +78,24 @@ def sample_labels(num: int, labels: Tensor | None, num_classes: int | None,
         shown = f"{labels.tolist()[:8]}{'...' if len(labels) > 8 else ''}"
         raise GenlabError(f"labels must be {num} class ids in [0, {num_classes}), got {shown}")
     return labels
+
+
+def draw_from_prior(prior: Tensor, num: int) -> Tensor:
+    """``num`` labels, each distributed as ``prior``, every label's count within 1 of its share.
+
+    Systematic sampling: ``num`` evenly spaced points behind one uniform offset, read through
+    the prior's cumulative shares, then shuffled. Each label is still a draw from ``prior``, but
+    the counts lose the multinomial's noise (0.3 point on a 10% class at 10,000 samples), which
+    a class histogram of the samples would otherwise read as the model's own imbalance.
+
+    Args:
+        prior: Unnormalized shares of the labels ``(C,)``.
+        num: Number of labels.
+    """
+    cdf = prior.detach().double().cpu().cumsum(0)
+    points = (torch.arange(num, dtype=torch.float64) + torch.rand(())) / num * cdf[-1]
+    labels = torch.searchsorted(cdf, points, right=True).clamp_max(len(cdf) - 1)
+    return labels[torch.randperm(num)]
 
 
 def lr_horizon(trainer: L.Trainer, steps_per_batch: int | Fraction = 1,

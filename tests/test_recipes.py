@@ -13,7 +13,18 @@ from torch import nn
 from genlab.errors import GenlabError
 from genlab.nn import RebuildOnPickle, spectral_norm
 from genlab.pictures import latent_interpolation, lerp, slerp, strip
-from genlab.recipes import batch_labels, lr_horizon, sample_labels, warmup_cosine
+from genlab.recipes import batch_labels, draw_from_prior, lr_horizon, sample_labels, warmup_cosine
+
+
+def test_draw_from_prior_counts_follow_shares_and_each_label_is_a_draw():
+    prior = torch.tensor([0.5, 0.0, 0.3, 0.2])
+    torch.manual_seed(0)
+    for num in (7, 100, 1001):
+        counts = torch.bincount(draw_from_prior(prior, num), minlength=4).double()
+        assert (counts - num * prior / prior.sum()).abs().max() < 1
+    # one label at a time is a plain draw from the prior, and order carries no pattern
+    first = torch.stack([draw_from_prior(prior * 3, 5)[0] for _ in range(4000)])
+    assert torch.allclose(torch.bincount(first, minlength=4) / 4000., prior, atol=0.03)
 
 
 def test_sample_labels_default_check_and_refuse():
