@@ -17,6 +17,7 @@ from genlab.data.tiny import write_parquet
 from genlab.errors import GenlabError
 from genlab.losses.adversarial import g_nonsaturating
 from genlab.losses.likelihoods import kl_std_normal
+from genlab.recipes import draw_from_prior
 
 TINY = {"image_size": 28, "channels": 1, "latent_dim": 4, "width": 4}
 
@@ -215,7 +216,7 @@ def test_a_conditional_model_samples_the_labels_asked_or_its_prior():
     assert not torch.equal(model.sample(4, labels=torch.zeros(4, dtype=torch.long)), asked)
     model.label_prior = torch.tensor([0.0, 0.0, 1.0])  # every drawn label is 2
     torch.manual_seed(0)
-    torch.multinomial(model.label_prior, 4, replacement=True)  # the draw sample() makes first
+    draw_from_prior(model.label_prior, 4)  # the draw sample() makes first
     z_state = torch.get_rng_state()
     torch.manual_seed(0)
     drawn = model.sample(4)
