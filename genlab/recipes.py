@@ -28,6 +28,12 @@ DefaultLabels = Literal["cycle", "random"]
 LRSchedule = Literal["constant", "cosine"]
 
 
+def num_classes_problem(num_classes: int | None) -> tuple[bool, str]:
+    """The ``(bad, message)`` pair, for ``genlab.errors.raise_first``, on ``model.num_classes``."""
+    return (num_classes is not None and num_classes < 1,
+            f"model.num_classes must be >= 1 (or null for unconditional), got {num_classes}")
+
+
 def batch_labels(batch: dict[str, Tensor], num_classes: int | None,
                  owner: str = "the model (model.num_classes is set)") -> Tensor | None:
     """The batch's class labels ``(B,)`` for a conditional model, ``None`` for an unconditional one.

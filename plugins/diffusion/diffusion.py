@@ -33,7 +33,14 @@ from genlab.nn.point_denoiser import PointDenoiser
 from genlab.nn.unet import UNet
 from genlab.noise import batch_rand, batch_randint, batch_randn
 from genlab.pictures import strip
-from genlab.recipes import LRSchedule, batch_labels, lr_horizon, sample_labels, warmup_cosine
+from genlab.recipes import (
+    LRSchedule,
+    batch_labels,
+    lr_horizon,
+    num_classes_problem,
+    sample_labels,
+    warmup_cosine,
+)
 from genlab.sharding import shard
 
 SamplerName = Literal["ddpm", "ddim", "heun"]
@@ -147,8 +154,7 @@ class Diffusion(GenerativeModule):
         raise_first([
             (len(data_shape) not in (1, 3), f"model.data_shape must be [D] (points) or "
                                             f"[C, H, W] (images), got {list(data_shape)}"),
-            (num_classes is not None and num_classes <= 0,
-             f"model.num_classes must be positive or null, got {num_classes}"),
+            num_classes_problem(num_classes),
             ((text_condition or source_size is not None) and len(data_shape) != 3,
              "model.text_condition and model.source_size need images (data_shape [C, H, W])"),
             (source_size is not None and source_size <= 0,

@@ -43,7 +43,13 @@ from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.module import ConformanceCase
 from genlab.noise import NoiseStream, batch_rand, batch_randn
 from genlab.pictures import latent_interpolation
-from genlab.recipes import LRSchedule, clip_gradients, lr_horizon, sample_labels
+from genlab.recipes import (
+    LRSchedule,
+    clip_gradients,
+    lr_horizon,
+    num_classes_problem,
+    sample_labels,
+)
 from genlab.sharding import refuse_double_backward, shard
 
 Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
@@ -298,8 +304,7 @@ def _check_hparams(loss: str, n_critic: int, gp_lambda: float, r1_gamma: float,
          f"model.grad_clip must be > 0 (or null for none), got {grad_clip}"),
         (ema_decay is not None and not 0 < ema_decay < 1,
          f"model.ema_decay must be in (0, 1) (or null for no EMA), got {ema_decay}"),
-        (num_classes is not None and num_classes < 1,
-         f"model.num_classes must be >= 1 (or null for unconditional), got {num_classes}"),
+        num_classes_problem(num_classes),
         (len(hidden) == 0, "model.hidden needs at least one width, e.g. [256, 256]"),
         (pack < 1, f"model.pack must be >= 1, got {pack}"),
         (pack > 1 and num_classes is not None,

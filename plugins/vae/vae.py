@@ -36,7 +36,14 @@ from genlab.module import ConformanceCase
 from genlab.nn.mlp import Activation
 from genlab.noise import batch_randn
 from genlab.pictures import labelled_scatter, latent_interpolation, reconstructions
-from genlab.recipes import LRSchedule, batch_labels, lr_horizon, sample_labels, warmup_cosine
+from genlab.recipes import (
+    LRSchedule,
+    batch_labels,
+    lr_horizon,
+    num_classes_problem,
+    sample_labels,
+    warmup_cosine,
+)
 
 Likelihood = Literal["bernoulli", "gaussian", "discretized_logistic", "discretized_gaussian"]
 Network = Literal["mlp", "conv"]
@@ -399,13 +406,13 @@ def _check_hparams(data_shape: Sequence[int], latent_dim: int, fixed_std: float 
     """Raise ``GenlabError`` naming the first bad hyperparameter."""
     positive = {"latent_dim": latent_dim, "train_samples": train_samples,
                 "val_samples": val_samples, "eval_samples": eval_samples,
-                "eval_chunk": eval_chunk, "conv_width": conv_width,
-                "num_classes": 1 if num_classes is None else num_classes}
+                "eval_chunk": eval_chunk, "conv_width": conv_width}
     raise_first([
         (len(data_shape) != 3 or min(data_shape) <= 0,
          f"model.data_shape must be [C, H, W], got {list(data_shape)}"),
         *((value < 1, f"model.{name} must be >= 1, got {value}")
           for name, value in positive.items()),
+        num_classes_problem(num_classes),
         (fixed_std is not None and fixed_std <= 0,
          f"model.fixed_std must be > 0 (or null to learn it), got {fixed_std}"),
         *((value < 0, f"model.{name} must be >= 0, got {value}") for name, value in

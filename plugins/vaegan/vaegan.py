@@ -54,7 +54,7 @@ from genlab.module import ConformanceCase
 from genlab.nn.conv import Norm, conv_layout
 from genlab.noise import NoiseStream, batch_randn
 from genlab.pictures import latent_interpolation, reconstructions
-from genlab.recipes import batch_labels, clip_gradients, sample_labels
+from genlab.recipes import batch_labels, clip_gradients, num_classes_problem, sample_labels
 from genlab.sharding import refuse_double_backward, shard
 
 Loss = Literal["nonsaturating", "hinge"]
@@ -133,9 +133,7 @@ class VAEGAN(GenerativeModule):
                        ema_decay)
         raise_first([(r1_gamma < 0, f"model.r1_gamma must be >= 0, got {r1_gamma}"),
                      (r1_interval < 1, f"model.r1_interval must be >= 1, got {r1_interval}"),
-                     (num_classes is not None and num_classes < 1,
-                      f"model.num_classes must be >= 1 (or null for unconditional), got "
-                      f"{num_classes}")])
+                     num_classes_problem(num_classes)])
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.data_shape = (channels, image_size, image_size)
