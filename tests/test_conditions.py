@@ -10,7 +10,7 @@ from genlab.data.images import ImageDataModule
 from genlab.data.tiny import write_parquet
 from genlab.diffusion import classifier_free_guidance
 from genlab.errors import GenlabError
-from genlab.nn import ImageEncoder, TextEncoder, UNet
+from genlab.nn import ImageEncoder, LabelConcat, TextEncoder, UNet
 from genlab.testing import check_plugin
 
 TINY_COND = {"data_shape": [1, 8, 8], "channels": 8, "channel_mults": [1, 2],
@@ -147,3 +147,11 @@ def test_conditional_diffusion_conforms_and_samples_from_the_command_line(tiny_s
     sample_main(["--ckpt", str(ckpt), "--num", "3", "--prompt", "a seven", "--source",
                  str(tmp_path / "digit.png"), "--labels", "1", "--out", str(tmp_path / "s.png")])
     assert (tmp_path / "s.png").is_file()
+
+
+def test_label_concat_puts_the_label_embedding_after_the_latent():
+    concat = LabelConcat(3, 2)
+    z, labels = torch.randn(4, 5), torch.tensor([0, 2, 2, 1])
+    out = concat(z, labels)
+    assert out.shape == (4, 7) and torch.equal(out[:, :5], z)
+    assert torch.equal(out[:, 5:], concat.weight[labels]) and torch.equal(out[1, 5:], out[2, 5:])

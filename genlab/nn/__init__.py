@@ -1,6 +1,12 @@
 """Plain PyTorch networks shared by plugins; nothing here imports Lightning."""
 
-from genlab.nn.conditions import ClassProjection, ImageEncoder, LabelEmbedding, TextEncoder
+from genlab.nn.conditions import (
+    ClassProjection,
+    ImageEncoder,
+    LabelConcat,
+    LabelEmbedding,
+    TextEncoder,
+)
 from genlab.nn.conv import (
     ConvDecoder,
     ConvEncoder,
@@ -18,8 +24,9 @@ from genlab.nn.unet import TimeEmbedding, UNet, sinusoidal_embedding
 
 __all__ = [
     "MLP", "ClassProjection", "ConvDecoder", "ConvEncoder", "GridDecoder", "GridEncoder",
-    "ImageEncoder", "KVCache", "LabelEmbedding", "PairDiscriminator", "PatchDiscriminator",
-    "PointDenoiser", "Quantized", "RebuildOnPickle", "TextEncoder", "TimeEmbedding", "Transformer",
-    "UNet", "UNetGenerator", "VectorQuantizer", "activation", "code_statistics", "filter_logits",
-    "generate", "next_token", "sinusoidal_embedding", "spectral_norm",
+    "ImageEncoder", "KVCache", "LabelConcat", "LabelEmbedding", "PairDiscriminator",
+    "PatchDiscriminator", "PointDenoiser", "Quantized", "RebuildOnPickle", "TextEncoder",
+    "TimeEmbedding", "Transformer", "UNet", "UNetGenerator", "VectorQuantizer", "activation",
+    "code_statistics", "filter_logits", "generate", "next_token", "sinusoidal_embedding",
+    "spectral_norm",
 ]

@@ -34,6 +34,22 @@ class LabelEmbedding(nn.Embedding):
         return super().forward(labels.long())
 
 
+class LabelConcat(nn.Embedding):
+    """A conditional generator's input: ``z (B, Z)`` and labels ``(B,)`` -> ``(B, Z + dim)``.
+
+    The label's embedding is concatenated to the latent (Mirza and Osindero 2014), so the
+    network that follows reads both as one input of ``Z + dim`` values.
+
+    Args:
+        num_classes: Number of classes.
+        dim: Width of the label's embedding.
+    """
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:  # (B, Z), (B,) -> (B, Z + dim)
+        """``z`` with the embedding of ``labels`` after it."""
+        return torch.cat([z, super().forward(labels.long())], dim=1)
+
+
 class ClassProjection(nn.Embedding):
     """The class term of a projection discriminator (Miyato and Koyama 2018, eq. 3).
 

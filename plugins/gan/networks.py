@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
-from genlab.nn.conditions import ClassProjection
+from genlab.nn.conditions import ClassProjection, LabelConcat
 from genlab.nn.conv import ConvDecoder, ConvEncoder
 from genlab.nn.mlp import MLP, activation
 from genlab.nn.spectral import RebuildOnPickle
@@ -36,7 +35,7 @@ class Generator(nn.Module):
                  width: int, num_classes: int | None) -> None:
         super().__init__()
         embed_dim = latent_dim if num_classes else 0
-        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        self.embed = LabelConcat(num_classes, embed_dim) if num_classes else None
         if len(data_shape) == 1:
             self.net: nn.Module = MLP(latent_dim + embed_dim, data_shape[0], hidden, act="relu")
         else:
@@ -46,7 +45,7 @@ class Generator(nn.Module):
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Map latents ``(B, latent_dim)`` (and labels ``(B,)``) to samples."""
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, 2 * latent_dim)
+            z = self.embed(z, labels)  # (B, 2 * latent_dim)
         return self.net(z)
 
 

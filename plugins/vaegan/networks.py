@@ -9,10 +9,9 @@ a label embedding beside ``z`` and gives the discriminator a projection term (Mi
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from genlab.nn.conditions import ClassProjection
+from genlab.nn.conditions import ClassProjection, LabelConcat
 from genlab.nn.conv import ConvDecoder, ConvEncoder, Norm
 
 
@@ -27,11 +26,11 @@ class Decoder(ConvDecoder):
         embed_dim = latent_dim if num_classes else 0
         super().__init__(latent_dim + embed_dim, channels, image_size, width, norm=norm,
                          out_act="tanh")
-        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        self.embed = LabelConcat(num_classes, embed_dim) if num_classes else None
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)
+            z = self.embed(z, labels)
         return super().forward(z)
 
 
