@@ -7,7 +7,7 @@ Each row is a shipped config (``configs/vae/mnist_mlp_cpu.yaml``: the ELBO VAE;
 ``configs/vae/mnist_iwae_cpu.yaml``: IWAE, k = 50), trained with ``genlab fit`` and scored with
 ``genlab evaluate --sample_metrics false``: the test NLL with the configs' ``eval_samples`` =
 5,000 importance samples (``VAE.log_likelihood``) on all 10,000 (dynamically binarized) test
-images. Each command runs in its own process with one thread; the script records its wall time
+images. Each command runs in its own process with one thread (``--threads``); the script records its wall time
 and its CPU time (the process and its data workers), since other jobs share this machine. A grid
 of 64 samples of each model (``genlab sample``) goes beside its JSON,
 benchmarks/results/vae_nll_cpu_published_<row>.json (one file per row: rows can run at once).
@@ -44,7 +44,6 @@ ROWS: dict[str, dict] = {
              "anchors": {"Burda et al. 2016": 84.78, "pythae": 86.82}, "target": 86.8},
 }
 BUDGET_MINUTES = 45  # of training, per preset
-THREADS = 1  # of every timed command, so the record names them, not this process's
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,12 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--root", default=str(ROOT / "runs" / "vae_nll_published"),
                         help="run directories")
     parser.add_argument("--results", default=str(RESULTS), help="folder of the JSON files")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of every timed command (2: the whole 2-core laptop)")
     return parser.parse_args(argv)
 
 
-def timed(cmd: list[str]) -> dict[str, float]:
-    """Run ``cmd`` (one thread, W&B offline); its wall and CPU seconds. Fails loudly."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "WANDB_MODE": "offline"}
+def timed(cmd: list[str], threads: int = 1) -> dict[str, float]:
+    """Run ``cmd`` (on ``threads`` threads, W&B offline); its wall and CPU seconds. Fails loudly."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "offline"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     print("$", " ".join(cmd), flush=True)
@@ -78,16 +79,17 @@ def run_row(name: str, args: argparse.Namespace, out: Path) -> dict:
     row = ROWS[name]
     run_name = Path(row["config"]).stem
     fit = timed(genlab("fit", "--config", row["config"], "--data.source", args.source,
-                       "--run.root", args.root))
+                       "--run.root", args.root), args.threads)
     runs = sorted(Path(args.root, run_name).glob("version_*"), key=os.path.getmtime)
     ckpt = runs[-1] / "checkpoints" / "last.ckpt"
     report = runs[-1] / "evaluate.json"
     # 10 test images a batch: 5,000 draws of 10 images fit the CPU's caches better than of 100.
     evaluate = timed(genlab("evaluate", "--ckpt", str(ckpt), "--sample_metrics", "false",
-                            "--data.init_args.batch_size", "10", "--out", str(report)))
+                            "--data.init_args.batch_size", "10", "--out", str(report)),
+                     args.threads)
     metrics = json.loads(report.read_text())["metrics"]
     grid = picture_path(out, "samples")
-    timed(genlab("sample", "--ckpt", str(ckpt), "--num", "64", "--out", str(grid)))
+    timed(genlab("sample", "--ckpt", str(ckpt), "--num", "64", "--out", str(grid)), args.threads)
     nll = float(metrics["nll"])
     return {"model": row["model"], "config": row["config"], "test_nll": round(nll, 3),
             "bits_per_dim": round(float(metrics["bits_per_dim"]), 5),
@@ -127,14 +129,16 @@ def run(name: str, args: argparse.Namespace) -> dict:
                      "train_images": 60_000, "validation": "none (the last checkpoint)",
                      "network": f"MLP 784-200-200-50, {activation(name)}, Bernoulli likelihood",
                      "budget": f"{BUDGET_MINUTES} minutes of training per preset (wall, or CPU "
-                               "time of the 1-thread process when the shared machine's load "
+                               "time of a 1-thread process when the shared machine's load "
                                "stretches the wall time)",
                      "scoring": "genlab evaluate --sample_metrics false"},
-        "command": command("benchmarks.vae_nll_published", ["--rows", name]),
+        "command": command("benchmarks.vae_nll_published",
+                           ["--rows", name, *(["--threads", str(args.threads)]
+                                              if args.threads != 1 else [])]),
         **stamp("cpu"),
         "load_average_1_5_15_min": load_span(load_before),
     }
-    result["hardware"]["threads"] = THREADS
+    result["hardware"]["threads"] = args.threads
     write_result(result, out)
     return result
 
