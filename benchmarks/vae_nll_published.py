@@ -7,9 +7,9 @@ Each row is a shipped config (``configs/vae/mnist_mlp_cpu.yaml``: the ELBO VAE;
 ``configs/vae/mnist_iwae_cpu.yaml``: IWAE, k = 50), trained with ``genlab fit`` and scored with
 ``genlab evaluate --sample_metrics false``: the test NLL with the configs' ``eval_samples`` =
 5,000 importance samples (``VAE.log_likelihood``) on all 10,000 (dynamically binarized) test
-images. Each command runs in its own process with one thread (``--threads``); the script records its wall time
-and its CPU time (the process and its data workers), since other jobs share this machine. A grid
-of 64 samples of each model (``genlab sample``) goes beside its JSON,
+images. Each command runs in its own process with one thread (``--threads``); the script
+records its wall time and its CPU time (the process and its data workers), since other jobs
+share this machine. A grid of 64 samples of each model (``genlab sample``) goes beside its JSON,
 benchmarks/results/vae_nll_cpu_published_<row>.json (one file per row: rows can run at once).
 """
 
