@@ -18,7 +18,8 @@ once and kept while the teacher and ``--fid-num`` stay the same):
     python -m benchmarks.add_mnist --cpu --methods add --teacher T.ckpt --extractor ... --merge
 
 Results go to benchmarks/results/distill_mnist_cpu.json. GPU preset (one H100; the teacher of
-configs/diffusion/mnist.yaml, the students of configs/{add,cd}/mnist.yaml):
+configs/diffusion/mnist.yaml, both students of configs/{add,cd}/mnist.yaml from it, written to
+distill_mnist.json):
 
     python -m benchmarks.add_mnist --source ../shared/data/mnist --extractor classifiers/mnist.pt
 
@@ -30,7 +31,8 @@ Trains the teacher with ``genlab fit`` unless ``--teacher`` names a checkpoint, 
 student with ``genlab fit --config <student config> --model.teacher_ckpt <teacher>``, and scores
 with ``genlab evaluate``. Targets: the better method's 1-step FID <= 1.5x the teacher's DDIM-50,
 4-step <= 1.1x, 1 step >= 25x faster. A single method without ``--cpu`` writes
-{method}_mnist[_cpu_small].json; a 1-step sample grid goes beside the result.
+{method}_mnist[_cpu_small].json, both distill_mnist[_cpu_small].json; a 1-step sample grid of
+each student goes beside the result.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--source", default=str(DATA / "mnist"))
     parser.add_argument("--methods", "--method", dest="methods", default=None,
                         help="students from the one teacher, in order: add, cd or add,cd "
-                             "(default: add; --cpu: cd,add)")
+                             "(default: cd,add; --cpu-small: add)")
     parser.add_argument("--teacher", default=None, help="skip the teacher's training")
     parser.add_argument("--student", default=None, help="one method: skip its training")
     preset = parser.add_mutually_exclusive_group()
@@ -102,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep what --out holds for methods this run does not train")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    args.methods = (args.methods or ("cd,add" if args.cpu else "add")).split(",")
+    args.methods = (args.methods or ("add" if args.cpu_small else "cd,add")).split(",")
     if args.student and len(args.methods) != 1:
         parser.error("--student names one method's checkpoint: give one --methods")
     if args.cpu:
@@ -120,9 +122,9 @@ def preset_of(args: argparse.Namespace) -> str:
 def output_path(args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
-    name = ("distill_mnist_cpu" if args.cpu else
-            f"{args.methods[0]}_mnist{'_cpu_small' if args.cpu_small else ''}")
-    return RESULTS / f"{name}.json"
+    name = "distill_mnist" if args.cpu or len(args.methods) > 1 else f"{args.methods[0]}_mnist"
+    suffix = "_cpu" if args.cpu else "_cpu_small" if args.cpu_small else ""
+    return RESULTS / f"{name}{suffix}.json"
 
 
 def fit(config: Path, args: argparse.Namespace, root: Path,
@@ -295,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(report)
     write_result(report, out)
     for method, student in students.items():
-        tag = f"{method}_1_step_samples" if args.cpu else "student_1_step_samples"
+        tag = (f"{method}_1_step_samples" if args.cpu or len(args.methods) > 1
+               else "student_1_step_samples")
         save_checkpoint_grid(student, out, tag, device, steps=1)
 
 

@@ -105,7 +105,8 @@ FAMILIES: tuple[Family, ...] = (
                 "--root", "runs/benchmarks/cpu/add_mnist_runs"),
            gpu=("--extractor", CLASSIFIER, "--root", "runs/benchmarks/gpu/add_mnist_runs"),
            smoke=("--cpu-small", "--batch-size", "2", "--threads", "1",
-                  "--root", "runs/benchmarks/gpu-smoke/add_mnist_runs")),
+                  "--root", "runs/benchmarks/gpu-smoke/add_mnist_runs"),
+           timeout_s=3600),  # a teacher and two students (ADD and CD) at GPU size
     Family("vaegan", "vaegan_mnist",
            cpu=("--preset", "cpu", "--batches", "100", "--num", "500"),
            gpu=("--preset", "gpu"),

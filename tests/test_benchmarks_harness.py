@@ -169,12 +169,20 @@ def test_quick_figures_from_json():
 
 
 def test_distill_mnist_verdict_takes_the_better_method_and_reads_into_rows(tmp_path):
+    from benchmarks.add_mnist import output_path, previous_report, verdict
     from benchmarks.add_mnist import parse_args as distill_args
-    from benchmarks.add_mnist import previous_report, verdict
 
     args = distill_args(["--cpu"])
     assert (args.methods, args.threads, args.fid_num, args.batch_size) == (["cd", "add"], 1,
                                                                            2000, 64)
+    # the GPU preset compares both students of one teacher too; one method names its file
+    names = {tuple(argv): output_path(distill_args(argv)).name for argv in
+             ([], ["--cpu"], ["--cpu-small"], ["--methods", "cd"], ["--cpu-small", "--methods",
+                                                                    "cd,add"])}
+    assert names == {(): "distill_mnist.json", ("--cpu",): "distill_mnist_cpu.json",
+                     ("--cpu-small",): "add_mnist_cpu_small.json",
+                     ("--methods", "cd"): "cd_mnist.json",
+                     ("--cpu-small", "--methods", "cd,add"): "distill_mnist_cpu_small.json"}
     report = {"fid_num": 1000, "training": {
         "cd": {"train_steps": 10, "train_cpu_seconds": 5.0, "train_wall_seconds": 9.0},
         "add": {"train_steps": 20, "train_cpu_seconds": 6.0, "train_wall_seconds": 8.0}},
