@@ -105,6 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     args.methods = (args.methods or ("add" if args.cpu_small else "cd,add")).split(",")
+    unknown = [m for m in args.methods if ("gpu", m) not in STUDENT_CONFIGS]
+    if unknown:
+        parser.error(f"--methods takes add and/or cd, comma-separated, got {unknown}")
     if args.student and len(args.methods) != 1:
         parser.error("--student names one method's checkpoint: give one --methods")
     if args.cpu:

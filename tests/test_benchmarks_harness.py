@@ -183,6 +183,8 @@ def test_distill_mnist_verdict_takes_the_better_method_and_reads_into_rows(tmp_p
                      ("--cpu-small",): "add_mnist_cpu_small.json",
                      ("--methods", "cd"): "cd_mnist.json",
                      ("--cpu-small", "--methods", "cd,add"): "distill_mnist_cpu_small.json"}
+    with pytest.raises(SystemExit):  # an unknown method is refused before any training
+        distill_args(["--methods", "cd,bogus"])
     report = {"fid_num": 1000, "training": {
         "cd": {"train_steps": 10, "train_cpu_seconds": 5.0, "train_wall_seconds": 9.0},
         "add": {"train_steps": 20, "train_cpu_seconds": 6.0, "train_wall_seconds": 8.0}},
